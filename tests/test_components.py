@@ -1,0 +1,147 @@
+"""The building blocks against hand-computed values: penalty, clipping, spectral norm, losses, data."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from wgan.dataset.toy import ToyDataset
+from wgan.lipschitz import GradientPenalty, NoConstraint, SpectralNorm, WeightClipping, interpolates
+from wgan.loss import HingeLoss, LeastSquaresLoss, StandardGANLoss, WassersteinLoss
+
+
+def linear_critic(weights: list[float]) -> nn.Module:
+    critic = nn.Sequential(nn.Linear(len(weights), 1), nn.Flatten(0))
+    with torch.no_grad():
+        critic[0].weight.copy_(torch.tensor([weights]))
+        critic[0].bias.fill_(0.3)
+    return critic
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    # D(x) = w.x + b has input gradient w everywhere: penalty = lambda * (||w|| - 1)^2 = 10 * (5 - 1)^2.
+    critic = linear_critic([3.0, 4.0])
+    real, fake = torch.randn(64, 2), torch.randn(64, 2)
+    penalty, norms = GradientPenalty(lam=10.0).penalty(critic, real, fake)
+    assert torch.allclose(norms, torch.full((64,), 5.0))
+    assert penalty.item() == pytest.approx(160.0)
+    # create_graph: the penalty is differentiable in w, d/dw = lambda * 2 (||w|| - 1) w / ||w||.
+    penalty.backward()
+    assert torch.allclose(critic[0].weight.grad, torch.tensor([[48.0, 64.0]]))
+
+
+def test_one_sided_penalty_ignores_small_gradients():
+    critic = linear_critic([0.36, 0.48])  # ||w|| = 0.6
+    real, fake = torch.randn(8, 2), torch.randn(8, 2)
+    two_sided, _ = GradientPenalty(lam=10.0).penalty(critic, real, fake)
+    one_sided, _ = GradientPenalty(lam=10.0, one_sided=True).penalty(critic, real, fake)
+    assert two_sided.item() == pytest.approx(10 * 0.4**2)
+    assert one_sided.item() == 0.0
+
+
+def test_interpolates_lie_on_the_segments():
+    real, fake = torch.zeros(1000, 3), torch.ones(1000, 3)
+    x = interpolates(real, fake)
+    # Each sample is (1 - eps) * (1, 1, 1): one eps per sample, uniform on [0, 1].
+    assert torch.allclose(x, x[:, :1].expand(-1, 3))
+    assert 0 <= x.min() and x.max() <= 1 and abs(x.mean().item() - 0.5) < 0.05
+
+
+def test_clipping_bounds_every_weight_and_counts_the_clipped():
+    critic = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 1))
+    with torch.no_grad():
+        for p in critic.parameters():
+            p.copy_(torch.linspace(-1, 1, p.numel()).reshape(p.shape))
+    clip = WeightClipping(bound=0.5)
+    clip.after_critic_step(critic)
+    weights = torch.cat([p.flatten() for p in critic.parameters()])
+    assert weights.abs().max().item() == 0.5
+    expected = float((torch.cat([torch.linspace(-1, 1, p.numel()) for p in critic.parameters()]).abs() >= 0.5).float().mean())
+    assert clip.stats(critic)["clip_fraction"] == pytest.approx(expected)
+
+
+def test_spectral_norm_gives_unit_top_singular_values():
+    torch.manual_seed(0)
+    critic = nn.Sequential(nn.Linear(2, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 1))
+    with torch.no_grad():
+        for layer in critic[::2]:
+            layer.weight.mul_(7.0)
+    critic = SpectralNorm(n_power_iterations=1).wrap_critic(critic)
+    for _ in range(30):  # each training-mode forward runs one power iteration
+        critic(torch.randn(16, 2))
+    for layer in critic[::2]:
+        top = torch.linalg.matrix_norm(layer.weight.detach(), ord=2).item()
+        assert top == pytest.approx(1.0, abs=0.02)
+
+
+def test_no_constraint_changes_nothing():
+    critic = linear_critic([3.0, 4.0])
+    method = NoConstraint()
+    assert method.wrap_critic(critic) is critic
+    assert method.penalty(critic, torch.zeros(2, 2), torch.ones(2, 2)) == (None, None)
+
+
+D_REAL, D_FAKE = torch.tensor([1.0, 2.0]), torch.tensor([0.0, -1.0])
+
+
+def neg_log_sigmoid(x: float) -> float:
+    return -math.log(1 / (1 + math.exp(-x)))
+
+
+@pytest.mark.parametrize(
+    "loss,critic_value,generator_value",
+    [
+        (WassersteinLoss(), -0.5 - 1.5, 0.5),
+        (
+            StandardGANLoss(),
+            (neg_log_sigmoid(1) + neg_log_sigmoid(2)) / 2 + (neg_log_sigmoid(-0.0) + neg_log_sigmoid(1)) / 2,
+            (neg_log_sigmoid(0) + neg_log_sigmoid(-1)) / 2,
+        ),
+        (LeastSquaresLoss(), 0.5 * ((0 + 1) / 2 + (0 + 1) / 2), 0.5 * (1 + 4) / 2),
+        (HingeLoss(), (0 + 0) / 2 + (1 + 0) / 2, 0.5),
+    ],
+    ids=["wgan", "gan", "lsgan", "hinge"],
+)
+def test_losses_on_known_inputs(loss, critic_value, generator_value):
+    assert loss.critic(D_REAL, D_FAKE).item() == pytest.approx(critic_value)
+    assert loss.generator(D_FAKE).item() == pytest.approx(generator_value)
+
+
+def test_eight_gaussians_as_in_gan_toy():
+    torch.manual_seed(0)
+    data = ToyDataset("toy_8gaussians", "eight_gaussians", noise=0.02, scale=1.414)
+    radii = data.centres.norm(dim=1)
+    assert len(data.centres) == 8 and torch.allclose(radii, torch.full((8,), 2 / 1.414))
+    points = data.sample(20000)
+    offsets = points - data.centres[torch.cdist(points, data.centres).argmin(dim=1)]
+    assert offsets.std().item() == pytest.approx(0.02 / 1.414, rel=0.03)
+
+
+def test_twentyfive_gaussians_pool():
+    torch.manual_seed(0)
+    data = ToyDataset("toy_25gaussians", "twentyfive_gaussians", noise=0.05, scale=2.828, pool_size=100_000)
+    assert data.pool.shape == (100_000, 2)
+    assert sorted(set(data.centres[:, 0].tolist())) == pytest.approx([v / 2.828 for v in (-4, -2, 0, 2, 4)])
+    batch = data.sample(512)
+    assert torch.isin(batch[:, 0], data.pool[:, 0]).all()
+
+
+def test_swiss_roll_radius_tracks_its_angle():
+    torch.manual_seed(0)
+    points = ToyDataset("toy_swissroll", "swiss_roll", noise=0.0, scale=7.5).sample(5000)
+    # Without noise, (x, z) = t (cos t, sin t) / 7.5 with t in [1.5 pi, 4.5 pi].
+    radius = points.norm(dim=1) * 7.5
+    assert radius.min() >= 1.5 * math.pi - 1e-4 and radius.max() <= 4.5 * math.pi + 1e-4
+    on_the_spiral = radius[:, None] * torch.stack([torch.cos(radius), torch.sin(radius)], dim=1)
+    assert torch.allclose(points * 7.5, on_the_spiral, atol=1e-4)
+
+
+def test_sampling_with_a_generator_is_reproducible_and_leaves_the_global_stream():
+    data = ToyDataset("toy_8gaussians", "eight_gaussians", noise=0.02, scale=1.414)
+    torch.manual_seed(1)
+    before = torch.get_rng_state()
+    a = data.sample(100, generator=torch.Generator().manual_seed(5))
+    b = data.sample(100, generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), before)

@@ -1,0 +1,152 @@
+"""Every option of every config group composes, validates and builds; bad values name their key."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from hydra.errors import ConfigCompositionException
+from hydra.utils import instantiate
+
+from conftest import CONF_DIR, compose_config
+from wgan.config import method_name, validate
+from wgan.metrics import REGISTRY
+from wgan.optimizer import build_optimizers
+from wgan.schema import ConfigError
+
+GROUPS = ["dataset", "arch", "lipschitz", "loss", "optimizer", "method", "metrics", "logger"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize(
+    "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
+)
+def test_every_option_composes_and_builds(group, option):
+    cfg = compose_config([f"{group}={option}"])
+    validate(cfg)
+    dataset = instantiate(cfg.dataset)
+    real = dataset.sample(16)
+    assert real.shape == (16, *dataset.shape) and torch.isfinite(real).all()
+    arch = instantiate(cfg.arch)
+    lipschitz = instantiate(cfg.lipschitz)
+    generator = arch.generator(dataset.shape)
+    critic = lipschitz.wrap_critic(arch.critic(dataset.shape))
+    fake = generator(generator.sample_noise(16, "cpu"))
+    assert fake.shape == real.shape
+    assert critic(fake).shape == (16,)
+    loss = instantiate(cfg.loss)
+    assert torch.isfinite(loss.critic(critic(real), critic(fake)))
+    opt_g, opt_d = build_optimizers(cfg.optimizer, generator, critic)
+    assert opt_g.param_groups[0]["params"][0] is next(generator.parameters())
+    assert set(cfg.metrics.names) <= set(REGISTRY)
+    assert cfg.logger._target_ in ("wgan.logger.WandbLogger", "wgan.logger.NullLogger")
+
+
+def optimizer_settings(cfg):
+    opt = cfg.optimizer.critic
+    return opt._target_.split(".")[-1], opt.lr, list(opt.get("betas", []))
+
+
+@pytest.mark.parametrize(
+    "overrides,method,optimizer",
+    [
+        ([], "wgan_gp", ("Adam", 1e-4, [0.0, 0.9])),
+        (["method=wgan_gp"], "wgan_gp", ("Adam", 1e-4, [0.0, 0.9])),
+        (["method=wgan_clip"], "wgan_clip", ("RMSprop", 5e-5, [])),
+        (["method=dcgan"], "gan", ("Adam", 2e-4, [0.5, 0.999])),
+        (["method=lsgan"], "lsgan", ("RMSprop", 1e-4, [])),
+        (["lipschitz=clip"], "wgan_clip", ("RMSprop", 5e-5, [])),
+        (["lipschitz=clip", "optimizer=adam"], "wgan_clip", ("Adam", 1e-4, [0.0, 0.9])),
+        (["method=wgan_clip", "optimizer=adam_gan"], "wgan_clip", ("Adam", 2e-4, [0.5, 0.999])),
+        (["loss=hinge", "lipschitz=sn"], "hinge_sn", ("Adam", 1e-4, [0.0, 0.9])),
+        (["lipschitz=gp_onesided"], "wgan_gp_onesided", ("Adam", 1e-4, [0.0, 0.9])),
+    ],
+)
+def test_methods_bring_the_papers_optimizers(overrides, method, optimizer):
+    cfg = compose_config(overrides)
+    assert method_name(cfg) == method
+    assert optimizer_settings(cfg) == optimizer
+
+
+def test_optimizer_is_settable_per_network():
+    cfg = compose_config(["optimizer.critic.lr=3e-4"])
+    assert (cfg.optimizer.critic.lr, cfg.optimizer.generator.lr) == (3e-4, 1e-4)
+
+
+def test_paper_settings_of_the_defaults():
+    cfg = compose_config()
+    assert cfg.lipschitz.lam == 10.0 and cfg.train.n_critic == 5
+    assert compose_config(["lipschitz=clip"]).lipschitz.bound == 0.01
+    assert (cfg.arch.width, cfg.arch.depth) == (512, 3)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.n_critic=0", "train.n_critic=0 is out of range: must be >= 1"),
+        ("train.iterations=-5", "train.iterations=-5 is out of range: must be >= 1"),
+        ("lipschitz.lam=-1", "lipschitz.lam=-1.0 is out of range: must be >= 0"),
+        ("optimizer.critic.betas=[0.5,1.5]", "optimizer.critic.betas=[0.5, 1.5] is out of range: must be < 1"),
+        ("optimizer.generator.lr=0", "optimizer.generator.lr=0.0 is out of range: must be > 0"),
+        ("metrics.num_samples=1", "metrics.num_samples=1 is out of range: must be >= 2"),
+        ("metrics.names=[toy_w1,fid]", "metrics.names: unknown metric 'fid'"),
+    ],
+)
+def test_out_of_range_values_name_the_key(override, message):
+    cfg = compose_config([override])
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        validate(cfg)
+
+
+def test_clip_bound_is_validated():
+    with pytest.raises(ConfigError, match=r"lipschitz.bound=-0.1 is out of range: must be > 0"):
+        validate(compose_config(["lipschitz=clip", "lipschitz.bound=-0.1"]))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when no GPU is present")
+def test_cuda_without_gpu_is_rejected():
+    with pytest.raises(ConfigError, match="device=cuda but torch sees no CUDA GPU"):
+        validate(compose_config(["device=cuda"]))
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("train.n_critic=abc", "Value 'abc' of type 'str' could not be converted to Integer\n    full_key: train.n_critic"),
+        ("device=tpu", "Invalid value 'tpu', expected one of [auto, cpu, cuda]\n    full_key: device"),
+        ("lipschitz.lam=big", "full_key: lipschitz.lam"),
+        ("train.n_criitc=3", "Key 'n_criitc' not in 'TrainConfig'"),
+        ("lipschitz=clp", "Could not find 'lipschitz/clp'"),
+    ],
+)
+def test_wrong_types_and_names_fail_at_composition(override, message):
+    with pytest.raises(ConfigCompositionException) as raised:
+        compose_config([override])
+    assert message in f"{raised.value} {raised.value.__cause__}"
+
+
+def test_unknown_option_lists_the_valid_ones():
+    result = subprocess.run(
+        [sys.executable, "run.py", "lipschitz=clp"], cwd=Path(CONF_DIR).parent, capture_output=True, text=True
+    )
+    assert result.returncode == 1
+    assert "Available options in 'lipschitz'" in result.stderr
+    for option in ("clip", "gp", "gp_onesided", "none", "sn"):
+        assert f"\t{option}\n" in result.stderr
+
+
+def test_cli_rejects_bad_value_before_training(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "run.py", "train.n_critic=0", f"hydra.run.dir={tmp_path}"],
+        cwd=Path(CONF_DIR).parent,
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2
+    assert "invalid config: train.n_critic=0 is out of range: must be >= 1" in result.stderr + result.stdout
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results.json").exists()

@@ -1,0 +1,133 @@
+"""Short real trainings: every method runs, files are complete, resume is exact, failures are results."""
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from conftest import compose_config
+from wgan.files import RunFiles
+from wgan.loss import WassersteinLoss
+from wgan.train import Trainer
+
+
+@pytest.mark.parametrize("method", ["wgan_gp", "wgan_clip", "dcgan", "lsgan"])
+def test_each_method_trains_and_leaves_its_files(train_tiny, tmp_path, method):
+    results = train_tiny(f"method={method}")
+    files = RunFiles(tmp_path / "run")
+    assert results == json.loads(files.results.read_text())
+    assert results["status"] == "complete" and results["step"] == results["iterations"] == 20
+    assert results["method"] == {"wgan_gp": "wgan_gp", "wgan_clip": "wgan_clip", "dcgan": "gan", "lsgan": "lsgan"}[method]
+    assert (results["arch"], results["dataset"], results["seed"]) == ("mlp", "toy_8gaussians", 0)
+    assert set(results["final"]) == {"step", "modes", "hq_fraction", "w1"} and results["final"]["step"] == 20
+    assert 0 <= results["final"]["modes"] <= 8 and 0 < results["final"]["w1"] < 10
+    assert results["best"]["w1"] <= results["final"]["w1"] and results["wall_time"] > 0
+    evaluations = [json.loads(line) for line in files.metrics.read_text().splitlines()]
+    assert [e["step"] for e in evaluations] == [10, 20]
+    assert evaluations[-1]["w1"] == results["final"]["w1"]
+    assert sorted(p.name for p in files.samples.iterdir()) == ["step_000010.png", "step_000020.png"]
+    assert files.sample_figure(20).read_bytes()[:4] == b"\x89PNG"
+    saved = OmegaConf.load(files.config)
+    assert "${" not in files.config.read_text() and saved.train.iterations == 20
+    state = files.load_checkpoint()
+    assert state["step"] == 20 and set(state) >= {"generator", "critic", "opt_g", "opt_d", "rng"}
+
+
+def test_clipping_keeps_every_saved_critic_weight_in_bounds(train_tiny, tmp_path):
+    train_tiny("lipschitz=clip", "lipschitz.bound=0.02")
+    critic = RunFiles(tmp_path / "run").load_checkpoint()["critic"]
+    assert max(t.abs().max().item() for t in critic.values()) <= 0.02
+
+
+def test_training_logs_the_issue_statistics(train_tiny, caplog):
+    with caplog.at_level(logging.INFO, logger="wgan.train"):
+        train_tiny("lipschitz=clip")
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("iter ")]
+    assert len(lines) == 4 and lines[-1].startswith("iter 20/20 | critic_loss=")
+    assert " it/s | eta " in lines[0]
+
+
+def test_logged_scalars(tmp_path):
+    cfg = compose_config(["logger=none", "arch.width=32", "train.batch_size=32", "lipschitz=clip"])
+    trainer = Trainer(cfg, RunFiles(tmp_path))
+    values = trainer.training_stats(trainer.iteration(), it_per_s=3.0)
+    assert set(values) == {"critic_loss", "wasserstein", "generator_loss", "grad_norm_mean", "grad_norm_std",
+                           "grad_norm_max", "it_per_s", "clip_fraction"}
+    assert 0 <= values["clip_fraction"] <= 1 and values["grad_norm_max"] >= values["grad_norm_mean"] > 0
+    gp = Trainer(compose_config(["logger=none", "arch.width=32"]), RunFiles(tmp_path))
+    values = gp.training_stats(gp.iteration(), it_per_s=3.0)
+    assert values["penalty"] >= 0 and "clip_fraction" not in values
+
+
+def parameters(files: RunFiles) -> dict[str, torch.Tensor]:
+    state = files.load_checkpoint()
+    return {f"{net}.{k}": v for net in ("generator", "critic") for k, v in state[net].items()}
+
+
+@pytest.mark.parametrize("method", ["wgan_gp", "wgan_clip"])
+def test_resume_matches_an_uninterrupted_run(train_tiny, tmp_path, monkeypatch, method):
+    train_tiny(f"method={method}", run_dir=tmp_path / "straight")
+
+    original = Trainer.iteration
+
+    def interrupted(self):
+        if self.step == 12:  # after the checkpoint at 10, before the one at 15
+            raise KeyboardInterrupt
+        return original(self)
+
+    monkeypatch.setattr(Trainer, "iteration", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_tiny(f"method={method}", run_dir=tmp_path / "resumed")
+    stopped = RunFiles(tmp_path / "resumed")
+    assert stopped.read_results() is None and stopped.load_checkpoint()["step"] == 10
+    monkeypatch.setattr(Trainer, "iteration", original)
+    results = train_tiny(f"method={method}", run_dir=tmp_path / "resumed")
+
+    straight = RunFiles(tmp_path / "straight")
+    expected, actual = parameters(straight), parameters(stopped)
+    assert expected.keys() == actual.keys()
+    assert all(torch.equal(expected[k], actual[k]) for k in expected)
+    assert stopped.metrics.read_text() .count("\n") == 2
+    drop_elapsed = lambda text: [{k: v for k, v in json.loads(l).items() if k != "elapsed"} for l in text.splitlines()]
+    assert drop_elapsed(stopped.metrics.read_text()) == drop_elapsed(straight.metrics.read_text())
+    assert results["final"] == straight.read_results()["final"]
+
+
+def test_a_finished_run_is_not_trained_again(train_tiny, tmp_path, caplog):
+    first = train_tiny()
+    checkpoint = RunFiles(tmp_path / "run").checkpoint
+    written = checkpoint.stat().st_mtime_ns
+    with caplog.at_level(logging.INFO, logger="wgan.train"):
+        again = train_tiny()
+    assert again == first and checkpoint.stat().st_mtime_ns == written
+    assert "already holds a finished run (complete); not training again" in caplog.text
+
+
+def test_nan_loss_ends_the_run_as_diverged(train_tiny, tmp_path, monkeypatch):
+    calls = {"n": 0}
+    original = WassersteinLoss.generator
+
+    def blows_up(self, d_fake):
+        calls["n"] += 1
+        return original(self, d_fake) * (float("nan") if calls["n"] == 3 else 1.0)
+
+    monkeypatch.setattr(WassersteinLoss, "generator", blows_up)
+    results = train_tiny()
+    assert results["status"] == "diverged" and results["diverged_at"] == 3 and results["step"] == 2
+    assert "non-finite value at iteration 3" in results["reason"] and "nan" in results["reason"]
+    assert RunFiles(tmp_path / "run").read_results()["status"] == "diverged"
+
+
+def test_an_exception_is_recorded_as_crashed_and_raised(train_tiny, tmp_path, monkeypatch):
+    def broken(self, d_real, d_fake):
+        raise RuntimeError("critic exploded")
+
+    monkeypatch.setattr(WassersteinLoss, "critic", broken)
+    with pytest.raises(RuntimeError, match="critic exploded"):
+        train_tiny()
+    results = RunFiles(tmp_path / "run").read_results()
+    assert results["status"] == "crashed" and results["step"] == 0
+    assert "RuntimeError: critic exploded" in results["traceback"]

@@ -1,0 +1,116 @@
+"""The top-level structured config, the ConfigStore schemas every YAML option extends, and the
+checks that run before anything is built.
+
+Each YAML option under `conf/<group>/` starts with `defaults: [/schema/<group>/<name>@_here_, _self_]`,
+so its
+values are typed and range-checked by the dataclass of the module that builds that group.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+import torch
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig
+
+from wgan import logger, metrics
+from wgan.arch.mlp import MLPArchConfig
+from wgan.dataset.toy import ToyDatasetConfig
+from wgan.lipschitz import GradientPenaltyConfig, NoConstraintConfig, SpectralNormConfig, WeightClippingConfig
+from wgan.loss import LossConfig
+from wgan.optimizer import AdamPairConfig, RMSpropPairConfig
+from wgan.schema import ConfigError, bounded, check_bounds
+
+
+class Device(Enum):
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+@dataclass
+class TrainConfig:
+    iterations: int = bounded(10_000, ge=1)  # generator iterations
+    n_critic: int = bounded(5, ge=1)  # critic updates per generator update
+    batch_size: int = bounded(64, ge=1)
+    log_every: int = bounded(100, ge=1)  # iterations between logged training statistics
+
+
+@dataclass
+class EvalConfig:
+    every: int = bounded(1000, ge=1)  # iterations between evaluations (and one at the end)
+
+
+@dataclass
+class CheckpointConfig:
+    every: int = bounded(1000, ge=1)  # iterations between checkpoints (and one at the end)
+
+
+@dataclass
+class Config:
+    dataset: Any = MISSING
+    arch: Any = MISSING
+    lipschitz: Any = MISSING
+    loss: Any = MISSING
+    optimizer: Any = MISSING
+    metrics: Any = MISSING
+    logger: Any = MISSING
+    seed: int = bounded(0, ge=0)
+    device: Device = Device.auto
+    study: str = "default"  # groups runs, e.g. the W&B group
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
+
+
+SCHEMAS = {
+    "dataset": {"toy": ToyDatasetConfig},
+    "arch": {"mlp": MLPArchConfig},
+    "lipschitz": {
+        "gp": GradientPenaltyConfig,
+        "clip": WeightClippingConfig,
+        "sn": SpectralNormConfig,
+        "none": NoConstraintConfig,
+    },
+    "loss": {"loss": LossConfig},
+    "optimizer": {"adam": AdamPairConfig, "rmsprop": RMSpropPairConfig},
+    "metrics": {"metrics": metrics.MetricsConfig},
+    "logger": {"wandb": logger.WandbLoggerConfig, "none": logger.NullLoggerConfig},
+}
+
+
+def register_configs() -> None:
+    store = ConfigStore.instance()
+    store.store(name="base_config", node=Config)
+    for group, schemas in SCHEMAS.items():
+        for name, node in schemas.items():
+            store.store(group=f"schema/{group}", name=name, node=node)
+
+
+def resolve_device(device: Device | str) -> torch.device:
+    device = Device(device)
+    if device is Device.auto:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device is Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but torch sees no CUDA GPU; use device=cpu or device=auto")
+    return torch.device(device.value)
+
+
+def method_name(cfg: DictConfig) -> str:
+    """The training method as the paper names it: the loss, plus the Lipschitz method if any
+    (`wgan_gp`, `wgan_clip`, `gan`, `lsgan`, `hinge_sn`, ...)."""
+    if cfg.lipschitz.name == "none":
+        return cfg.loss.name
+    return f"{cfg.loss.name}_{cfg.lipschitz.name}"
+
+
+def validate(cfg: DictConfig) -> None:
+    """Every check that needs no data or model: ranges, the device, metric names, W&B access."""
+    check_bounds(cfg)
+    resolve_device(cfg.device)
+    logger.check_config(cfg.logger)
+    for name in cfg.metrics.names:
+        if name not in metrics.REGISTRY:
+            raise ConfigError(f"metrics.names: unknown metric '{name}'; known: {', '.join(sorted(metrics.REGISTRY))}")

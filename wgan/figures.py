@@ -1,0 +1,40 @@
+"""Pictures of a run: for 2-D data, samples over the data and the critic's value contours
+(the paper's Figure 1a)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; never needs a display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import nn  # noqa: E402
+
+GRID_POINTS = 128
+
+
+@torch.no_grad()
+def critic_surface(critic: nn.Module, extent: float, device) -> torch.Tensor:
+    """The critic's value on a GRID_POINTS x GRID_POINTS grid over [-extent, extent]^2."""
+    axis = torch.linspace(-extent, extent, GRID_POINTS)
+    xs, ys = torch.meshgrid(axis, axis, indexing="xy")
+    points = torch.stack([xs.flatten(), ys.flatten()], dim=1).to(device)
+    return critic(points).reshape(GRID_POINTS, GRID_POINTS).cpu()
+
+
+def toy_figure(real: torch.Tensor, fake: torch.Tensor, critic: nn.Module, path: Path, title: str) -> Path:
+    real, fake = real.cpu(), fake.cpu()
+    extent = 1.2 * float(real.abs().max())
+    surface = critic_surface(critic, extent, next(critic.parameters()).device)
+    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    contours = ax.contourf(surface.numpy(), levels=30, cmap="viridis", extent=(-extent, extent, -extent, extent))
+    fig.colorbar(contours, ax=ax, fraction=0.046, pad=0.04, label="critic value")
+    ax.scatter(real[:, 0], real[:, 1], s=2, c="orange", alpha=0.5, label="real")
+    ax.scatter(fake[:, 0], fake[:, 1], s=2, c="white", alpha=0.5, label="generated")
+    ax.set(xlim=(-extent, extent), ylim=(-extent, extent), aspect="equal", title=title)
+    ax.legend(loc="upper right", markerscale=4, fontsize=8)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, bbox_inches="tight")
+    plt.close(fig)
+    return path

@@ -1,0 +1,121 @@
+"""The `logger` config group: where scalars, images and the final summary go besides local files.
+
+`logger=wandb` (the default) runs offline unless `logger.mode=online` or `WANDB_MODE=online`;
+online mode without credentials fails before training with instructions instead of a prompt.
+`logger=none` writes only the run directory's own files.
+"""
+from __future__ import annotations
+
+import netrc
+import os
+from dataclasses import dataclass, field
+from enum import Enum
+from pathlib import Path
+from typing import Any, Optional
+from urllib.parse import urlparse
+
+from omegaconf import MISSING, DictConfig
+
+from wgan.schema import ConfigError
+
+
+@dataclass
+class NullLoggerConfig:
+    _target_: str = "wgan.logger.NullLogger"
+
+
+class WandbMode(Enum):
+    offline = "offline"
+    online = "online"
+    disabled = "disabled"
+
+
+@dataclass
+class WandbLoggerConfig:
+    _target_: str = "wgan.logger.WandbLogger"
+    project: str = "wgan"
+    entity: Optional[str] = None
+    mode: WandbMode = MISSING
+    tags: list[str] = field(default_factory=list)
+
+
+class NullLogger:
+    """Logs nothing; the run directory still gets every file."""
+
+    run_id: Optional[str] = None
+
+    def start(self, **run_info: Any) -> None:
+        pass
+
+    def log(self, values: dict[str, float], step: int) -> None:
+        pass
+
+    def log_image(self, key: str, path: Path, step: int) -> None:
+        pass
+
+    def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
+        pass
+
+
+def check_config(cfg: DictConfig) -> None:
+    """Online W&B needs credentials: fail before training rather than prompt for a login."""
+    if cfg._target_ == WandbLoggerConfig._target_ and cfg.mode == WandbMode.online and not wandb_credentials_available():
+        raise ConfigError(
+            "logger.mode=online but no W&B credentials were found: run `wandb login` once, "
+            "or set WANDB_API_KEY, or use logger.mode=offline and `wandb sync` later"
+        )
+
+
+def wandb_credentials_available() -> bool:
+    if os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_IDENTITY_TOKEN_FILE"):
+        return True
+    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators(host) is not None
+    except (FileNotFoundError, netrc.NetrcParseError):
+        return False
+
+
+class WandbLogger(NullLogger):
+    """One W&B run per training run; a resumed training run continues the same W&B run."""
+
+    def __init__(self, project: str, entity: Optional[str], mode: WandbMode | str, tags: list[str]) -> None:
+        self.project, self.entity, self.mode, self.tags = project, entity, WandbMode(mode).value, list(tags)
+
+    def start(
+        self,
+        *,
+        run_dir: Path,
+        name: str,
+        group: str,
+        job_type: str,
+        config: dict[str, Any],
+        resume_id: Optional[str] = None,
+    ) -> None:
+        import wandb  # imported here: it is slow to import and logger=none never needs it
+
+        self._wandb = wandb
+        self.run = wandb.init(
+            project=self.project,
+            entity=self.entity,
+            mode=self.mode,
+            dir=str(run_dir),
+            name=name,
+            group=group,
+            job_type=job_type,
+            tags=self.tags,
+            config=config,
+            id=resume_id,
+            resume="allow" if resume_id else None,
+        )
+        self.run_id = self.run.id
+
+    def log(self, values, step):
+        self.run.log(values, step=step)
+
+    def log_image(self, key, path, step):
+        self.run.log({key: self._wandb.Image(str(path))}, step=step)
+
+    def finish(self, summary, exit_code=0):
+        self.run.summary.update(summary)
+        self.run.finish(exit_code=exit_code)

@@ -1,0 +1,51 @@
+"""The `optimizer` config group: one torch optimizer per network, built by `hydra.utils.instantiate`.
+
+Each option sets `optimizer.generator` and `optimizer.critic`; either can be changed on its own,
+e.g. `optimizer.critic.lr=3e-4`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from hydra.utils import instantiate
+from omegaconf import DictConfig
+from torch import nn
+
+from wgan.schema import bounded
+
+
+@dataclass
+class AdamConfig:
+    _target_: str = "torch.optim.Adam"
+    _partial_: bool = True
+    lr: float = bounded(1e-4, gt=0)
+    betas: list[float] = bounded([0.0, 0.9], ge=0, lt=1)
+    weight_decay: float = bounded(0.0, ge=0)
+
+
+@dataclass
+class RMSpropConfig:
+    _target_: str = "torch.optim.RMSprop"
+    _partial_: bool = True
+    lr: float = bounded(5e-5, gt=0)
+    alpha: float = bounded(0.99, gt=0, lt=1)
+    weight_decay: float = bounded(0.0, ge=0)
+
+
+@dataclass
+class AdamPairConfig:
+    generator: AdamConfig = field(default_factory=AdamConfig)
+    critic: AdamConfig = field(default_factory=AdamConfig)
+
+
+@dataclass
+class RMSpropPairConfig:
+    generator: RMSpropConfig = field(default_factory=RMSpropConfig)
+    critic: RMSpropConfig = field(default_factory=RMSpropConfig)
+
+
+def build_optimizers(cfg: DictConfig, generator: nn.Module, critic: nn.Module):
+    """(generator optimizer, critic optimizer) from `cfg.optimizer`."""
+    make_g = instantiate(cfg.generator, _convert_="all")
+    make_d = instantiate(cfg.critic, _convert_="all")
+    return make_g(generator.parameters()), make_d(critic.parameters())

@@ -1,0 +1,285 @@
+"""The training loop: Algorithm 1 of the WGAN-GP paper, generalized over loss x Lipschitz method.
+
+`run(cfg, run_dir)` is what `run.py` calls: it validates the config, resumes from the run
+directory's checkpoint if there is one, trains, evaluates and writes the run's files. The
+components it assembles come from the config groups, each built by `hydra.utils.instantiate`:
+dataset, arch, lipschitz, loss, optimizer, metrics and logger.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from wgan import metrics
+from wgan.config import method_name, resolve_device, validate
+from wgan.figures import toy_figure
+from wgan.files import RunFiles
+from wgan.lipschitz import input_gradient_norms, interpolates
+from wgan.optimizer import build_optimizers
+
+log = logging.getLogger(__name__)
+
+FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
+
+
+class Diverged(Exception):
+    """A loss became NaN or infinite: the run ends as a result (`diverged`), not as a crash."""
+
+    def __init__(self, step: int, values: dict[str, float]) -> None:
+        super().__init__(f"non-finite value at iteration {step}: {values}")
+        self.step = step
+
+
+class Trainer:
+    """Owns the models, optimizers and run state; `fit` trains from `step` to the configured end."""
+
+    def __init__(self, cfg: DictConfig, files: RunFiles) -> None:
+        self.cfg = cfg
+        self.files = files
+        self.device = resolve_device(cfg.device)
+        torch.manual_seed(cfg.seed)
+        self.dataset = instantiate(cfg.dataset)
+        self.arch = instantiate(cfg.arch)
+        self.lipschitz = instantiate(cfg.lipschitz)
+        self.loss = instantiate(cfg.loss)
+        self.generator = self.arch.generator(self.dataset.shape).to(self.device)
+        self.critic = self.lipschitz.wrap_critic(self.arch.critic(self.dataset.shape)).to(self.device)
+        self.opt_g, self.opt_d = build_optimizers(cfg.optimizer, self.generator, self.critic)
+        self.method = method_name(cfg)
+        self.step = 0
+        self.elapsed = 0.0  # training seconds, summed over every start of this run
+        self.last_eval: dict[str, float] = {}
+        self.best: dict[str, float] = {}
+        self.wandb_run_id: str | None = None
+        self.logger = None
+
+    # --- one iteration -------------------------------------------------------------------------
+
+    def critic_step(self) -> dict[str, torch.Tensor]:
+        batch = self.cfg.train.batch_size
+        real = self.dataset.sample(batch, self.device)
+        with torch.no_grad():  # critic steps build no generator graph
+            fake = self.generator(self.generator.sample_noise(batch, self.device))
+        d_real, d_fake = self.critic(real), self.critic(fake)
+        loss = self.loss.critic(d_real, d_fake)
+        penalty, grad_norms = self.lipschitz.penalty(self.critic, real, fake)
+        total = loss if penalty is None else loss + penalty
+        self.opt_d.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_d.step()
+        self.lipschitz.after_critic_step(self.critic)
+        stats = {"critic_loss": total.detach(), "wasserstein": (d_real.mean() - d_fake.mean()).detach()}
+        if penalty is not None:
+            stats["penalty"] = penalty.detach()
+        return {**stats, "real": real, "fake": fake, "grad_norms": grad_norms}
+
+    def generator_step(self) -> torch.Tensor:
+        batch = self.cfg.train.batch_size
+        self.critic.requires_grad_(False)  # the generator step needs no critic parameter gradients
+        fake = self.generator(self.generator.sample_noise(batch, self.device))
+        loss = self.loss.generator(self.critic(fake))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        self.critic.requires_grad_(True)
+        return loss.detach()
+
+    def iteration(self) -> dict[str, Any]:
+        for _ in range(self.cfg.train.n_critic):
+            stats = self.critic_step()
+        stats["generator_loss"] = self.generator_step()
+        losses = {k: stats[k] for k in ("critic_loss", "generator_loss")}
+        if not bool(torch.isfinite(torch.stack(list(losses.values()))).all()):
+            raise Diverged(self.step + 1, {k: float(v) for k, v in losses.items()})
+        return stats
+
+    # --- statistics, evaluation, checkpoints --------------------------------------------------
+
+    def training_stats(self, stats: dict[str, Any], it_per_s: float) -> dict[str, float]:
+        """Scalars of the last critic and generator step, with gradient norms at interpolates."""
+        norms = stats["grad_norms"]
+        if norms is None:  # the method computed none: measure them, off the training RNG stream
+            with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+                points = interpolates(stats["real"], stats["fake"])
+            norms = input_gradient_norms(self.critic, points, create_graph=False)
+        values = {k: float(v) for k, v in stats.items() if isinstance(v, torch.Tensor) and v.dim() == 0}
+        values.update(
+            grad_norm_mean=float(norms.mean()),
+            grad_norm_std=float(norms.std()) if len(norms) > 1 else 0.0,
+            grad_norm_max=float(norms.max()),
+            it_per_s=it_per_s,
+            **self.lipschitz.stats(self.critic),
+        )
+        return values
+
+    def evaluation_rng(self) -> torch.Generator:
+        """A generator of its own per evaluation: evaluating never shifts the training RNG stream."""
+        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, float]:
+        n = self.cfg.metrics.num_samples
+        rng = self.evaluation_rng()
+        fake = self.generator(self.generator.sample_noise(n, self.device, rng)).cpu()
+        real = self.dataset.sample(n, "cpu", rng)
+        values = metrics.compute(list(self.cfg.metrics.names), fake, real, self.dataset)
+        for key, value in values.items():
+            if metrics.is_improvement(list(self.cfg.metrics.names), key, value, self.best.get(key)):
+                self.best[key] = value
+        self.last_eval = {"step": self.step, **values}
+        self.files.append_metrics({**self.last_eval, "elapsed": round(self.elapsed, 3)})
+        figure = toy_figure(
+            real, fake, self.critic, self.files.sample_figure(self.step), f"{self.method}, iteration {self.step}"
+        )
+        self.logger.log({f"eval/{k}": v for k, v in values.items()}, self.step)
+        self.logger.log_image("samples", figure, self.step)
+        log.info("eval @ %d: %s", self.step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
+        return values
+
+    def state(self) -> dict[str, Any]:
+        rng = {"torch": torch.get_rng_state()}
+        if torch.cuda.is_available():
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {
+            "step": self.step,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rng": rng,
+            "elapsed": self.elapsed,
+            "last_eval": self.last_eval,
+            "best": self.best,
+            "wandb_run_id": self.wandb_run_id,
+        }
+
+    def resume(self) -> bool:
+        """Restore everything from the run directory's checkpoint; False if there is none."""
+        state = self.files.load_checkpoint()
+        if state is None:
+            return False
+        self.generator.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
+        self.step, self.elapsed = state["step"], state["elapsed"]
+        self.last_eval, self.best = state["last_eval"], state["best"]
+        self.wandb_run_id = state["wandb_run_id"]
+        self.files.drop_metrics_after(self.step)
+        log.info("resumed from %s at iteration %d", self.files.checkpoint, self.step)
+        return True
+
+    # --- the loop -------------------------------------------------------------------------------
+
+    def fit(self) -> None:
+        cfg = self.cfg
+        total = cfg.train.iterations
+        interactive = sys.stderr.isatty()
+        bar = tqdm(total=total, initial=self.step, disable=not interactive, dynamic_ncols=True, unit="it")
+        window_start, window_step = time.perf_counter(), self.step
+        with bar, logging_redirect_tqdm():
+            while self.step < total:
+                started = time.perf_counter()
+                stats = self.iteration()
+                self.step += 1
+                self.elapsed += time.perf_counter() - started
+                bar.update()
+                if self.step % cfg.train.log_every == 0 or self.step == total:
+                    now = time.perf_counter()
+                    it_per_s = (self.step - window_step) / max(now - window_start, 1e-9)
+                    values = self.training_stats(stats, it_per_s)
+                    self.logger.log({f"train/{k}": v for k, v in values.items()}, self.step)
+                    self.report_progress(bar, values, interactive)
+                    window_start, window_step = time.perf_counter(), self.step
+                if self.step % cfg.eval.every == 0 or self.step == total:
+                    self.evaluate()
+                if self.step % cfg.ckpt.every == 0 or self.step == total:
+                    self.files.save_checkpoint(self.state())
+        if self.last_eval.get("step") != self.step:  # resumed from a final checkpoint
+            self.evaluate()
+
+    def report_progress(self, bar: tqdm, values: dict[str, float], interactive: bool) -> None:
+        shown = {k: values[k] for k in ("critic_loss", "generator_loss", "wasserstein") if k in values}
+        if interactive:
+            bar.set_postfix({k: f"{v:.4g}" for k, v in shown.items()}, refresh=False)
+            return
+        remaining = (self.cfg.train.iterations - self.step) / max(values["it_per_s"], 1e-9)
+        log.info(
+            "iter %d/%d | %s | %.1f it/s | eta %s",
+            self.step,
+            self.cfg.train.iterations,
+            " ".join(f"{k}={v:.4g}" for k, v in shown.items()),
+            values["it_per_s"],
+            time.strftime("%H:%M:%S", time.gmtime(remaining)) if math.isfinite(remaining) else "?",
+        )
+
+    def results(self, status: str, **extra: Any) -> dict[str, Any]:
+        cfg = self.cfg
+        return {
+            "status": status,
+            "step": self.step,
+            "iterations": cfg.train.iterations,
+            "method": self.method,
+            "arch": cfg.arch.name,
+            "dataset": cfg.dataset.name,
+            "seed": cfg.seed,
+            "study": cfg.study,
+            "final": self.last_eval,
+            "best": self.best,
+            "wall_time": round(self.elapsed, 3),
+            **extra,
+        }
+
+
+def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
+    """Train (or resume, or skip) the run that `cfg` describes in `run_dir`; return its results."""
+    validate(cfg)
+    files = RunFiles(run_dir)
+    previous = files.read_results()
+    if previous is not None and previous["status"] in FINISHED:
+        log.info("%s already holds a finished run (%s); not training again", run_dir, previous["status"])
+        return previous
+    files.dir.mkdir(parents=True, exist_ok=True)
+    OmegaConf.save(cfg, files.config, resolve=True)
+    trainer = Trainer(cfg, files)
+    trainer.resume()
+    trainer.logger = instantiate(cfg.logger)
+    trainer.logger.start(
+        run_dir=files.dir,
+        name=f"{trainer.method}-{cfg.arch.name}-{cfg.dataset.name}-s{cfg.seed}",
+        group=cfg.study,
+        job_type=trainer.method,
+        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        resume_id=trainer.wandb_run_id,
+    )
+    trainer.wandb_run_id = trainer.logger.run_id
+    results, exit_code = None, 1
+    try:
+        trainer.fit()
+        results, exit_code = trainer.results("complete"), 0
+    except Diverged as diverged:
+        log.warning("diverged: %s", diverged)
+        results, exit_code = trainer.results("diverged", diverged_at=diverged.step, reason=str(diverged)), 0
+    except Exception:
+        results = trainer.results("crashed", traceback=traceback.format_exc())
+        raise
+    finally:
+        if results is not None:
+            files.write_results(results)
+        trainer.logger.finish({k: v for k, v in (results or {}).items() if k != "traceback"}, exit_code)
+    log.info("%s: %s after %d iterations; results in %s", trainer.method, results["status"], trainer.step, files.results)
+    return results
