@@ -68,21 +68,40 @@ def optimizer_settings(cfg):
     ],
 )
 def test_methods_bring_the_papers_optimizers(overrides, method, optimizer):
-    cfg = compose_config(overrides)
+    cfg = compose_config(["~recipe", *overrides])  # the paper's defaults, without the toy recipe
     assert method_name(cfg) == method
     assert optimizer_settings(cfg) == optimizer
 
 
 def test_optimizer_is_settable_per_network():
     cfg = compose_config(["optimizer.critic.lr=3e-4"])
-    assert (cfg.optimizer.critic.lr, cfg.optimizer.generator.lr) == (3e-4, 1e-4)
+    assert (cfg.optimizer.critic.lr, cfg.optimizer.generator.lr) == (3e-4, 1e-3)
 
 
 def test_paper_settings_of_the_defaults():
-    cfg = compose_config()
-    assert cfg.lipschitz.lam == 10.0 and cfg.train.n_critic == 5
+    cfg = compose_config(["~recipe"])
+    assert cfg.lipschitz.lam == 10.0 and cfg.train.n_critic == 5 and cfg.train.lr_decay.value == "constant"
     assert compose_config(["lipschitz=clip"]).lipschitz.bound == 0.01
     assert (cfg.arch.width, cfg.arch.depth) == (512, 3)
+
+
+@pytest.mark.parametrize("dataset", ["toy_8gaussians", "toy_25gaussians", "toy_swissroll"])
+@pytest.mark.parametrize("lipschitz", ["gp", "gp_onesided"])
+def test_toy_recipe_applies_to_the_penalty_on_toy_data(dataset, lipschitz):
+    cfg = compose_config([f"dataset={dataset}", f"lipschitz={lipschitz}"])
+    assert cfg.lipschitz.lam == 0.1 and cfg.lipschitz.one_sided == (lipschitz == "gp_onesided")
+    assert (cfg.optimizer.generator.lr, cfg.optimizer.critic.lr) == (1e-3, 1e-3)
+    assert cfg.train.lr_decay.value == "linear"
+
+
+def test_command_line_overrides_the_recipe():
+    cfg = compose_config(["lipschitz.lam=5", "optimizer.critic.lr=3e-4"])
+    assert (cfg.lipschitz.lam, cfg.optimizer.critic.lr, cfg.optimizer.generator.lr) == (5.0, 3e-4, 1e-3)
+
+
+def test_the_recipe_stays_out_of_other_methods():
+    cfg = compose_config(["lipschitz=clip"])
+    assert cfg.optimizer.critic.lr == 5e-5 and cfg.train.lr_decay.value == "constant"
 
 
 @pytest.mark.parametrize(

@@ -131,3 +131,13 @@ def test_an_exception_is_recorded_as_crashed_and_raised(train_tiny, tmp_path, mo
     results = RunFiles(tmp_path / "run").read_results()
     assert results["status"] == "crashed" and results["step"] == 0
     assert "RuntimeError: critic exploded" in results["traceback"]
+
+
+@pytest.mark.parametrize("lipschitz", ["sn", "clip"])
+def test_evaluating_and_logging_never_change_training(train_tiny, tmp_path, lipschitz):
+    # Spectral norm updates its power iteration on every training-mode forward; the figure's
+    # critic surface and the gradient-norm statistics must not, or the cadence would change results.
+    train_tiny(f"lipschitz={lipschitz}", "train.log_every=1", "eval.every=4", run_dir=tmp_path / "often")
+    train_tiny(f"lipschitz={lipschitz}", "train.log_every=20", "eval.every=20", run_dir=tmp_path / "rarely")
+    often, rarely = parameters(RunFiles(tmp_path / "often")), parameters(RunFiles(tmp_path / "rarely"))
+    assert all(torch.equal(often[k], rarely[k]) for k in often)

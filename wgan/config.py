@@ -30,12 +30,18 @@ class Device(Enum):
     cuda = "cuda"
 
 
+class LRDecay(Enum):
+    constant = "constant"
+    linear = "linear"  # to zero at the last iteration, as the paper's CIFAR-10 ResNet (Appendix F)
+
+
 @dataclass
 class TrainConfig:
     iterations: int = bounded(10_000, ge=1)  # generator iterations
     n_critic: int = bounded(5, ge=1)  # critic updates per generator update
     batch_size: int = bounded(64, ge=1)
     log_every: int = bounded(100, ge=1)  # iterations between logged training statistics
+    lr_decay: LRDecay = LRDecay.constant  # learning-rate schedule of both optimizers
 
 
 @dataclass

@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig
+import torch
 from torch import nn
+from torch.optim.lr_scheduler import LinearLR, LRScheduler
 
 from wgan.schema import bounded
 
@@ -49,3 +51,10 @@ def build_optimizers(cfg: DictConfig, generator: nn.Module, critic: nn.Module):
     make_g = instantiate(cfg.generator, _convert_="all")
     make_d = instantiate(cfg.critic, _convert_="all")
     return make_g(generator.parameters()), make_d(critic.parameters())
+
+
+def build_schedule(decay: str, optimizer: torch.optim.Optimizer, iterations: int) -> LRScheduler:
+    """The learning-rate schedule, stepped once per generator iteration: `constant`, or `linear`
+    decay from the configured rate to zero at the last iteration."""
+    end_factor = 0.0 if decay == "linear" else 1.0
+    return LinearLR(optimizer, start_factor=1.0, end_factor=end_factor, total_iters=iterations)

@@ -7,6 +7,7 @@ dataset, arch, lipschitz, loss, optimizer, metrics and logger.
 """
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import sys
@@ -22,11 +23,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from wgan import metrics
-from wgan.config import method_name, resolve_device, validate
+from wgan.config import LRDecay, method_name, resolve_device, validate
 from wgan.figures import toy_figure
 from wgan.files import RunFiles
 from wgan.lipschitz import input_gradient_norms, interpolates
-from wgan.optimizer import build_optimizers
+from wgan.optimizer import build_optimizers, build_schedule
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +40,18 @@ class Diverged(Exception):
     def __init__(self, step: int, values: dict[str, float]) -> None:
         super().__init__(f"non-finite value at iteration {step}: {values}")
         self.step = step
+
+
+@contextlib.contextmanager
+def frozen(module: torch.nn.Module):
+    """Eval mode for a look at a network that must not change it (spectral norm's power
+    iteration and batch norm's running statistics update only in training mode)."""
+    was_training = module.training
+    module.eval()
+    try:
+        yield module
+    finally:
+        module.train(was_training)
 
 
 class Trainer:
@@ -56,6 +69,8 @@ class Trainer:
         self.generator = self.arch.generator(self.dataset.shape).to(self.device)
         self.critic = self.lipschitz.wrap_critic(self.arch.critic(self.dataset.shape)).to(self.device)
         self.opt_g, self.opt_d = build_optimizers(cfg.optimizer, self.generator, self.critic)
+        decay, iterations = LRDecay(cfg.train.lr_decay).value, cfg.train.iterations
+        self.schedules = [build_schedule(decay, opt, iterations) for opt in (self.opt_g, self.opt_d)]
         self.method = method_name(cfg)
         self.step = 0
         self.elapsed = 0.0  # training seconds, summed over every start of this run
@@ -99,6 +114,8 @@ class Trainer:
         for _ in range(self.cfg.train.n_critic):
             stats = self.critic_step()
         stats["generator_loss"] = self.generator_step()
+        for schedule in self.schedules:
+            schedule.step()
         losses = {k: stats[k] for k in ("critic_loss", "generator_loss")}
         if not bool(torch.isfinite(torch.stack(list(losses.values()))).all()):
             raise Diverged(self.step + 1, {k: float(v) for k, v in losses.items()})
@@ -109,10 +126,11 @@ class Trainer:
     def training_stats(self, stats: dict[str, Any], it_per_s: float) -> dict[str, float]:
         """Scalars of the last critic and generator step, with gradient norms at interpolates."""
         norms = stats["grad_norms"]
-        if norms is None:  # the method computed none: measure them, off the training RNG stream
+        if norms is None:  # the method computed none: measure them, leaving the training state alone
             with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
                 points = interpolates(stats["real"], stats["fake"])
-            norms = input_gradient_norms(self.critic, points, create_graph=False)
+            with frozen(self.critic):
+                norms = input_gradient_norms(self.critic, points, create_graph=False)
         values = {k: float(v) for k, v in stats.items() if isinstance(v, torch.Tensor) and v.dim() == 0}
         values.update(
             grad_norm_mean=float(norms.mean()),
@@ -139,9 +157,10 @@ class Trainer:
                 self.best[key] = value
         self.last_eval = {"step": self.step, **values}
         self.files.append_metrics({**self.last_eval, "elapsed": round(self.elapsed, 3)})
-        figure = toy_figure(
-            real, fake, self.critic, self.files.sample_figure(self.step), f"{self.method}, iteration {self.step}"
-        )
+        with frozen(self.critic):
+            figure = toy_figure(
+                real, fake, self.critic, self.files.sample_figure(self.step), f"{self.method}, iteration {self.step}"
+            )
         self.logger.log({f"eval/{k}": v for k, v in values.items()}, self.step)
         self.logger.log_image("samples", figure, self.step)
         log.info("eval @ %d: %s", self.step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
@@ -157,6 +176,7 @@ class Trainer:
             "critic": self.critic.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
+            "schedules": [schedule.state_dict() for schedule in self.schedules],
             "rng": rng,
             "elapsed": self.elapsed,
             "last_eval": self.last_eval,
@@ -173,6 +193,8 @@ class Trainer:
         self.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
         self.opt_d.load_state_dict(state["opt_d"])
+        for schedule, saved in zip(self.schedules, state["schedules"]):
+            schedule.load_state_dict(saved)
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
