@@ -278,7 +278,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     files.dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, files.config, resolve=True)
     trainer = Trainer(cfg, files)
-    trainer.resume()
+    resumed = trainer.resume()
     trainer.logger = instantiate(cfg.logger)
     trainer.logger.start(
         run_dir=files.dir,
@@ -289,6 +289,8 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         resume_id=trainer.wandb_run_id,
     )
     trainer.wandb_run_id = trainer.logger.run_id
+    if not resumed:  # so that even a run killed before its first checkpoint keeps its W&B run
+        files.save_checkpoint(trainer.state())
     results, exit_code = None, 1
     try:
         trainer.fit()
@@ -303,5 +305,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         if results is not None:
             files.write_results(results)
         trainer.logger.finish({k: v for k, v in (results or {}).items() if k != "traceback"}, exit_code)
-    log.info("%s: %s after %d iterations; results in %s", trainer.method, results["status"], trainer.step, files.results)
+    final = ", ".join(f"{k}={v:.4g}" for k, v in trainer.last_eval.items() if k != "step")
+    log.info("%s: %s after %d iterations (%s)", trainer.method, results["status"], trainer.step, final or "no metrics")
+    log.info("results: %s; samples: %s", files.results, files.samples)
     return results
