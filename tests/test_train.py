@@ -3,15 +3,20 @@ from __future__ import annotations
 
 import json
 import logging
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import compose_config
+from conftest import TINY, compose_config
 from wgan.files import RunFiles
 from wgan.loss import WassersteinLoss
 from wgan.train import Trainer
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("method", ["wgan_gp", "wgan_clip", "dcgan", "lsgan"])
@@ -141,3 +146,10 @@ def test_evaluating_and_logging_never_change_training(train_tiny, tmp_path, lips
     train_tiny(f"lipschitz={lipschitz}", "train.log_every=20", "eval.every=20", run_dir=tmp_path / "rarely")
     often, rarely = parameters(RunFiles(tmp_path / "often")), parameters(RunFiles(tmp_path / "rarely"))
     assert all(torch.equal(often[k], rarely[k]) for k in often)
+
+
+def test_multirun_sweeps_the_lipschitz_methods(tmp_path):
+    command = [sys.executable, "run.py", "-m", "lipschitz=gp,clip", f"hydra.sweep.dir={tmp_path}", *TINY]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    results = [RunFiles(tmp_path / str(job)).read_results() for job in (0, 1)]
+    assert [(r["status"], r["method"]) for r in results] == [("complete", "wgan_gp"), ("complete", "wgan_clip")]

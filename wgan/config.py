@@ -2,8 +2,7 @@
 checks that run before anything is built.
 
 Each YAML option under `conf/<group>/` starts with `defaults: [/schema/<group>/<name>@_here_, _self_]`,
-so its
-values are typed and range-checked by the dataclass of the module that builds that group.
+so its values are typed and range-checked by the dataclass of the module that builds that group.
 """
 from __future__ import annotations
 
