@@ -35,7 +35,7 @@ def test_every_option_composes_and_builds(group, option):
     arch = instantiate(cfg.arch)
     lipschitz = instantiate(cfg.lipschitz)
     generator = arch.generator(dataset.shape)
-    critic = lipschitz.wrap_critic(arch.critic(dataset.shape))
+    critic = lipschitz.wrap_critic(arch.critic(dataset.shape, lipschitz.critic_norm))
     fake = generator(generator.sample_noise(16, "cpu"))
     assert fake.shape == real.shape
     assert critic(fake).shape == (16,)

@@ -14,9 +14,7 @@ import torch
 from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig
 
-from wgan import logger, metrics
-from wgan.arch.mlp import MLPArchConfig
-from wgan.dataset.toy import ToyDatasetConfig
+from wgan import arch, dataset, logger, metrics
 from wgan.lipschitz import GradientPenaltyConfig, NoConstraintConfig, SpectralNormConfig, WeightClippingConfig
 from wgan.loss import LossConfig
 from wgan.optimizer import AdamPairConfig, RMSpropPairConfig
@@ -71,8 +69,8 @@ class Config:
 
 
 SCHEMAS = {
-    "dataset": {"toy": ToyDatasetConfig},
-    "arch": {"mlp": MLPArchConfig},
+    "dataset": dataset.SCHEMAS,
+    "arch": arch.SCHEMAS,
     "lipschitz": {
         "gp": GradientPenaltyConfig,
         "clip": WeightClippingConfig,

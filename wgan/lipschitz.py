@@ -58,6 +58,11 @@ def input_gradient_norms(critic: nn.Module, x: torch.Tensor, create_graph: bool)
 class NoConstraint:
     """No Lipschitz control: the plain GAN and LSGAN baselines."""
 
+    # What the critic uses wherever its architecture calls for batch norm: "batch", or "layer"
+    # under a gradient penalty (batch norm makes the per-sample input gradient ill-defined), or
+    # "none" where spectral norm alone controls the critic.
+    critic_norm = "batch"
+
     def __init__(self, name: str = "none") -> None:
         self.name = name
 
@@ -77,6 +82,8 @@ class NoConstraint:
 
 class GradientPenalty(NoConstraint):
     """WGAN-GP: lambda * E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates (Algorithm 1)."""
+
+    critic_norm = "layer"
 
     def __init__(self, name: str = "gp", lam: float = 10.0, one_sided: bool = False) -> None:
         super().__init__(name)
@@ -116,6 +123,8 @@ class WeightClipping(NoConstraint):
 class SpectralNorm(NoConstraint):
     """Spectral normalization (Miyato et al. 2018) of every critic weight layer, via torch's
     parametrization, which keeps each layer's top singular value near 1."""
+
+    critic_norm = "none"
 
     WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
 

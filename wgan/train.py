@@ -67,7 +67,8 @@ class Trainer:
         self.lipschitz = instantiate(cfg.lipschitz)
         self.loss = instantiate(cfg.loss)
         self.generator = self.arch.generator(self.dataset.shape).to(self.device)
-        self.critic = self.lipschitz.wrap_critic(self.arch.critic(self.dataset.shape)).to(self.device)
+        critic = self.arch.critic(self.dataset.shape, self.lipschitz.critic_norm)
+        self.critic = self.lipschitz.wrap_critic(critic).to(self.device)
         self.opt_g, self.opt_d = build_optimizers(cfg.optimizer, self.generator, self.critic)
         decay, iterations = LRDecay(cfg.train.lr_decay).value, cfg.train.iterations
         self.schedules = [build_schedule(decay, opt, iterations) for opt in (self.opt_g, self.opt_d)]

@@ -38,5 +38,6 @@ class MLPArch:
         net = relu_mlp(self.noise_dim, math.prod(data_shape), self.width, self.depth)
         return Generator(nn.Sequential(net, nn.Unflatten(1, data_shape)), self.noise_dim)
 
-    def critic(self, data_shape: tuple[int, ...]) -> nn.Module:
+    def critic(self, data_shape: tuple[int, ...], norm: str = "none") -> nn.Module:
+        """The toy critic has no normalization layers, so `norm` changes nothing."""
         return nn.Sequential(nn.Flatten(), relu_mlp(math.prod(data_shape), 1, self.width, self.depth), nn.Flatten(0))

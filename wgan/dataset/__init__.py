@@ -7,4 +7,7 @@ training stream and a resumed run stays bit-identical).
 """
 from wgan.dataset.toy import ToyDataset, ToyDatasetConfig, ToyDistribution
 
-__all__ = ["ToyDataset", "ToyDatasetConfig", "ToyDistribution"]
+# The structured config of each kind of option, registered as /schema/dataset/<name>.
+SCHEMAS = {"toy": ToyDatasetConfig}
+
+__all__ = ["SCHEMAS", "ToyDataset", "ToyDatasetConfig", "ToyDistribution"]
