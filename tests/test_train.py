@@ -27,13 +27,14 @@ def test_each_method_trains_and_leaves_its_files(train_tiny, tmp_path, method):
     assert results["status"] == "complete" and results["step"] == results["iterations"] == 20
     assert results["method"] == {"wgan_gp": "wgan_gp", "wgan_clip": "wgan_clip", "dcgan": "gan", "lsgan": "lsgan"}[method]
     assert (results["arch"], results["dataset"], results["seed"]) == ("mlp", "toy_8gaussians", 0)
+    assert results["arch_choices"] == {}
     assert set(results["final"]) == {"step", "modes", "hq_fraction", "w1"} and results["final"]["step"] == 20
     assert 0 <= results["final"]["modes"] <= 8 and 0 < results["final"]["w1"] < 10
     assert results["best"]["w1"] <= results["final"]["w1"] and results["wall_time"] > 0
     evaluations = [json.loads(line) for line in files.metrics.read_text().splitlines()]
     assert [e["step"] for e in evaluations] == [10, 20]
     assert evaluations[-1]["w1"] == results["final"]["w1"]
-    assert sorted(p.name for p in files.samples.iterdir()) == ["step_000010.png", "step_000020.png"]
+    assert sorted(p.name for p in files.samples.iterdir()) == ["final.png", "step_000010.png", "step_000020.png"]
     assert files.sample_figure(20).read_bytes()[:4] == b"\x89PNG"
     saved = OmegaConf.load(files.config)
     assert "${" not in files.config.read_text() and saved.train.iterations == 20

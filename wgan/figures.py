@@ -1,5 +1,5 @@
-"""Pictures of a run: for 2-D data, samples over the data and the critic's value contours
-(the paper's Figure 1a)."""
+"""Pictures of a run: for images, a grid of samples; for 2-D data, samples over the data and the
+critic's value contours (the paper's Figure 1a)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # files only; never needs a display
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
 
 GRID_POINTS = 128
 
@@ -37,4 +38,11 @@ def toy_figure(real: torch.Tensor, fake: torch.Tensor, critic: nn.Module, path: 
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
     plt.close(fig)
+    return path
+
+
+def image_grid(images: torch.Tensor, path: Path) -> Path:
+    """Save images in [-1, 1] as a square-ish grid PNG."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_image(images, path, nrow=max(1, int(len(images) ** 0.5)), normalize=True, value_range=(-1, 1))
     return path

@@ -24,14 +24,15 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from wgan import metrics
 from wgan.config import LRDecay, method_name, resolve_device, validate
-from wgan.figures import toy_figure
+from wgan.figures import image_grid, toy_figure
 from wgan.files import RunFiles
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
+FINISHED = ("complete", "diverged")
+FIGURE_SAMPLES = {"toy": 1000, "image": 64}  # points over the toy data; an 8x8 grid of images  # statuses that are results: such a run is never trained again
 
 
 class Diverged(Exception):
@@ -73,6 +74,13 @@ class Trainer:
         decay, iterations = LRDecay(cfg.train.lr_decay).value, cfg.train.iterations
         self.schedules = [build_schedule(decay, opt, iterations) for opt in (self.opt_g, self.opt_d)]
         self.method = method_name(cfg)
+        self.arch_choices = getattr(self.arch, "choices", {})
+        # The same noise at every evaluation, drawn from its own seeded generator, makes the
+        # figures comparable across iterations and leaves the training RNG stream alone.
+        figure_samples = FIGURE_SAMPLES[self.dataset.kind]
+        self.fixed_noise = self.generator.sample_noise(
+            figure_samples, self.device, torch.Generator().manual_seed(cfg.seed)
+        )
         self.step = 0
         self.elapsed = 0.0  # training seconds, summed over every start of this run
         self.last_eval: dict[str, float] = {}
@@ -148,24 +156,36 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        n = self.cfg.metrics.num_samples
+        values = self.score() if self.cfg.metrics.names else {}
+        self.last_eval = {"step": self.step, **values}
+        self.files.append_metrics({**self.last_eval, "elapsed": round(self.elapsed, 3)})
+        figure = self.save_figure(self.files.sample_figure(self.step))
+        self.logger.log({f"eval/{k}": v for k, v in values.items()}, self.step)
+        self.logger.log_image("samples", figure, self.step)
+        log.info("eval @ %d: %s", self.step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()) or "no metrics")
+        return values
+
+    def score(self) -> dict[str, float]:
+        names, n = list(self.cfg.metrics.names), self.cfg.metrics.num_samples
         rng = self.evaluation_rng()
         fake = self.generator(self.generator.sample_noise(n, self.device, rng)).cpu()
         real = self.dataset.sample(n, "cpu", rng)
-        values = metrics.compute(list(self.cfg.metrics.names), fake, real, self.dataset)
+        values = metrics.compute(names, fake, real, self.dataset)
         for key, value in values.items():
-            if metrics.is_improvement(list(self.cfg.metrics.names), key, value, self.best.get(key)):
+            if metrics.is_improvement(names, key, value, self.best.get(key)):
                 self.best[key] = value
-        self.last_eval = {"step": self.step, **values}
-        self.files.append_metrics({**self.last_eval, "elapsed": round(self.elapsed, 3)})
-        with frozen(self.critic):
-            figure = toy_figure(
-                real, fake, self.critic, self.files.sample_figure(self.step), f"{self.method}, iteration {self.step}"
-            )
-        self.logger.log({f"eval/{k}": v for k, v in values.items()}, self.step)
-        self.logger.log_image("samples", figure, self.step)
-        log.info("eval @ %d: %s", self.step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()))
         return values
+
+    @torch.no_grad()
+    def save_figure(self, path: Path) -> Path:
+        """Samples from the fixed noise batch: a grid of images, or points over the toy data on
+        the critic's value contours."""
+        fake = self.generator(self.fixed_noise).cpu()
+        if self.dataset.kind != "toy":
+            return image_grid(fake, path)
+        real = self.dataset.sample(len(fake), "cpu", torch.Generator().manual_seed(self.cfg.seed))
+        with frozen(self.critic):
+            return toy_figure(real, fake, self.critic, path, f"{self.method}, iteration {self.step}")
 
     def state(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state()}
@@ -234,6 +254,7 @@ class Trainer:
                     self.files.save_checkpoint(self.state())
         if self.last_eval.get("step") != self.step:  # resumed from a final checkpoint
             self.evaluate()
+        self.save_figure(self.files.samples / "final.png")
 
     def report_progress(self, bar: tqdm, values: dict[str, float], interactive: bool) -> None:
         shown = {k: values[k] for k in ("critic_loss", "generator_loss", "wasserstein") if k in values}
@@ -258,6 +279,7 @@ class Trainer:
             "iterations": cfg.train.iterations,
             "method": self.method,
             "arch": cfg.arch.name,
+            "arch_choices": self.arch_choices,
             "dataset": cfg.dataset.name,
             "seed": cfg.seed,
             "study": cfg.study,
@@ -286,7 +308,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         name=f"{trainer.method}-{cfg.arch.name}-{cfg.dataset.name}-s{cfg.seed}",
         group=cfg.study,
         job_type=trainer.method,
-        config=OmegaConf.to_container(cfg, resolve=True, enum_to_str=True),
+        config={**OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "arch_choices": trainer.arch_choices},
         resume_id=trainer.wandb_run_id,
     )
     trainer.wandb_run_id = trainer.logger.run_id
