@@ -31,8 +31,8 @@ from wgan.optimizer import build_optimizers, build_schedule
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("complete", "diverged")
-FIGURE_SAMPLES = {"toy": 1000, "image": 64}  # points over the toy data; an 8x8 grid of images  # statuses that are results: such a run is never trained again
+FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
+FIGURE_SAMPLES = {"toy": 1000, "image": 64}  # points over the toy data; an 8x8 grid of images
 
 
 class Diverged(Exception):
