@@ -1,13 +1,40 @@
 """The `dataset` config group: every option builds an object that samples training batches.
 
-A dataset object exposes `shape` (one sample's shape), `kind` ("toy" for 2-D point clouds) and
-`sample(n, device, generator=None)`, which returns `n` samples on `device`, drawn with the global
-torch RNG unless a `torch.Generator` is given (evaluation uses its own, so it never shifts the
-training stream and a resumed run stays bit-identical).
+A dataset object exposes `name`, `shape` (one sample's shape), `kind` ("toy" for 2-D point clouds,
+"image" for (C, H, W) images in [-1, 1]) and `sample(n, device, generator=None)`, which returns
+`n` samples on `device`, drawn with the global torch RNG unless a `torch.Generator` is given
+(evaluation uses its own, so it never shifts the training stream and a resumed run stays
+bit-identical; streamed images, LSUN's, ignore it).
 """
+from wgan.dataset.image_files import DatasetNotFound, Fit
+from wgan.dataset.images import (
+    ImageFolder,
+    ImageFolderConfig,
+    ImageNet32,
+    ImageNet32Config,
+    LSUN,
+    LSUNConfig,
+    Split,
+    SyntheticImages,
+    SyntheticImagesConfig,
+    TorchvisionImages,
+    TorchvisionImagesConfig,
+    TorchvisionSource,
+)
 from wgan.dataset.toy import ToyDataset, ToyDatasetConfig, ToyDistribution
 
 # The structured config of each kind of option, registered as /schema/dataset/<name>.
-SCHEMAS = {"toy": ToyDatasetConfig}
+SCHEMAS = {
+    "toy": ToyDatasetConfig,
+    "torchvision": TorchvisionImagesConfig,
+    "imagefolder": ImageFolderConfig,
+    "imagenet32": ImageNet32Config,
+    "lsun": LSUNConfig,
+    "synthetic": SyntheticImagesConfig,
+}
 
-__all__ = ["SCHEMAS", "ToyDataset", "ToyDatasetConfig", "ToyDistribution"]
+__all__ = [
+    "DatasetNotFound", "Fit", "ImageFolder", "ImageFolderConfig", "ImageNet32", "ImageNet32Config", "LSUN",
+    "LSUNConfig", "SCHEMAS", "Split", "SyntheticImages", "SyntheticImagesConfig", "ToyDataset", "ToyDatasetConfig",
+    "ToyDistribution", "TorchvisionImages", "TorchvisionImagesConfig", "TorchvisionSource",
+]

@@ -1,0 +1,120 @@
+"""Reading image data from disk into one uint8 tensor (N, C, H, W), and the cache that makes the
+next start fast.
+
+Every reader returns the images as stored; `conform` then brings them to the configured
+resolution and channel count once, so the training loop never transforms single images. The
+decoded tensor is saved with `torch.save` under `<root>/.wgan-cache/` (written atomically) and
+read back with `weights_only=True`: a cache is data, loading it never runs pickled code.
+"""
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+from enum import Enum
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torchvision.transforms.v2.functional as TF
+from PIL import Image
+from tqdm import tqdm
+
+from wgan.files import atomic_write
+from wgan.schema import ConfigError
+
+log = logging.getLogger(__name__)
+
+# What Pillow reads (and is worth finding in a folder of training images).
+IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
+CACHE_DIR = ".wgan-cache"
+
+
+class DatasetNotFound(ConfigError):
+    """The configured data is not on disk (and could not be downloaded); the message says where it
+    was looked for and how to get it."""
+
+
+class Fit(Enum):
+    pad = "pad"  # centre on a zero (black) background, or centre-crop if larger: 28x28 gets 2 px each side
+    resize = "resize"  # resize the shorter side to the resolution (antialiased), then centre-crop
+
+
+def to_gray(images: torch.Tensor) -> torch.Tensor:
+    """ITU-R 601 luma, rounded as Pillow's convert("L") does (torchvision's truncates white to 254)."""
+    weights = torch.tensor([299, 587, 114], dtype=torch.int32).view(1, 3, 1, 1)
+    return (((images.int() * weights).sum(1, keepdim=True) + 500) // 1000).to(torch.uint8)
+
+
+def conform(images: torch.Tensor, resolution: int, channels: int, fit: Fit) -> torch.Tensor:
+    """uint8 images (N, C, H, W) with C in {1, 3}, brought to (N, channels, resolution, resolution)."""
+    if images.shape[1] != channels:
+        images = images.expand(-1, 3, -1, -1) if channels == 3 else to_gray(images)
+    if fit is Fit.resize and min(images.shape[-2:]) != resolution:
+        images = TF.resize(images, resolution, antialias=True)
+    return TF.center_crop(images, [resolution, resolution]).contiguous()
+
+
+def conform_image(image: Image.Image, resolution: int, channels: int, fit: Fit) -> torch.Tensor:
+    """A Pillow image as a conformed uint8 tensor (C, H, W)."""
+    rgb_or_gray = image.convert("RGB" if channels == 3 else "L")
+    return conform(TF.pil_to_tensor(rgb_or_gray)[None], resolution, channels, fit)[0]
+
+
+def cached(path: Path | None, read: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """`read()`'s tensor, loaded from `path` if a previous start saved it there (None: no cache)."""
+    if path is not None and path.exists():
+        return torch.load(path, weights_only=True)
+    images = read()
+    if path is not None:
+        try:
+            atomic_write(path, lambda tmp: torch.save(images, tmp))
+        except OSError as err:  # a read-only data folder: train anyway, decode again next time
+            log.warning("could not write the image cache %s: %s", path, err)
+    return images
+
+
+def image_files(root: Path) -> list[Path]:
+    """Every image below `root`, in a fixed order; hidden folders (the cache) are skipped."""
+    files = [p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    return sorted(p for p in files if not any(part.startswith(".") for part in p.relative_to(root).parts))
+
+
+def files_key(root: Path, files: list[Path]) -> str:
+    """A short digest of the file list: a folder that gains or loses images gets a new cache."""
+    names = "\n".join(str(p.relative_to(root)) for p in files)
+    return hashlib.sha1(names.encode()).hexdigest()[:12]
+
+
+def decode_folder(root: Path, files: list[Path], resolution: int, channels: int, fit: Fit) -> torch.Tensor:
+    """Decode and conform every file; corrupt ones are skipped, counted and reported."""
+    images, corrupt = [], 0
+    for path in tqdm(files, desc=f"decoding {root}", unit="img", disable=None):
+        try:
+            with Image.open(path) as image:
+                images.append(conform_image(image, resolution, channels, fit))
+        except OSError:  # Pillow's UnidentifiedImageError and truncated files
+            corrupt += 1
+    if corrupt:
+        log.warning("skipped %d of %d image files in %s that could not be decoded", corrupt, len(files), root)
+    if not images:
+        raise DatasetNotFound(f"no image in {root} could be decoded ({corrupt} corrupt files)")
+    return torch.stack(images)
+
+
+def read_idx(path: Path) -> torch.Tensor:
+    """An IDX file (MNIST's format), gzipped or not: 2 zero bytes, a type byte (8: uint8), the number
+    of dimensions, each dimension as a big-endian int32, then the data."""
+    data = (gzip.decompress if path.suffix == ".gz" else bytes)(path.read_bytes())
+    if data[:2] != b"\0\0" or data[2] != 8:
+        raise DatasetNotFound(f"{path} is not an IDX file of unsigned bytes")
+    dims = np.frombuffer(data, dtype=">i4", count=data[3], offset=4).tolist()
+    return torch.from_numpy(np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims)).reshape(dims).copy())
+
+
+def read_npz_batches(paths: list[Path]) -> torch.Tensor:
+    """The downsampled ImageNet's npz batches: rows of 3*S*S uint8, channel-major (R plane, G, B)."""
+    rows = np.concatenate([np.load(path)["data"] for path in paths])
+    side = int(round((rows.shape[1] / 3) ** 0.5))
+    return torch.from_numpy(rows.reshape(-1, 3, side, side))

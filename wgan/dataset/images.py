@@ -1,0 +1,318 @@
+"""Image datasets: every option yields float32 batches (n, C, H, W) in [-1, 1].
+
+Data that fits in memory (CIFAR-10, MNIST, Fashion-MNIST, ImageNet 32x32, image folders) is
+decoded once into a uint8 tensor, cached on disk under `<root>/.wgan-cache/`, kept on the
+device it is first sampled on and indexed there: a batch costs one gather and one conversion,
+with no per-image Python in the training loop. LSUN is too large for that and streams through a
+torch DataLoader with worker processes. `synthetic` draws images on the fly, without files.
+
+Missing data fails when the option is built, before any model: `DatasetNotFound` names the path
+looked at and how to get the data.
+"""
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+import torchvision
+from omegaconf import MISSING
+from torch.utils.data import DataLoader
+
+from wgan.dataset.image_files import (
+    CACHE_DIR,
+    IMAGE_SUFFIXES,
+    DatasetNotFound,
+    Fit,
+    cached,
+    conform,
+    conform_image,
+    decode_folder,
+    files_key,
+    image_files,
+    read_idx,
+    read_npz_batches,
+)
+from wgan.schema import ConfigError, bounded
+
+
+class Split(Enum):
+    train = "train"
+    test = "test"
+
+
+@dataclass
+class ImageConfig:
+    name: str = MISSING
+    resolution: int = bounded(32, ge=8, le=1024)  # the architectures build 32 and 64
+    channels: int = bounded(3, ge=1, le=3)  # 1 (gray) or 3 (RGB); stored data is converted
+
+
+@dataclass
+class ImageFilesConfig(ImageConfig):
+    root: str = MISSING  # the options default to ${oc.env:WGAN_DATA,data}/<name>
+    fit: Fit = Fit.pad  # how stored images that differ from the resolution are brought to it
+
+
+@dataclass
+class InMemoryImagesConfig(ImageFilesConfig):
+    cache: bool = True  # keep the decoded tensor under <root>/.wgan-cache/ for the next start
+
+
+class TorchvisionSource(Enum):
+    cifar10 = "cifar10"
+    mnist = "mnist"
+    fashion_mnist = "fashion_mnist"
+
+    @property
+    def dataset_class(self) -> type:
+        return {"cifar10": torchvision.datasets.CIFAR10, "mnist": torchvision.datasets.MNIST,
+                "fashion_mnist": torchvision.datasets.FashionMNIST}[self.value]
+
+    @property
+    def folder(self) -> str:
+        """Where below the root torchvision looks for the files."""
+        return {"cifar10": "cifar-10-batches-py", "mnist": "MNIST/raw", "fashion_mnist": "FashionMNIST/raw"}[self.value]
+
+    @property
+    def debian_package(self) -> str:
+        """The Debian package with the IDX files, for the message when they are missing too."""
+        return f"dataset-{self.value.replace('_', '-')}"
+
+
+@dataclass
+class TorchvisionImagesConfig(InMemoryImagesConfig):
+    _target_: str = "wgan.dataset.images.TorchvisionImages"
+    source: TorchvisionSource = MISSING
+    split: Split = Split.train
+    download: bool = False  # fetch the files into root if they are not there (needs a network)
+    # A folder of gzipped IDX files (Debian's dataset-fashion-mnist) read when root has nothing.
+    system_root: Optional[str] = None
+
+
+@dataclass
+class ImageFolderConfig(InMemoryImagesConfig):
+    _target_: str = "wgan.dataset.images.ImageFolder"
+    fit: Fit = Fit.resize
+
+
+@dataclass
+class ImageNet32Config(InMemoryImagesConfig):
+    _target_: str = "wgan.dataset.images.ImageNet32"
+    split: Split = Split.train
+
+
+@dataclass
+class LSUNConfig(ImageFilesConfig):
+    _target_: str = "wgan.dataset.images.LSUN"
+    category: str = "bedroom"
+    split: Split = Split.train
+    fit: Fit = Fit.resize
+    num_workers: int = bounded(4, ge=0)  # DataLoader processes decoding and resizing images
+    loader_batch_size: int = bounded(64, ge=1)  # images per DataLoader batch; sample() joins batches
+
+
+@dataclass
+class SyntheticImagesConfig(ImageConfig):
+    _target_: str = "wgan.dataset.images.SyntheticImages"
+    blobs: int = bounded(3, ge=1)  # coloured Gaussian blobs per image
+
+
+def to_unit_range(images: torch.Tensor) -> torch.Tensor:
+    return images.float() / 127.5 - 1
+
+
+class ImageData:
+    """What every image option shares: its name, kind and sample shape."""
+
+    kind = "image"
+
+    def __init__(self, name: str, resolution: int, channels: int) -> None:
+        if channels not in (1, 3):
+            raise ConfigError(f"dataset.channels={channels}: must be 1 (gray) or 3 (RGB)")
+        self.name = name
+        self.shape = (channels, resolution, resolution)
+
+
+class InMemoryImages(ImageData):
+    """A uint8 tensor of every image, decoded by `read` (or loaded from the cache) when built.
+
+    `read()` returns uint8 images (N, C, H, W) of any size with C in {1, 3}; they are conformed to
+    the configured resolution and channels before they are cached.
+    """
+
+    def __init__(self, name: str, root: str, key: str, read: Callable[[], torch.Tensor], resolution: int,
+                 channels: int, fit: Fit | str, cache: bool) -> None:
+        super().__init__(name, resolution, channels)
+        fit = Fit(fit)
+        cache_path = Path(root) / CACHE_DIR / f"{key}-{resolution}-{channels}-{fit.value}.pt" if cache else None
+        self.images = cached(cache_path, lambda: conform(read(), resolution, channels, fit))
+        self._on_device = {}  # device -> the images there, moved at the first sample on it
+
+    def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        device = torch.device(device)
+        if device not in self._on_device:
+            self._on_device[device] = self.images.to(device)
+        images = self._on_device[device]
+        index = torch.randint(len(images), (n,), generator=generator)
+        return to_unit_range(images[index.to(device)])
+
+
+def read_torchvision(source: TorchvisionSource, root: Path, split: Split, download: bool,
+                     system_root: str | None) -> torch.Tensor:
+    try:
+        data = source.dataset_class(str(root), train=split is Split.train, download=download).data
+    except (RuntimeError, OSError) as err:  # files missing, or the download failed
+        if system_root and Path(system_root).is_dir():
+            return read_idx_folder(Path(system_root), split)
+        folder = root / source.folder
+        also = f" (nor IDX files in {system_root}: apt-get install {source.debian_package})" if system_root else ""
+        how = (f"the download failed ({err}); put the files there" if download
+               else f"set dataset.download=true (needs a network) or put the files in {folder}")
+        raise DatasetNotFound(f"{source.value}: no data in {folder}{also}: {how}") from None
+    data = torch.as_tensor(data)
+    # CIFAR-10 is stored (N, H, W, 3), the MNISTs (N, H, W).
+    return data.permute(0, 3, 1, 2) if data.ndim == 4 else data[:, None]
+
+
+def read_idx_folder(folder: Path, split: Split) -> torch.Tensor:
+    prefix = "train" if split is Split.train else "t10k"
+    return read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")[:, None]
+
+
+class TorchvisionImages(InMemoryImages):
+    """CIFAR-10, MNIST or Fashion-MNIST, read by torchvision (and downloaded if asked)."""
+
+    def __init__(self, name: str, root: str, source: TorchvisionSource | str, resolution: int = 32,
+                 channels: int = 3, fit: Fit | str = Fit.pad, cache: bool = True, split: Split | str = Split.train,
+                 download: bool = False, system_root: str | None = None) -> None:
+        source, split = TorchvisionSource(source), Split(split)
+        read = functools.partial(read_torchvision, source, Path(root), split, download, system_root)
+        super().__init__(name, root, f"{source.value}-{split.value}", read, resolution, channels, fit, cache)
+
+
+def folder_reader(root: Path, resolution: int, channels: int, fit: Fit) -> tuple[str, Callable[[], torch.Tensor]]:
+    """The cache key and reader of every image file below `root`."""
+    files = image_files(root)
+    if not files:
+        raise DatasetNotFound(
+            f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}: put the images there "
+            "(any folder tree) or set dataset.root"
+        )
+    return f"folder-{files_key(root, files)}", functools.partial(decode_folder, root, files, resolution, channels, fit)
+
+
+class ImageFolder(InMemoryImages):
+    """Every image in a folder tree (e.g. the CIFAR-10 JPEG copy), resized and centre-cropped.
+
+    The whole folder is kept in memory (3 KB an image at 32x32 RGB, 12 KB at 64x64): fine for
+    CIFAR- or ImageNet-32-sized collections; larger ones want a streaming option like LSUN's.
+    """
+
+    def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.resize,
+                 cache: bool = True) -> None:
+        key, read = folder_reader(Path(root), resolution, channels, Fit(fit))
+        super().__init__(name, root, key, read, resolution, channels, fit, cache)
+
+
+def imagenet_reader(root: Path, split: Split, resolution: int, channels: int,
+                    fit: Fit) -> tuple[str, Callable[[], torch.Tensor]]:
+    """The npz batches of the split if `root` holds them, else every image file below `root`."""
+    pattern = "train_data_batch_*.npz" if split is Split.train else "val_data.npz"
+    batches = sorted(root.glob(pattern))
+    if batches:
+        return f"npz-{split.value}", functools.partial(read_npz_batches, batches)
+    try:
+        return folder_reader(root, resolution, channels, fit)
+    except DatasetNotFound:
+        raise DatasetNotFound(
+            f"no ImageNet 32x32 in {root} (neither {pattern} nor image files): download the npz batches "
+            f"(Imagenet32_train_npz.zip, Imagenet32_val_npz.zip) or the PNG folders from "
+            f"https://image-net.org/download-images (free account) and unpack them into {root}"
+        ) from None
+
+
+class ImageNet32(InMemoryImages):
+    """The downsampled ImageNet of the paper's architecture study (Chrabaszcz et al. 2017): `root`
+    holds either its npz batches (the split chooses train or val) or a folder of its PNGs (the
+    split is then the folder's)."""
+
+    def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.pad,
+                 cache: bool = True, split: Split | str = Split.train) -> None:
+        key, read = imagenet_reader(Path(root), Split(split), resolution, channels, Fit(fit))
+        super().__init__(name, root, key, read, resolution, channels, fit, cache)
+
+
+class StreamingImages(ImageData):
+    """Batches from a torch dataset of (uint8 image, label) pairs, through a shuffling DataLoader
+    that starts again when it is exhausted.
+
+    `generator` is ignored: a stream has one order, so evaluation batches come from the same
+    stream as training batches, and a resumed run does not see the same images as an
+    uninterrupted one. The workers start at the first `sample`, after the models are built.
+    """
+
+    def __init__(self, name: str, dataset: torch.utils.data.Dataset, resolution: int, channels: int,
+                 loader_batch_size: int, num_workers: int) -> None:
+        super().__init__(name, resolution, channels)
+        self.loader = DataLoader(dataset, batch_size=loader_batch_size, shuffle=True, num_workers=num_workers,
+                                 persistent_workers=num_workers > 0)
+        self._batches = self._forever()
+        self._buffer = torch.empty(0, *self.shape, dtype=torch.uint8)
+
+    def _forever(self):
+        while True:
+            for images, _ in self.loader:
+                yield images
+
+    def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        while len(self._buffer) < n:
+            self._buffer = torch.cat([self._buffer, next(self._batches)])
+        batch, self._buffer = self._buffer[:n], self._buffer[n:]
+        return to_unit_range(batch.to(device))
+
+
+class LSUN(StreamingImages):
+    """An LSUN scene category (e.g. bedrooms, 3 million images) through torchvision's LSUN reader,
+    which needs the `lmdb` package (not a dependency of this project)."""
+
+    def __init__(self, name: str, root: str, category: str = "bedroom", resolution: int = 64, channels: int = 3,
+                 fit: Fit | str = Fit.resize, split: Split | str = Split.train, num_workers: int = 4,
+                 loader_batch_size: int = 64) -> None:
+        database = f"{category}_{'train' if Split(split) is Split.train else 'val'}"
+        if not (Path(root) / f"{database}_lmdb").is_dir():
+            raise DatasetNotFound(
+                f"no LSUN database at {Path(root) / f'{database}_lmdb'}: download it with "
+                f"`python download.py -c {category}` from https://github.com/fyu/lsun and unzip it into {root}"
+            )
+        try:
+            import lmdb  # noqa: F401  (torchvision imports it itself; checked here to say what is missing)
+        except ImportError:
+            raise ConfigError("dataset lsun needs the lmdb package: pip install lmdb") from None
+        transform = functools.partial(conform_image, resolution=resolution, channels=channels, fit=Fit(fit))
+        dataset = torchvision.datasets.LSUN(root, classes=[database], transform=transform)
+        super().__init__(name, dataset, resolution, channels, loader_batch_size, num_workers)
+
+
+class SyntheticImages(ImageData):
+    """Soft coloured blobs on a black background, drawn afresh for every batch: no files, and a
+    distribution a GAN can learn a little of in a few hundred iterations (tests, benchmarks).
+    The same generator state gives the same images."""
+
+    def __init__(self, name: str, resolution: int = 32, channels: int = 3, blobs: int = 3) -> None:
+        super().__init__(name, resolution, channels)
+        self.blobs = blobs
+
+    def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        channels, size, _ = self.shape
+        # Centres and widths in image widths; drawn on the CPU so that a generator fixes them anywhere.
+        centres = (0.2 + 0.6 * torch.rand(n, self.blobs, 2, 1, 1, generator=generator)).to(device)
+        widths = (0.05 + 0.1 * torch.rand(n, self.blobs, 1, 1, generator=generator)).to(device)
+        colours = torch.rand(n, self.blobs, channels, 1, 1, generator=generator).to(device)
+        grid = (torch.arange(size, device=device) + 0.5) / size
+        squared = (grid[:, None] - centres[:, :, 0]) ** 2 + (grid[None, :] - centres[:, :, 1]) ** 2
+        weights = torch.exp(-squared / (2 * widths**2))  # (n, blobs, size, size)
+        return (weights[:, :, None] * colours).sum(1).clamp(max=1) * 2 - 1
