@@ -6,11 +6,29 @@ Lipschitz method decides it (see `wgan.lipschitz`). The critic returns one score
 Generators carry `noise_dim` and `sample_noise`, so the training loop never needs to know which
 architecture it trains. An architecture may expose `choices`, a flat dict of what it sampled
 (random architectures); the run records it in results.json and W&B.
+
+`mlp` is for 2-D toy data; the image options (`dcgan` and its variants, `mlp_generator`,
+`resnet101`, `resnet_cifar`) build 32x32 and 64x64 images of 1 or 3 channels and raise a
+ConfigError for anything else; `random` builds both.
 """
 from wgan.arch.base import Generator
+from wgan.arch.dcgan import DCGANArch, DCGANArchConfig, MLPGeneratorArch, MLPGeneratorArchConfig
 from wgan.arch.mlp import MLPArch, MLPArchConfig
+from wgan.arch.random import NetSpaceConfig, RandomArch, RandomArchConfig
+from wgan.arch.resnet import ResNet101Arch, ResNet101ArchConfig, ResNetCIFARArch, ResNetCIFARArchConfig
 
 # The structured config of each kind of option, registered as /schema/arch/<name>.
-SCHEMAS = {"mlp": MLPArchConfig}
+SCHEMAS = {
+    "mlp": MLPArchConfig,
+    "dcgan": DCGANArchConfig,
+    "mlp_generator": MLPGeneratorArchConfig,
+    "resnet101": ResNet101ArchConfig,
+    "resnet_cifar": ResNetCIFARArchConfig,
+    "random": RandomArchConfig,
+}
 
-__all__ = ["Generator", "MLPArch", "MLPArchConfig", "SCHEMAS"]
+__all__ = [
+    "DCGANArch", "DCGANArchConfig", "Generator", "MLPArch", "MLPArchConfig", "MLPGeneratorArch",
+    "MLPGeneratorArchConfig", "NetSpaceConfig", "RandomArch", "RandomArchConfig", "ResNet101Arch",
+    "ResNet101ArchConfig", "ResNetCIFARArch", "ResNetCIFARArchConfig", "SCHEMAS",
+]

@@ -1,12 +1,18 @@
-"""`arch=mlp`: the toy ReLU MLPs of the official `gan_toy.py` (3 hidden layers of 512 units)."""
+"""`arch=mlp`: the toy ReLU MLPs of the official `gan_toy.py` (3 hidden layers of 512 units).
+
+The MLP builders here also make the random toy MLPs of `arch=random` and the MLP generator of
+`arch=mlp_generator`.
+"""
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 from torch import nn
 
 from wgan.arch.base import Generator
+from wgan.arch.layers import Nonlinearity, unit
 from wgan.schema import bounded
 
 
@@ -19,12 +25,25 @@ class MLPArchConfig:
     noise_dim: int = bounded(2, ge=1)
 
 
-def relu_mlp(n_in: int, n_out: int, width: int, depth: int) -> nn.Sequential:
+def mlp(n_in: int, n_out: int, width: int, depth: int, nonlinearity: Nonlinearity | str = Nonlinearity.relu,
+        norm: str = "none") -> nn.Sequential:
+    """`depth` hidden layers of `width` units, each normalized (`norm`) and then `nonlinearity`."""
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += [nn.Linear(n_in if i == 0 else width, width), nn.ReLU()]
+        layers += unit(partial(nn.Linear, n_in if i == 0 else width), width, nonlinearity, norm, image=False)
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
+
+
+def mlp_generator(noise_dim: int, data_shape: tuple[int, ...], squash: bool = False, **mlp_args) -> Generator:
+    """An MLP from the noise to samples of `data_shape`; `squash` ends it with tanh (images)."""
+    squashing = [nn.Tanh()] if squash else []
+    net = nn.Sequential(mlp(noise_dim, math.prod(data_shape), **mlp_args), *squashing, nn.Unflatten(1, data_shape))
+    return Generator(net, noise_dim)
+
+
+def mlp_critic(data_shape: tuple[int, ...], **mlp_args) -> nn.Module:
+    return nn.Sequential(nn.Flatten(), mlp(math.prod(data_shape), 1, **mlp_args), nn.Flatten(0))
 
 
 class MLPArch:
@@ -35,9 +54,8 @@ class MLPArch:
         self.noise_dim = noise_dim
 
     def generator(self, data_shape: tuple[int, ...]) -> Generator:
-        net = relu_mlp(self.noise_dim, math.prod(data_shape), self.width, self.depth)
-        return Generator(nn.Sequential(net, nn.Unflatten(1, data_shape)), self.noise_dim)
+        return mlp_generator(self.noise_dim, data_shape, width=self.width, depth=self.depth)
 
     def critic(self, data_shape: tuple[int, ...], norm: str = "none") -> nn.Module:
         """The toy critic has no normalization layers, so `norm` changes nothing."""
-        return nn.Sequential(nn.Flatten(), relu_mlp(math.prod(data_shape), 1, self.width, self.depth), nn.Flatten(0))
+        return mlp_critic(data_shape, width=self.width, depth=self.depth)

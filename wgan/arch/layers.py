@@ -1,0 +1,153 @@
+"""Building blocks shared by the architectures: nonlinearities, normalization, the
+"layer, normalization, nonlinearity" unit every DCGAN-style network is a chain of, resampling,
+residual connections, the check that the data is an image an image architecture can build, and the
+settings and constructor every image option shares.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import Enum
+from functools import partial
+from typing import Callable
+
+import torch
+from torch import nn
+from omegaconf import MISSING
+from torch.nn import functional as F
+
+from wgan.schema import ConfigError, bounded
+
+RESOLUTIONS = (32, 64)
+CHANNELS = (1, 3)
+
+
+class Nonlinearity(Enum):
+    relu = "relu"
+    leaky_relu = "leaky_relu"  # slope 0.2, as in the official DCGAN critic
+    softplus = "softplus"  # softplus(2x + 2) / 2 - 1 (Table 1): a smooth ReLU shifted to pass near (-1, -1)
+    tanh = "tanh"
+    gated = "gated"  # sigmoid(a) * tanh(b) over the two halves of twice as many channels (PixelCNN's gate)
+
+
+class ShiftedSoftplus(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.softplus(2 * x + 2) / 2 - 1
+
+
+class Gated(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a, b = x.chunk(2, dim=1)
+        return torch.sigmoid(a) * torch.tanh(b)
+
+
+class Scale(nn.Module):
+    """Multiplies by a constant: the official ResNets divide their output pre-activations by 5."""
+
+    def __init__(self, factor: float) -> None:
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.factor * x
+
+    def extra_repr(self) -> str:
+        return f"factor={self.factor}"
+
+
+ACTIVATIONS: dict[Nonlinearity, Callable[[], nn.Module]] = {
+    Nonlinearity.relu: nn.ReLU,
+    Nonlinearity.leaky_relu: partial(nn.LeakyReLU, 0.2),
+    Nonlinearity.softplus: ShiftedSoftplus,
+    Nonlinearity.tanh: nn.Tanh,
+    Nonlinearity.gated: Gated,
+}
+
+
+def norm_layers(kind: str, channels: int, image: bool = True) -> list[nn.Module]:
+    """`kind` is "batch", "layer" (per sample over channels and positions, the official layer norm
+    over axes [1, 2, 3]) or "none"; `image` says the features are (C, H, W) rather than flat."""
+    if kind == "batch":
+        return [nn.BatchNorm2d(channels) if image else nn.BatchNorm1d(channels)]
+    if kind == "layer":
+        return [nn.GroupNorm(1, channels)]
+    if kind == "none":
+        return []
+    raise ValueError(f"unknown normalization {kind!r}; expected batch, layer or none")
+
+
+def unit(layer: Callable[[int], nn.Module], channels: int, nonlinearity: Nonlinearity | str, norm: str,
+         image: bool = True) -> list[nn.Module]:
+    """`layer(n)` (a layer with n output channels), normalization, nonlinearity: `channels` out.
+    A gated unit's layer produces twice the channels, as the gate halves them."""
+    nonlinearity = Nonlinearity(nonlinearity)
+    width = 2 * channels if nonlinearity is Nonlinearity.gated else channels
+    return [layer(width), *norm_layers(norm, width, image), ACTIVATIONS[nonlinearity]()]
+
+
+def resampled(conv: nn.Module, resample: str | None) -> nn.Module:
+    """`conv` followed by 2x2 mean pooling ("down") or preceded by nearest-neighbour 2x upsampling
+    ("up"): the official ConvMeanPool and UpsampleConv."""
+    if resample == "down":
+        return nn.Sequential(conv, nn.AvgPool2d(2))
+    if resample == "up":
+        return nn.Sequential(nn.Upsample(scale_factor=2), conv)
+    return conv
+
+
+class Residual(nn.Module):
+    """shortcut(x) + scale * branch(x); the shortcut is the identity unless given (a projection).
+    Projections live under the name `shortcut`, so weight-layer counts can leave them out."""
+
+    def __init__(self, branch: nn.Module, shortcut: nn.Module | None = None, scale: float = 1.0) -> None:
+        super().__init__()
+        self.branch = branch
+        self.shortcut = shortcut if shortcut is not None else nn.Identity()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.scale * self.branch(x)
+
+
+def to_grid(n_in: int, channels: int, size: int) -> nn.Sequential:
+    """The generators' first layer: a linear map from the noise to a size x size x channels grid."""
+    return nn.Sequential(nn.Linear(n_in, channels * size * size), nn.Unflatten(1, (channels, size, size)))
+
+
+def image_size(data_shape: tuple[int, ...], arch: str) -> int:
+    """The side of the square (C, H, W) images an image architecture is given, checked to be one it
+    builds; a ConfigError naming the setting to change otherwise."""
+    if len(data_shape) != 3:
+        raise ConfigError(
+            f"arch={arch} needs images (channels, height, width), but the dataset gives samples of shape "
+            f"{tuple(data_shape)}; use arch=mlp or arch=random for 2-D toy data"
+        )
+    channels, height, width = data_shape
+    if channels not in CHANNELS:
+        raise ConfigError(f"arch={arch} supports 1 or 3 channels, not {channels}; set dataset.channels=1 or 3")
+    if height != width or height not in RESOLUTIONS:
+        raise ConfigError(
+            f"arch={arch} supports 32x32 and 64x64 images, not {height}x{width}; set dataset.resolution=32 "
+            f"or 64 (28x28 data is padded or resized to it, see dataset.fit)"
+        )
+    return height
+
+
+def doublings(size: int) -> int:
+    """How many 2x resamplings lie between the 4x4 grid and a size x size image."""
+    return int(math.log2(size // 4))
+
+
+@dataclass
+class ImageArchConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+    noise_dim: int = bounded(128, ge=1)
+    dim: int = bounded(64, ge=1)  # d, the base filter count
+
+
+class ImageArch:
+    def __init__(self, name: str, noise_dim: int, dim: int) -> None:
+        self.name = name
+        self.noise_dim = noise_dim
+        self.dim = dim
