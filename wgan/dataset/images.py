@@ -202,7 +202,7 @@ def folder_reader(root: Path, resolution: int, channels: int, fit: Fit) -> tuple
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}: put the images there "
             "(any folder tree) or set dataset.root"
         )
-    return f"folder-{files_key(root, files)}", functools.partial(decode_folder, root, files, resolution, channels, fit)
+    return f"folder-{files_key(files)}", functools.partial(decode_folder, root, files, resolution, channels, fit)
 
 
 class ImageFolder(InMemoryImages):
