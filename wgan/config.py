@@ -12,6 +12,8 @@ from typing import Any
 
 import torch
 from hydra.core.config_store import ConfigStore
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig
 
 from wgan import arch, dataset, logger, metrics
@@ -90,6 +92,18 @@ def register_configs() -> None:
     for group, schemas in SCHEMAS.items():
         for name, node in schemas.items():
             store.store(group=f"schema/{group}", name=name, node=node)
+
+
+def build(node: DictConfig, **kwargs: Any) -> Any:
+    """`hydra.utils.instantiate`, except that a component's ConfigError (a missing dataset, an
+    architecture that cannot take the data) reaches the user as it is, not wrapped in Hydra's
+    InstantiationException."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ConfigError):
+            raise error.__cause__ from None
+        raise
 
 
 def resolve_device(device: Device | str) -> torch.device:

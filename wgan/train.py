@@ -17,13 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from wgan import metrics
-from wgan.config import LRDecay, method_name, resolve_device, validate
+from wgan.config import LRDecay, build, method_name, resolve_device, validate
 from wgan.figures import image_grid, toy_figure
 from wgan.files import RunFiles
 from wgan.lipschitz import input_gradient_norms, interpolates
@@ -63,10 +62,10 @@ class Trainer:
         self.files = files
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.dataset = instantiate(cfg.dataset)
-        self.arch = instantiate(cfg.arch)
-        self.lipschitz = instantiate(cfg.lipschitz)
-        self.loss = instantiate(cfg.loss)
+        self.dataset = build(cfg.dataset)
+        self.arch = build(cfg.arch)
+        self.lipschitz = build(cfg.lipschitz)
+        self.loss = build(cfg.loss)
         self.generator = self.arch.generator(self.dataset.shape).to(self.device)
         critic = self.arch.critic(self.dataset.shape, self.lipschitz.critic_norm)
         self.critic = self.lipschitz.wrap_critic(critic).to(self.device)
@@ -302,7 +301,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     OmegaConf.save(cfg, files.config, resolve=True)
     trainer = Trainer(cfg, files)
     resumed = trainer.resume()
-    trainer.logger = instantiate(cfg.logger)
+    trainer.logger = build(cfg.logger)
     trainer.logger.start(
         run_dir=files.dir,
         name=f"{trainer.method}-{cfg.arch.name}-{cfg.dataset.name}-s{cfg.seed}",
