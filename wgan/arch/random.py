@@ -2,11 +2,12 @@
 
 For G and D separately: the nonlinearity, the depth, normalization on or off, and the base filter
 count (images) or hidden width (2-D toy data). `seed` picks the architecture; each setting is drawn
-uniformly from its list with Python's `random.Random("<seed>:<setting>")`, which hashes its string
-seed with SHA-512, so equal seeds give equal architectures on every machine and under every method
-(the torch RNG is never touched), and narrowing one list never changes another setting's draw.
-The lists are the config (`arch.g.depth=[4,8]` narrows a space, `arch.d.filters=[16,32,64]` widens
-one); the drawn values are `choices` ({"g_nonlinearity": "relu", "d_depth": 12, ...}).
+uniformly from its list with Python's `random.Random("<seed>:<net>_<setting>")` (e.g. "7:d_depth"),
+which hashes its string seed with SHA-512, so equal seeds give equal architectures on every machine
+and under every method (the torch RNG is never touched), and narrowing one list never changes
+another setting's draw. The lists are the config (`arch.g.depth=[4,8]` narrows a space,
+`arch.d.filters=[16,32,64]` widens one); the drawn values are `choices` ({"g_nonlinearity": "relu",
+"d_depth": 12, ...}), every setting of both networks: an image run uses `filters`, a 2-D run `width`.
 
 Depth counts weight layers; the paper does not say how it maps onto layers, so this is our choice.
 Images: depth 4 is the 32x32 DCGAN the study starts from (G: linear to a 4x4 grid of 4d channels
