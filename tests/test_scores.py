@@ -1,0 +1,133 @@
+"""The score formulas against closed forms, a from-the-formula reference and torch-fidelity.
+
+torch-fidelity is a dependency of the project, so its comparisons run everywhere, never skip.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from scipy.special import log_softmax
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_features_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
+
+from wgan.metrics.scores import (
+    FID_EPS,
+    feature_statistics,
+    frechet_distance,
+    inception_score,
+    kernel_inception_distance,
+)
+
+
+def randn(*shape: int, seed: int = 0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+
+
+@pytest.fixture
+def logits():
+    # 1003 samples do not divide into 10 splits: checks the split boundaries too.
+    return 3 * randn(1003, 20)
+
+
+@pytest.fixture
+def feature_pair():
+    """Correlated features and a shifted, rescaled copy of their distribution."""
+    mixing = randn(16, 16, seed=1)
+    return randn(500, 16, seed=2) @ mixing, 0.8 * randn(400, 16, seed=3) @ mixing + 0.5
+
+
+def reference_inception_score(logits: np.ndarray, splits: int) -> tuple[float, float]:
+    """The original code's loop: contiguous splits [i*N//splits, (i+1)*N//splits)."""
+    log_p = log_softmax(logits.astype(np.float64), axis=1)
+    n, scores = len(log_p), []
+    for i in range(splits):
+        part = log_p[i * n // splits:(i + 1) * n // splits]
+        marginal = np.exp(part).mean(axis=0)
+        kl = (np.exp(part) * (part - np.log(marginal))).sum(axis=1)
+        scores.append(np.exp(kl.mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def test_inception_score_of_uniform_predictions_is_one():
+    # A per-sample offset leaves the softmax uniform.
+    mean, std = inception_score(randn(100, 10)[:, :1].expand(100, 10))
+    assert mean == pytest.approx(1.0, abs=1e-12) and std == pytest.approx(0.0, abs=1e-12)
+
+
+def test_inception_score_of_confident_evenly_spread_predictions_is_the_class_count():
+    classes, splits = 7, 10
+    labels = torch.arange(classes * splits * 10) % classes  # every split holds every class equally
+    mean, std = inception_score(30.0 * torch.nn.functional.one_hot(labels, classes), splits)
+    assert mean == pytest.approx(classes, rel=1e-9) and std == pytest.approx(0.0, abs=1e-9)
+
+
+def test_inception_score_matches_the_formula(logits):
+    assert inception_score(logits, 10) == pytest.approx(reference_inception_score(logits.numpy(), 10), rel=1e-9)
+
+
+def test_inception_score_matches_torch_fidelity_isc(logits):
+    theirs = isc_features_to_metric(logits, splits=10, shuffle=False)
+    expected = theirs["inception_score_mean"], theirs["inception_score_std"]
+    assert inception_score(logits, 10) == pytest.approx(expected, rel=1e-6)
+
+
+def test_frechet_distance_of_identical_statistics_is_zero(feature_pair):
+    mu, sigma = feature_statistics(feature_pair[0])
+    assert frechet_distance(mu, sigma, mu, sigma) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_of_diagonal_covariances_has_a_closed_form():
+    mu1, mu2, a, b = (randn(32, seed=s).numpy() for s in range(4))
+    a, b = np.exp(a), np.exp(b)
+    expected = ((mu1 - mu2) ** 2).sum() + ((np.sqrt(a) - np.sqrt(b)) ** 2).sum()
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, abs=1e-8)
+
+
+def test_feature_statistics_and_frechet_distance_match_torch_fidelity(feature_pair):
+    ours = [feature_statistics(f) for f in feature_pair]
+    theirs = [fid_features_to_statistics(f) for f in feature_pair]
+    for (mu, sigma), stats in zip(ours, theirs):
+        np.testing.assert_allclose(mu, stats["mu"], rtol=1e-12)
+        np.testing.assert_allclose(sigma, stats["sigma"], rtol=1e-12)
+    expected = fid_statistics_to_metric(*theirs, verbose=False)["frechet_inception_distance"]
+    assert frechet_distance(*ours[0], *ours[1]) == pytest.approx(expected, rel=1e-6)
+
+
+@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
+def test_frechet_distance_nudges_a_product_without_a_square_root():
+    # [[0, 1], [0, 0]] has no square root; with eps*I added, sqrtm's trace is 2 sqrt(eps (1 + eps)).
+    nilpotent = np.array([[0.0, 1.0], [0.0, 0.0]])
+    expected = 2 - 4 * np.sqrt(FID_EPS * (1 + FID_EPS))
+    assert frechet_distance(np.zeros(2), nilpotent, np.zeros(2), np.eye(2)) == pytest.approx(expected, abs=1e-9)
+
+
+def test_frechet_distance_rejects_a_clearly_complex_square_root():
+    with pytest.raises(ValueError, match="imaginary component of 1"):
+        frechet_distance(np.zeros(3), -np.eye(3), np.zeros(3), np.eye(3))
+
+
+def test_kernel_inception_distance_is_near_zero_for_one_distribution_and_positive_for_two():
+    same = kernel_inception_distance(randn(1000, 8, seed=1), randn(1000, 8, seed=2), subsets=20, subset_size=200)
+    shifted = kernel_inception_distance(randn(1000, 8, seed=1), randn(1000, 8, seed=2) + 0.5, subsets=20,
+                                        subset_size=200)
+    assert abs(same[0]) < 0.01 < 0.1 < shifted[0]
+
+
+def test_kernel_inception_distance_matches_torch_fidelity_kid(feature_pair):
+    ours = kernel_inception_distance(*feature_pair, subsets=10, subset_size=100, seed=3)
+    theirs = kid_features_to_metric(*feature_pair, kid_subsets=10, kid_subset_size=100, rng_seed=3, verbose=False)
+    expected = theirs["kernel_inception_distance_mean"], theirs["kernel_inception_distance_std"]
+    assert ours == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: inception_score(randn(5, 3), splits=10), "splits <= samples, got 10 splits of 5 samples"),
+    (lambda: feature_statistics(randn(1, 3)), "at least 2 samples for a covariance, got 1"),
+    (lambda: kernel_inception_distance(randn(300, 3), randn(250, 3), subset_size=1000),
+     r"subset size 1000 .* \(features1: 300, features2: 250\)"),
+])
+def test_scores_name_the_counts_they_cannot_work_with(call, message):
+    with pytest.raises(ValueError, match=message):
+        call()
