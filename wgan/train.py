@@ -232,7 +232,8 @@ class Trainer:
         total = cfg.train.iterations
         interactive = sys.stderr.isatty()
         bar = tqdm(total=total, initial=self.step, disable=not interactive, dynamic_ncols=True, unit="it")
-        window_start, window_step = time.perf_counter(), self.step
+        # it/s over training time alone: evaluations and checkpoints are not iterations.
+        window_elapsed, window_step = self.elapsed, self.step
         with bar, logging_redirect_tqdm():
             while self.step < total:
                 started = time.perf_counter()
@@ -241,12 +242,11 @@ class Trainer:
                 self.elapsed += time.perf_counter() - started
                 bar.update()
                 if self.step % cfg.train.log_every == 0 or self.step == total:
-                    now = time.perf_counter()
-                    it_per_s = (self.step - window_step) / max(now - window_start, 1e-9)
+                    it_per_s = (self.step - window_step) / max(self.elapsed - window_elapsed, 1e-9)
                     values = self.training_stats(stats, it_per_s)
                     self.logger.log({f"train/{k}": v for k, v in values.items()}, self.step)
                     self.report_progress(bar, values, interactive)
-                    window_start, window_step = time.perf_counter(), self.step
+                    window_elapsed, window_step = self.elapsed, self.step
                 if self.step % cfg.eval.every == 0 or self.step == total:
                     self.evaluate()
                 if self.step % cfg.ckpt.every == 0 or self.step == total:
