@@ -169,7 +169,8 @@ class Trainer:
         rng = self.evaluation_rng()
         fake = self.generator(self.generator.sample_noise(n, self.device, rng)).cpu()
         real = self.dataset.sample(n, "cpu", rng)
-        values = metrics.compute(names, fake, real, self.dataset)
+        context = metrics.EvalContext(fake, real, self.dataset, metrics.cache_dir(self.cfg.metrics.cache_dir))
+        values = metrics.compute(names, context)
         for key, value in values.items():
             if metrics.is_improvement(names, key, value, self.best.get(key)):
                 self.best[key] = value

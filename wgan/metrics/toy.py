@@ -13,14 +13,15 @@ from __future__ import annotations
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from wgan.metrics import register
+from wgan.metrics import EvalContext, register
 
 MIN_SHARE = 0.1
 W1_POINTS = 1000
 
 
 @register("toy_modes", higher_is_better={"modes": True, "hq_fraction": True})
-def modes_and_quality(fake: torch.Tensor, real: torch.Tensor, dataset) -> dict[str, float]:
+def modes_and_quality(context: EvalContext) -> dict[str, float]:
+    fake, dataset = context.fake, context.dataset
     if dataset.centres is None:  # the Swiss roll has no modes
         return {}
     distances = torch.cdist(fake.double(), dataset.centres.double())
@@ -35,7 +36,8 @@ def modes_and_quality(fake: torch.Tensor, real: torch.Tensor, dataset) -> dict[s
 
 
 @register("toy_w1", higher_is_better={"w1": False})
-def wasserstein1(fake: torch.Tensor, real: torch.Tensor, dataset) -> dict[str, float]:
-    cost = torch.cdist(fake[:W1_POINTS].double(), real[:W1_POINTS].double()).numpy()
+def wasserstein1(context: EvalContext) -> dict[str, float]:
+    fake, real = context.fake[:W1_POINTS], context.real[:W1_POINTS]
+    cost = torch.cdist(fake.double(), real.double()).numpy()
     rows, cols = linear_sum_assignment(cost)
     return {"w1": float(cost[rows, cols].mean())}
