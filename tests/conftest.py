@@ -32,3 +32,9 @@ def train_tiny(tmp_path):
         return run(cfg, run_dir or tmp_path / "run")
 
     return train
+
+
+@pytest.fixture(scope="session")
+def classifier_cache(tmp_path_factory):
+    """One metrics cache for the session, so the Fashion-MNIST classifier is trained at most once."""
+    return tmp_path_factory.mktemp("metrics-cache")

@@ -17,11 +17,11 @@ pytestmark = pytest.mark.skipif(not DEBIAN_FASHION.is_dir(),
 
 
 @pytest.fixture(scope="module")
-def fashion(tmp_path_factory):
+def fashion(tmp_path_factory, classifier_cache):
     """The test split and the arguments of `load_or_train`, with the classifier trained once into them."""
     dataset = compose_config(["dataset=fashion_mnist", f"dataset.root={tmp_path_factory.mktemp('data')}"]).dataset
     test = classifier.labeled_split(dataset, "test")
-    args = (tmp_path_factory.mktemp("cache"), "fashion_mnist", *classifier.labeled_split(dataset, "train"), *test)
+    args = (classifier_cache, "fashion_mnist", *classifier.labeled_split(dataset, "train"), *test)
     net, test_accuracy = classifier.load_or_train(*args)
     return args, net, test_accuracy, to_unit_range(test[0])
 

@@ -152,7 +152,7 @@ def test_sampling_with_a_generator_is_reproducible_and_leaves_the_global_stream(
 
 def toy_context(fake: torch.Tensor, real: torch.Tensor) -> EvalContext:
     data = ToyDataset("toy_8gaussians", "eight_gaussians", noise=0.02, scale=1.414)
-    return EvalContext(fake, real, data, cache_dir=Path("unused"))
+    return EvalContext(fake, real, data, dataset_cfg=None, cache_dir=Path("unused"))
 
 
 def test_modes_and_high_quality_fraction():

@@ -32,6 +32,8 @@ def overrides_for(group: str, option: str) -> list[str]:
     overrides = [f"{group}={option}"]
     if group == "arch" and option not in ("mlp", "random"):
         overrides.append("dataset=synthetic")  # image architectures need image data
+    if group == "metrics" and option == "classifier":
+        overrides.append("dataset=fashion_mnist")  # the classifier scores MNIST-like data
     return overrides
 
 
@@ -144,6 +146,7 @@ def test_the_recipe_stays_out_of_other_methods():
         ("optimizer.generator.lr=0", "optimizer.generator.lr=0.0 is out of range: must be > 0"),
         ("metrics.num_samples=1", "metrics.num_samples=1 is out of range: must be >= 2"),
         ("metrics.names=[toy_w1,fid]", "metrics.names: unknown metric 'fid'"),
+        ("metrics=classifier", "metrics.names: 'classifier' scores MNIST and Fashion-MNIST, not dataset=toy_8gaussians"),
     ],
 )
 def test_out_of_range_values_name_the_key(override, message):

@@ -184,3 +184,16 @@ def test_image_training_end_to_end(tmp_path, dataset):
     assert Image.open(files.sample_figure(4)).size == (8 * 32 + 9 * 2,) * 2
     critic = files.load_checkpoint()["critic"]
     assert any("weight" in k for k in critic) and all(torch.isfinite(v).all() for v in critic.values())
+
+
+def test_fashion_mnist_run_logs_protocol_named_classifier_metrics(tmp_path, classifier_cache):
+    overrides = ["dataset=fashion_mnist", f"dataset.root={tmp_path / 'data'}", "arch=dcgan", "arch.dim=8",
+                 "metrics=classifier", "metrics.num_samples=500", f"metrics.cache_dir={classifier_cache}",
+                 "logger=none", "train.batch_size=8", "train.iterations=2", "eval.every=2"]
+    results = run(compose_config(overrides), tmp_path / "run")
+    final = results["final"]
+    assert set(final) == {"step", "cls_accuracy", "cls_is_500", "cls_fid_500"}
+    assert final["cls_accuracy"] >= 0.9 and 1.0 <= final["cls_is_500"] <= 10.0 and final["cls_fid_500"] > 0
+    assert results["best"]["cls_fid_500"] == final["cls_fid_500"]
+    logged = json.loads(RunFiles(tmp_path / "run").metrics.read_text().splitlines()[-1])
+    assert logged["cls_is_500"] == final["cls_is_500"]

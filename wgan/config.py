@@ -131,3 +131,5 @@ def validate(cfg: DictConfig) -> None:
     for name in cfg.metrics.names:
         if name not in metrics.REGISTRY:
             raise ConfigError(f"metrics.names: unknown metric '{name}'; known: {', '.join(sorted(metrics.REGISTRY))}")
+        if metrics.REGISTRY[name].check is not None:
+            metrics.REGISTRY[name].check(cfg)

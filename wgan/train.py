@@ -168,8 +168,12 @@ class Trainer:
         names, n = list(self.cfg.metrics.names), self.cfg.metrics.num_samples
         rng = self.evaluation_rng()
         fake = self.generator(self.generator.sample_noise(n, self.device, rng)).cpu()
+        if self.dataset.kind == "image":
+            fake = metrics.quantize(fake)
         real = self.dataset.sample(n, "cpu", rng)
-        context = metrics.EvalContext(fake, real, self.dataset, metrics.cache_dir(self.cfg.metrics.cache_dir))
+        context = metrics.EvalContext(
+            fake, real, self.dataset, self.cfg.dataset, metrics.cache_dir(self.cfg.metrics.cache_dir)
+        )
         values = metrics.compute(names, context)
         for key, value in values.items():
             if metrics.is_improvement(names, key, value, self.best.get(key)):

@@ -16,15 +16,17 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
+from omegaconf import DictConfig
 
 from wgan.schema import bounded
 
 
 @dataclass
 class EvalContext:
-    fake: torch.Tensor  # generated samples, on the CPU
+    fake: torch.Tensor  # generated samples, on the CPU (images quantized as real ones are)
     real: torch.Tensor  # as many real samples, on the CPU
     dataset: object
+    dataset_cfg: DictConfig  # the dataset option, for metrics that read more of the data
     cache_dir: Path  # where metrics keep what they compute once (networks, statistics)
 
 
@@ -35,17 +37,24 @@ MetricFn = Callable[[EvalContext], dict[str, float]]
 class Metric:
     fn: MetricFn
     higher_is_better: dict[str, bool]
+    check: Optional[Callable[[DictConfig], None]]  # raises ConfigError for data it cannot score
 
 
 REGISTRY: dict[str, Metric] = {}
 
 
-def register(name: str, higher_is_better: dict[str, bool]):
+def register(name: str, higher_is_better: dict[str, bool], check: Optional[Callable[[DictConfig], None]] = None):
     def decorate(fn: MetricFn) -> MetricFn:
-        REGISTRY[name] = Metric(fn, higher_is_better)
+        REGISTRY[name] = Metric(fn, higher_is_better, check)
         return fn
 
     return decorate
+
+
+def quantize(images: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1] through the uint8 grid real images come from, so generated and real
+    samples are scored at the same precision."""
+    return ((images + 1) * 127.5).round().clamp(0, 255) / 127.5 - 1
 
 
 @dataclass
@@ -83,4 +92,4 @@ def is_improvement(names: list[str], key: str, new: float, old: float | None) ->
     return new > old if higher else new < old
 
 
-from wgan.metrics import toy  # noqa: E402,F401  (registers the toy metrics)
+from wgan.metrics import classifier, toy  # noqa: E402,F401  (register their metrics)

@@ -18,6 +18,9 @@ from torch import nn
 from wgan.dataset.image_files import read_idx
 from wgan.dataset.images import Split, TorchvisionSource, to_unit_range
 from wgan.files import atomic_write
+from wgan.metrics import EvalContext, protocol_name, register
+from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score
+from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -113,3 +116,31 @@ def read_labels(source: TorchvisionSource, root: Path, split: Split, system_root
     except (RuntimeError, OSError):  # not in torchvision's folder: the images came from system_root
         prefix = "train" if split is Split.train else "t10k"
         return read_idx(Path(system_root) / f"{prefix}-labels-idx1-ubyte.gz").long()
+
+
+def check_dataset(cfg: DictConfig) -> None:
+    source = cfg.dataset.get("source")
+    if source not in (TorchvisionSource.mnist, TorchvisionSource.fashion_mnist):
+        raise ConfigError(
+            f"metrics.names: 'classifier' scores MNIST and Fashion-MNIST, not dataset={cfg.dataset.name}"
+        )
+
+
+@register("classifier", higher_is_better={"cls_accuracy": True, "cls_is": True, "cls_fid": False}, check=check_dataset)
+def classifier_scores(context: EvalContext) -> dict[str, float]:
+    """Classifier Inception Score of the generated samples and classifier FID against as many real
+    training samples, with the classifier's test accuracy (what the scores can be trusted to)."""
+    cfg = context.dataset_cfg
+    train, test = labeled_split(cfg, Split.train), labeled_split(cfg, Split.test)
+    net, test_accuracy = load_or_train(context.cache_dir, cfg.name, *train, *test)
+    n = len(context.fake)
+    fake_features, real_features = apply(net.features, context.fake), apply(net.features, context.real)
+    with torch.no_grad():
+        is_mean, _ = inception_score(net.head(fake_features))
+    return {
+        "cls_accuracy": test_accuracy,
+        protocol_name("cls_is", n): is_mean,
+        protocol_name("cls_fid", n): frechet_distance(
+            *feature_statistics(fake_features), *feature_statistics(real_features)
+        ),
+    }
