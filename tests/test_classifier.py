@@ -21,7 +21,8 @@ def fashion(tmp_path_factory, classifier_cache):
     """The test split and the arguments of `load_or_train`, with the classifier trained once into them."""
     dataset = compose_config(["dataset=fashion_mnist", f"dataset.root={tmp_path_factory.mktemp('data')}"]).dataset
     test = classifier.labeled_split(dataset, "test")
-    args = (classifier_cache, "fashion_mnist", *classifier.labeled_split(dataset, "train"), *test)
+    splits = (*classifier.labeled_split(dataset, "train"), *test)
+    args = (classifier_cache, "fashion_mnist", lambda: splits)
     net, test_accuracy = classifier.load_or_train(*args)
     return args, net, test_accuracy, to_unit_range(test[0])
 
@@ -37,7 +38,7 @@ def test_a_second_call_loads_the_cache_without_training(fashion, monkeypatch):
     args, net, test_accuracy, images = fashion
     calls = []
     monkeypatch.setattr(classifier, "train_classifier", lambda *a, **k: calls.append(a))
-    loaded, loaded_accuracy = classifier.load_or_train(*args)
+    loaded, loaded_accuracy = classifier.load_or_train(args[0], args[1], lambda: pytest.fail("read the data"))
     assert calls == [] and loaded_accuracy == test_accuracy
     assert (args[0] / "classifier-fashion_mnist-v1.pt").exists()
     assert torch.equal(classifier.apply(loaded, images[:100]), classifier.apply(net, images[:100]))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Callable
 
 import torch
 from hydra.utils import instantiate
@@ -78,10 +79,13 @@ def accuracy(net: ClassifierNet, images: torch.Tensor, labels: torch.Tensor) -> 
     return float((apply(net, to_unit_range(images)).argmax(1) == labels).double().mean())
 
 
-def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor, train_labels: torch.Tensor,
-                  test_images: torch.Tensor, test_labels: torch.Tensor) -> tuple[ClassifierNet, float]:
+def load_or_train(
+    cache_dir: Path, dataset_name: str, splits: Callable[[], tuple[torch.Tensor, ...]]
+) -> tuple[ClassifierNet, float]:
     """The classifier of a dataset and its test accuracy, trained on the first call and loaded from
-    `cache_dir / classifier-<name>-v<version>.pt` afterwards."""
+    `cache_dir / classifier-<name>-v<version>.pt` afterwards. `splits()` returns (train images,
+    train labels, test images, test labels); it is called only to train, since reading the data
+    costs more than loading the cached network at every evaluation."""
     path = Path(cache_dir) / f"classifier-{dataset_name}-v{CACHE_VERSION}.pt"
     net = ClassifierNet()
     if path.exists():
@@ -89,6 +93,7 @@ def load_or_train(cache_dir: Path, dataset_name: str, train_images: torch.Tensor
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["state_dict"])
         return net.eval(), saved["test_accuracy"]
+    train_images, train_labels, test_images, test_labels = splits()
     net = train_classifier(train_images, train_labels)
     test_accuracy = accuracy(net, test_images, test_labels)
     log.info("classifier for %s: test accuracy %.4f, saved to %s", dataset_name, test_accuracy, path)
@@ -131,8 +136,11 @@ def classifier_scores(context: EvalContext) -> dict[str, float]:
     """Classifier Inception Score of the generated samples and classifier FID against as many real
     training samples, with the classifier's test accuracy (what the scores can be trusted to)."""
     cfg = context.dataset_cfg
-    train, test = labeled_split(cfg, Split.train), labeled_split(cfg, Split.test)
-    net, test_accuracy = load_or_train(context.cache_dir, cfg.name, *train, *test)
+
+    def splits():
+        return (*labeled_split(cfg, Split.train), *labeled_split(cfg, Split.test))
+
+    net, test_accuracy = load_or_train(context.cache_dir, cfg.name, splits)
     n = len(context.fake)
     fake_features, real_features = apply(net.features, context.fake), apply(net.features, context.real)
     with torch.no_grad():
