@@ -12,7 +12,9 @@ import torch
 from omegaconf import OmegaConf
 
 from conftest import TINY, compose_config
+from wgan.dataset.images import Split
 from wgan.files import RunFiles
+from wgan.metrics import classifier
 from wgan.loss import WassersteinLoss
 from wgan.train import Trainer, run
 
@@ -186,14 +188,21 @@ def test_image_training_end_to_end(tmp_path, dataset):
     assert any("weight" in k for k in critic) and all(torch.isfinite(v).all() for v in critic.values())
 
 
-def test_fashion_mnist_run_logs_protocol_named_classifier_metrics(tmp_path, classifier_cache):
+def test_fashion_mnist_run_logs_protocol_named_classifier_metrics(tmp_path, classifier_cache, monkeypatch):
+    reads = []
+    read_split = classifier.labeled_split
+    monkeypatch.setattr(classifier, "labeled_split", lambda *args: reads.append(args[1]) or read_split(*args))
     overrides = ["dataset=fashion_mnist", f"dataset.root={tmp_path / 'data'}", "arch=dcgan", "arch.dim=8",
                  "metrics=classifier", "metrics.num_samples=500", f"metrics.cache_dir={classifier_cache}",
-                 "logger=none", "train.batch_size=8", "train.iterations=2", "eval.every=2"]
+                 "logger=none", "train.batch_size=8", "train.iterations=4", "eval.every=2"]
     results = run(compose_config(overrides), tmp_path / "run")
     final = results["final"]
     assert set(final) == {"step", "cls_accuracy", "cls_is_500", "cls_fid_500"}
     assert final["cls_accuracy"] >= 0.9 and 1.0 <= final["cls_is_500"] <= 10.0 and final["cls_fid_500"] > 0
-    assert results["best"]["cls_fid_500"] == final["cls_fid_500"]
-    logged = json.loads(RunFiles(tmp_path / "run").metrics.read_text().splitlines()[-1])
-    assert logged["cls_is_500"] == final["cls_is_500"]
+    logged = [json.loads(line) for line in RunFiles(tmp_path / "run").metrics.read_text().splitlines()]
+    assert [e["step"] for e in logged] == [2, 4] and logged[-1]["cls_is_500"] == final["cls_is_500"]
+    # The training split's statistics were computed at the first evaluation only (the classifier
+    # itself came from the cache); a second run of the study reads them from the cache too.
+    assert reads == [Split.train]
+    run(compose_config(overrides), tmp_path / "second run")
+    assert reads == [Split.train]

@@ -20,6 +20,7 @@ from wgan.dataset.image_files import read_idx
 from wgan.dataset.images import Split, TorchvisionSource, to_unit_range
 from wgan.files import atomic_write
 from wgan.metrics import EvalContext, protocol_name, register
+from wgan.metrics.cache import cached_statistics
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score
 from wgan.schema import ConfigError
 
@@ -133,22 +134,27 @@ def check_dataset(cfg: DictConfig) -> None:
 
 @register("classifier", higher_is_better={"cls_accuracy": True, "cls_is": True, "cls_fid": False}, check=check_dataset)
 def classifier_scores(context: EvalContext) -> dict[str, float]:
-    """Classifier Inception Score of the generated samples and classifier FID against as many real
-    training samples, with the classifier's test accuracy (what the scores can be trusted to)."""
+    """Classifier Inception Score of the generated samples and classifier FID against the whole
+    training split (statistics computed once, cached), with the classifier's test accuracy (what
+    the scores can be trusted to)."""
     cfg = context.dataset_cfg
 
     def splits():
         return (*labeled_split(cfg, Split.train), *labeled_split(cfg, Split.test))
 
+    def training_statistics():
+        images, _ = labeled_split(cfg, Split.train)
+        return feature_statistics(apply(net.features, to_unit_range(images)))
+
     net, test_accuracy = load_or_train(context.cache_dir, cfg.name, splits)
+    key = {"network": f"classifier-v{CACHE_VERSION}", "dataset": cfg.name, "root": str(cfg.root), "split": "train"}
+    real_mu, real_sigma = cached_statistics(context.cache_dir, key, training_statistics)
     n = len(context.fake)
-    fake_features, real_features = apply(net.features, context.fake), apply(net.features, context.real)
+    fake_features = apply(net.features, context.fake)
     with torch.no_grad():
         is_mean, _ = inception_score(net.head(fake_features))
     return {
         "cls_accuracy": test_accuracy,
         protocol_name("cls_is", n): is_mean,
-        protocol_name("cls_fid", n): frechet_distance(
-            *feature_statistics(fake_features), *feature_statistics(real_features)
-        ),
+        protocol_name("cls_fid", n): frechet_distance(*feature_statistics(fake_features), real_mu, real_sigma),
     }

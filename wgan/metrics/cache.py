@@ -1,0 +1,41 @@
+"""Reference statistics computed once and shared: the hundreds of jobs of a study evaluate against
+the same real-data statistics, so each (data, network, protocol) is computed by the first job that
+needs it and read by every other one. Files are written atomically (a temporary name renamed into
+place), so concurrent jobs never read a half-written file; two jobs racing to compute the same
+statistics both write the same numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from wgan.files import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def statistics_path(cache_dir: Path, key: dict[str, Any]) -> Path:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return Path(cache_dir) / f"stats-{key['network']}-{key['dataset']}-{digest}.pt"
+
+
+def cached_statistics(
+    cache_dir: Path, key: dict[str, Any], compute: Callable[[], tuple[np.ndarray, np.ndarray]]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(mu, sigma) for `key` (which names at least `network` and `dataset`), from the cache or
+    from `compute()`, which then fills the cache."""
+    path = statistics_path(cache_dir, key)
+    if path.exists():
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # data only, never code
+        return saved["mu"].numpy(), saved["sigma"].numpy()
+    mu, sigma = compute()
+    saved = {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "key": json.dumps(key, sort_keys=True)}
+    atomic_write(path, lambda tmp: torch.save(saved, tmp))
+    log.info("reference statistics for %s saved to %s", key, path)
+    return mu, sigma
