@@ -178,9 +178,15 @@ def read_torchvision(source: TorchvisionSource, root: Path, split: Split, downlo
     return data.permute(0, 3, 1, 2) if data.ndim == 4 else data[:, None]
 
 
-def read_idx_folder(folder: Path, split: Split) -> torch.Tensor:
+def idx_file(folder: Path, split: Split, contents: str) -> Path:
+    """The gzipped IDX file of one split's `images` (3-d) or `labels` (1-d), as MNIST names them."""
     prefix = "train" if split is Split.train else "t10k"
-    return read_idx(folder / f"{prefix}-images-idx3-ubyte.gz")[:, None]
+    dims = {"images": 3, "labels": 1}[contents]
+    return folder / f"{prefix}-{contents}-idx{dims}-ubyte.gz"
+
+
+def read_idx_folder(folder: Path, split: Split) -> torch.Tensor:
+    return read_idx(idx_file(folder, split, "images"))[:, None]
 
 
 class TorchvisionImages(InMemoryImages):

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from wgan.dataset.image_files import read_idx
-from wgan.dataset.images import Split, TorchvisionSource, to_unit_range
+from wgan.dataset.images import Split, TorchvisionSource, idx_file, to_unit_range
 from wgan.files import atomic_write
 from wgan.metrics import EvalContext, protocol_name, register
 from wgan.metrics.cache import cached_statistics
@@ -120,8 +120,7 @@ def read_labels(source: TorchvisionSource, root: Path, split: Split, system_root
     try:
         return torch.as_tensor(source.dataset_class(str(root), train=split is Split.train).targets).long()
     except (RuntimeError, OSError):  # not in torchvision's folder: the images came from system_root
-        prefix = "train" if split is Split.train else "t10k"
-        return read_idx(Path(system_root) / f"{prefix}-labels-idx1-ubyte.gz").long()
+        return read_idx(idx_file(Path(system_root), split, "labels")).long()
 
 
 def check_dataset(cfg: DictConfig) -> None:
