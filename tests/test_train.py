@@ -173,11 +173,11 @@ def test_image_training_end_to_end(tmp_path, dataset):
                  "train.iterations=4", "train.log_every=2", "eval.every=2", "ckpt.every=2"]
     if dataset == "imagefolder":
         write_pngs(tmp_path / "images", 16)
-        overrides.append(f"dataset.root={tmp_path / 'images'}")
+        overrides += [f"dataset.root={tmp_path / 'images'}", "metrics=none"]  # scores: test_inception.py
     results = run(compose_config(overrides), tmp_path / "run")
     files = RunFiles(tmp_path / "run")
     assert results["status"] == "complete" and results["step"] == 4 and results["arch"] == "dcgan"
-    assert results["final"] == {"step": 4}  # image metrics arrive with the metrics issue
+    assert results["final"] == {"step": 4}
     from PIL import Image
 
     grids = sorted(p.name for p in files.samples.iterdir())
@@ -201,8 +201,9 @@ def test_fashion_mnist_run_logs_protocol_named_classifier_metrics(tmp_path, clas
     assert final["cls_accuracy"] >= 0.9 and 1.0 <= final["cls_is_500"] <= 10.0 and final["cls_fid_500"] > 0
     logged = [json.loads(line) for line in RunFiles(tmp_path / "run").metrics.read_text().splitlines()]
     assert [e["step"] for e in logged] == [2, 4] and logged[-1]["cls_is_500"] == final["cls_is_500"]
-    # The training split's statistics were computed at the first evaluation only (the classifier
-    # itself came from the cache); a second run of the study reads them from the cache too.
-    assert reads == [Split.train]
+    # The training split's statistics were computed at the first evaluation only (after training
+    # the classifier, unless an earlier test had cached it); a second run reads both from the cache.
+    assert reads[-1] == Split.train and reads.count(Split.train) <= 2
+    first_reads = list(reads)
     run(compose_config(overrides), tmp_path / "second run")
-    assert reads == [Split.train]
+    assert reads == first_reads

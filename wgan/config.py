@@ -8,25 +8,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Any
+from pathlib import Path
+from typing import Any, Sequence
 
-import torch
+from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
+from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig
 
 from wgan import arch, dataset, logger, metrics
+from wgan.device import Device, resolve_device
 from wgan.lipschitz import GradientPenaltyConfig, NoConstraintConfig, SpectralNormConfig, WeightClippingConfig
 from wgan.loss import LossConfig
 from wgan.optimizer import AdamPairConfig, RMSpropPairConfig
 from wgan.schema import ConfigError, bounded, check_bounds
-
-
-class Device(Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class LRDecay(Enum):
@@ -94,6 +91,20 @@ def register_configs() -> None:
             store.store(group=f"schema/{group}", name=name, node=node)
 
 
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """The config `python run.py <overrides>` would get, for tools that run outside Hydra's main
+    (the metrics command, tests). Reads `conf/` of the source checkout this package is installed from."""
+    if not CONF_DIR.is_dir():
+        raise ConfigError(f"no config folder at {CONF_DIR}: install wgan from its source checkout (pip install -e .)")
+    register_configs()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return compose(config_name="config", overrides=list(overrides))
+
+
 def build(node: DictConfig, **kwargs: Any) -> Any:
     """`hydra.utils.instantiate`, except that a component's ConfigError (a missing dataset, an
     architecture that cannot take the data) reaches the user as it is, not wrapped in Hydra's
@@ -104,15 +115,6 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         if isinstance(error.__cause__, ConfigError):
             raise error.__cause__ from None
         raise
-
-
-def resolve_device(device: Device | str) -> torch.device:
-    device = Device(device)
-    if device is Device.auto:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device is Device.cuda and not torch.cuda.is_available():
-        raise ConfigError("device=cuda but torch sees no CUDA GPU; use device=cpu or device=auto")
-    return torch.device(device.value)
 
 
 def method_name(cfg: DictConfig) -> str:

@@ -18,6 +18,8 @@ from typing import Any, Callable
 
 import torch
 
+FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
+
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`."""

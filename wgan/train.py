@@ -22,15 +22,15 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from wgan import metrics
-from wgan.config import LRDecay, build, method_name, resolve_device, validate
+from wgan.config import LRDecay, build, method_name, validate
+from wgan.device import resolve_device
 from wgan.figures import image_grid, toy_figure
-from wgan.files import RunFiles
+from wgan.files import FINISHED, RunFiles
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
 FIGURE_SAMPLES = {"toy": 1000, "image": 64}  # points over the toy data; an 8x8 grid of images
 
 
@@ -54,6 +54,24 @@ def frozen(module: torch.nn.Module):
         module.train(was_training)
 
 
+@contextlib.contextmanager
+def sampling_mode(generator: torch.nn.Module, batch_stats: bool):
+    """Eval mode for sampling, except that with `batch_stats` batch norm layers normalize with the
+    statistics of each batch (as the official code samples) without updating their running ones."""
+    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    saved = [m.track_running_stats for m in norms]
+    with frozen(generator):
+        if batch_stats:
+            for norm in norms:  # training mode without tracking: batch statistics, no updates
+                norm.train()
+                norm.track_running_stats = False
+        try:
+            yield generator
+        finally:
+            for norm, tracked in zip(norms, saved):
+                norm.track_running_stats = tracked
+
+
 class Trainer:
     """Owns the models, optimizers and run state; `fit` trains from `step` to the configured end."""
 
@@ -74,6 +92,7 @@ class Trainer:
         self.schedules = [build_schedule(decay, opt, iterations) for opt in (self.opt_g, self.opt_d)]
         self.method = method_name(cfg)
         self.arch_choices = getattr(self.arch, "choices", {})
+        self.unavailable = metrics.unavailable(cfg)  # {score: why}: recorded instead of a number
         # The same noise at every evaluation, drawn from its own seeded generator, makes the
         # figures comparable across iterations and leaves the training RNG stream alone.
         figure_samples = FIGURE_SAMPLES[self.dataset.kind]
@@ -165,20 +184,33 @@ class Trainer:
         return values
 
     def score(self) -> dict[str, float]:
-        names, n = list(self.cfg.metrics.names), self.cfg.metrics.num_samples
+        """The configured metrics on `metrics.num_samples` generated samples, or at the last
+        iteration on `metrics.final_num_samples` (the paper's protocol)."""
+        settings = self.cfg.metrics
+        final = self.step == self.cfg.train.iterations and settings.final_num_samples is not None
+        n = settings.final_num_samples if final else settings.num_samples
         rng = self.evaluation_rng()
-        fake = self.generator(self.generator.sample_noise(n, self.device, rng)).cpu()
-        if self.dataset.kind == "image":
-            fake = metrics.quantize(fake)
-        real = self.dataset.sample(n, "cpu", rng)
-        context = metrics.EvalContext(
-            fake, real, self.dataset, self.cfg.dataset, metrics.cache_dir(self.cfg.metrics.cache_dir)
-        )
-        values = metrics.compute(names, context)
+        fake = self.generate(n, rng)
+        real = self.dataset.sample(n, "cpu", rng) if self.dataset.kind == "toy" else None
+        names = list(settings.names)
+        values = metrics.compute(names, metrics.EvalContext(fake, real, self.dataset, self.cfg))
         for key, value in values.items():
             if metrics.is_improvement(names, key, value, self.best.get(key)):
                 self.best[key] = value
         return values
+
+    @torch.inference_mode()
+    def generate(self, n: int, rng: torch.Generator) -> torch.Tensor:
+        """`n` samples on the CPU in batches of `metrics.batch_size`; images as uint8, the grid real
+        images come from, so generated and real images are scored at the same precision."""
+        noise = self.generator.sample_noise(n, self.device, rng)
+        batches = noise.split(self.cfg.metrics.batch_size)
+        with sampling_mode(self.generator, self.cfg.metrics.batch_stats):
+            samples = [self.generator(batch).cpu() for batch in tqdm(
+                batches, desc=f"sampling {n}", unit="batch", disable=None if len(batches) > 10 else True, leave=False
+            )]
+        samples = torch.cat(samples)
+        return metrics.to_uint8(samples) if self.dataset.kind == "image" else samples
 
     @torch.no_grad()
     def save_figure(self, path: Path) -> Path:
@@ -283,21 +315,54 @@ class Trainer:
             "iterations": cfg.train.iterations,
             "method": self.method,
             "arch": cfg.arch.name,
+            "arch_seed": cfg.arch.get("seed"),  # with arch=random: which architecture (pairs methods in reports)
             "arch_choices": self.arch_choices,
             "dataset": cfg.dataset.name,
             "seed": cfg.seed,
             "study": cfg.study,
             "final": self.last_eval,
             "best": self.best,
+            "unavailable": self.unavailable,
             "wall_time": round(self.elapsed, 3),
             **extra,
         }
+
+
+# Settings that may change between the starts of one run: where and how it runs, not what it computes.
+RESTARTABLE_WITH_OTHER = ("device", "threads", "logger", "metrics.cache_dir")
+
+
+def refuse_other_config(files: RunFiles, cfg: DictConfig) -> None:
+    """A run directory holds one config's run: resuming or skipping it under another config would
+    mix results (e.g. a study command changed between two launches)."""
+    if not files.config.exists():
+        return
+    saved = flatten(OmegaConf.to_container(OmegaConf.load(files.config), resolve=True))
+    current = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
+    differences = sorted(
+        key for key in set(saved) | set(current)
+        if saved.get(key) != current.get(key) and not key.startswith(RESTARTABLE_WITH_OTHER)
+    )
+    if differences:
+        shown = ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in differences[:5])
+        raise ConfigError(
+            f"{files.dir} holds a run of another config ({shown}{', ...' if len(differences) > 5 else ''}); "
+            "not mixing results: use another study=... name or output directory, or delete it to start over"
+        )
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """{"a": {"b": 1}} -> {"a.b": 1}"""
+    if isinstance(tree, dict) and tree:
+        return {k: v for key, value in tree.items() for k, v in flatten(value, f"{prefix}{key}.").items()}
+    return {prefix[:-1]: tree}
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train (or resume, or skip) the run that `cfg` describes in `run_dir`; return its results."""
     validate(cfg)
     files = RunFiles(run_dir)
+    refuse_other_config(files, cfg)
     previous = files.read_results()
     if previous is not None and previous["status"] in FINISHED:
         log.info("%s already holds a finished run (%s); not training again", run_dir, previous["status"])

@@ -9,33 +9,40 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 import torch
 
 from wgan.files import atomic_write
 
 log = logging.getLogger(__name__)
 
+# How often each kind of entry was computed rather than read in this process ({network: count}):
+# what tests (and curious users) check to see that the cache is hit.
+computed: Counter = Counter()
 
-def statistics_path(cache_dir: Path, key: dict[str, Any]) -> Path:
+
+def cache_path(cache_dir: Path, key: dict[str, Any]) -> Path:
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
     return Path(cache_dir) / f"stats-{key['network']}-{key['dataset']}-{digest}.pt"
 
 
-def cached_statistics(
-    cache_dir: Path, key: dict[str, Any], compute: Callable[[], tuple[np.ndarray, np.ndarray]]
-) -> tuple[np.ndarray, np.ndarray]:
-    """(mu, sigma) for `key` (which names at least `network` and `dataset`), from the cache or
+def cached_tensors(
+    cache_dir: Path, key: dict[str, Any], compute: Callable[[], dict[str, torch.Tensor]]
+) -> dict[str, torch.Tensor]:
+    """The tensors for `key` (which names at least `network` and `dataset`), from the cache or
     from `compute()`, which then fills the cache."""
-    path = statistics_path(cache_dir, key)
+    path = cache_path(cache_dir, key)
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)  # data only, never code
-        return saved["mu"].numpy(), saved["sigma"].numpy()
-    mu, sigma = compute()
-    saved = {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "key": json.dumps(key, sort_keys=True)}
+        if saved.get("key") == json.dumps(key, sort_keys=True):
+            return saved["tensors"]
+        log.warning("%s holds statistics of another key (a hash collision?); computing them again", path)
+    tensors = compute()
+    computed[key["network"]] += 1
+    saved = {"tensors": tensors, "key": json.dumps(key, sort_keys=True)}
     atomic_write(path, lambda tmp: torch.save(saved, tmp))
     log.info("reference statistics for %s saved to %s", key, path)
-    return mu, sigma
+    return tensors

@@ -19,8 +19,8 @@ from torch import nn
 from wgan.dataset.image_files import read_idx
 from wgan.dataset.images import Split, TorchvisionSource, idx_file, to_unit_range
 from wgan.files import atomic_write
-from wgan.metrics import EvalContext, protocol_name, register
-from wgan.metrics.cache import cached_statistics
+from wgan.metrics.registry import EvalContext, protocol_name, register
+from wgan.metrics.cache import cached_tensors
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score
 from wgan.schema import ConfigError
 
@@ -61,13 +61,18 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 3
         torch.manual_seed(seed)
         net = ClassifierNet()
     optimizer = torch.optim.Adam(net.parameters(), lr=2e-3)
+    with torch.enable_grad():  # the first evaluation of a run trains it, under the caller's no_grad
+        fit_epochs(net, optimizer, images, labels, epochs, batch_size, generator)
+    return net.eval()
+
+
+def fit_epochs(net, optimizer, images, labels, epochs: int, batch_size: int, generator: torch.Generator) -> None:
     for _ in range(epochs):
         for index in torch.randperm(len(images), generator=generator).split(batch_size):
             loss = nn.functional.cross_entropy(net(to_unit_range(images[index])), labels[index].long())
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return net.eval()
 
 
 @torch.no_grad()
@@ -129,6 +134,11 @@ def check_dataset(cfg: DictConfig) -> None:
         raise ConfigError(
             f"metrics.names: 'classifier' scores MNIST and Fashion-MNIST, not dataset={cfg.dataset.name}"
         )
+    if (cfg.dataset.resolution, cfg.dataset.channels) != (32, 1):
+        raise ConfigError(
+            f"metrics.names: 'classifier' takes 32x32 gray images, not dataset.resolution={cfg.dataset.resolution} "
+            f"with dataset.channels={cfg.dataset.channels}"
+        )
 
 
 @register("classifier", higher_is_better={"cls_accuracy": True, "cls_is": True, "cls_fid": False}, check=check_dataset)
@@ -136,24 +146,27 @@ def classifier_scores(context: EvalContext) -> dict[str, float]:
     """Classifier Inception Score of the generated samples and classifier FID against the whole
     training split (statistics computed once, cached), with the classifier's test accuracy (what
     the scores can be trusted to)."""
-    cfg = context.dataset_cfg
+    cfg = context.cfg.dataset
 
     def splits():
         return (*labeled_split(cfg, Split.train), *labeled_split(cfg, Split.test))
 
     def training_statistics():
         images, _ = labeled_split(cfg, Split.train)
-        return feature_statistics(apply(net.features, to_unit_range(images)))
+        mu, sigma = feature_statistics(apply(net.features, to_unit_range(images)))
+        return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma)}
 
     net, test_accuracy = load_or_train(context.cache_dir, cfg.name, splits)
     key = {"network": f"classifier-v{CACHE_VERSION}", "dataset": cfg.name, "root": str(cfg.root), "split": "train"}
-    real_mu, real_sigma = cached_statistics(context.cache_dir, key, training_statistics)
+    real = cached_tensors(context.cache_dir, key, training_statistics)
     n = len(context.fake)
-    fake_features = apply(net.features, context.fake)
+    fake_features = apply(net.features, to_unit_range(context.fake))
     with torch.no_grad():
         is_mean, _ = inception_score(net.head(fake_features))
     return {
         "cls_accuracy": test_accuracy,
         protocol_name("cls_is", n): is_mean,
-        protocol_name("cls_fid", n): frechet_distance(*feature_statistics(fake_features), real_mu, real_sigma),
+        protocol_name("cls_fid", n): frechet_distance(
+            *feature_statistics(fake_features), real["mu"].numpy(), real["sigma"].numpy()
+        ),
     }

