@@ -1,0 +1,196 @@
+"""`python -m wgan.report`: the robustness table from hand-made results.json files (no training)."""
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from wgan.report import build_report, default_metric, job_from_results, main, records_from_dir, records_from_wandb
+
+GAN, WGAN = "gan", "wgan_gp"
+# arch_seed -> method -> is_50k ("diverged", "crashed", "no score" or absent = missing). The four
+# architectures scored for both methods are 0, 1, 2 and 4.
+STUDY = {
+    0: {GAN: 2.2, WGAN: 6.1},
+    1: {GAN: 4.5, WGAN: 3.9},
+    2: {GAN: "diverged", WGAN: 7.3},
+    3: {GAN: 1.2, WGAN: "crashed"},
+    4: {GAN: 3.0, WGAN: 3.1},  # 3.0 does not succeed at 3.0: success is strictly greater
+    5: {GAN: 5.5},  # wgan_gp missing
+    6: {GAN: 2.0, WGAN: "no score"},
+}
+
+
+def results(method: str, arch_seed: int, outcome, study: str = "robustness_toy") -> dict:
+    status = outcome if outcome in ("diverged", "crashed") else "complete"
+    final = {"step": 800} if outcome == "no score" else {"step": 800, "is_50k": outcome, "is_std_50k": 0.05,
+                                                           "is_5k": 1.0, "fid_50k": 40.0}
+    if status == "diverged":
+        final = {"step": 120, "is_50k": 8.5}  # a score before diverging must not count
+    record = {"status": status, "step": 800, "iterations": 800, "method": method, "arch": "random",
+              "arch_seed": arch_seed, "dataset": "imagenet32", "seed": 0, "study": study,
+              "final": final if status != "crashed" else {}, "best": final, "unavailable": {}, "wall_time": 1.0}
+    if status == "diverged":
+        record.update(diverged_at=123, reason="loss is nan")
+    if status == "crashed":
+        record["traceback"] = 'Traceback (most recent call last):\n  File "x.py"\nRuntimeError: CUDA out of memory\n'
+    return record
+
+
+def write_job(job_dir: Path, record=None, text: str | None = None) -> Path:
+    """A job directory as a Hydra multirun leaves it: config.yaml, .hydra/, and maybe results.json."""
+    (job_dir / ".hydra").mkdir(parents=True)
+    (job_dir / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    (job_dir / "config.yaml").write_text("seed: 0\n")
+    if record is not None or text is not None:
+        (job_dir / "results.json").write_text(text if text is not None else json.dumps(record))
+    return job_dir
+
+
+def all_records(study: str = "robustness_toy") -> list[tuple[str, dict]]:
+    return [(f"{method}-{seed}", results(method, seed, outcome, study))
+            for seed, by_method in STUDY.items() for method, outcome in by_method.items()]
+
+
+@pytest.fixture
+def study_dir(tmp_path) -> Path:
+    return make_study(tmp_path / "robustness_toy")
+
+
+def make_study(root: Path, study: str = "robustness_toy") -> Path:
+    for index, (name, record) in enumerate(all_records(study)):
+        depth = "2026-01-01_00-00-00" if index % 2 else "resumed/2026-01-02_00-00-00"  # jobs at any depth
+        job = write_job(root / depth / name, record)
+        (job / "wandb" / "run-1" / "files").mkdir(parents=True)  # W&B's own config.yaml is not another job
+        (job / "wandb" / "run-1" / "files" / "config.yaml").write_text("a: 1\n")
+    write_job(root / "2026-01-01_00-00-00" / "killed")  # config only: killed or still running
+    write_job(root / "2026-01-01_00-00-00" / "truncated", text='{"status": "complete", "fin')
+    return root
+
+
+def test_two_method_table_counts_paired_architectures_only(study_dir):
+    report = build_report(records_from_dir(study_dir))
+    assert report.metric == "is_50k"
+    assert report.thresholds == [1.0 + 0.5 * i for i in range(17)]
+    assert report.pair == (GAN, WGAN) and report.paired == 4
+    # only gan, only wgan_gp, both succeeded, both failed
+    assert report.pair_counts[1.0] == (0, 1, 3, 0)
+    assert report.pair_counts[3.0] == (0, 3, 1, 0)
+    assert report.pair_counts[4.0] == (1, 2, 0, 1)
+    assert report.pair_counts[4.5] == (0, 2, 0, 2)
+    assert report.pair_counts[8.0] == (0, 0, 0, 4)  # the diverged gan job's 8.5 is not a success
+
+
+def test_per_method_successes_and_lists(study_dir):
+    report = build_report(records_from_dir(study_dir))
+    assert report.scored == {GAN: 7, WGAN: 4}
+    assert report.successes[GAN][1.0] == 6 and report.successes[WGAN][1.0] == 4
+    assert report.successes[GAN][3.0] == 2 and report.successes[WGAN][3.0] == 4
+    assert report.successes[GAN][5.0] == 1 and report.successes[WGAN][5.0] == 2
+    assert dict(report.status_counts) == {"complete": 11, "diverged": 1, "crashed": 1, "unfinished": 2}
+    assert [(job.where, job.error) for job in report.crashed] == [
+        ("2026-01-01_00-00-00/wgan_gp-3", "RuntimeError: CUDA out of memory")]
+    assert [job.where for job in report.unfinished] == ["2026-01-01_00-00-00/killed", "2026-01-01_00-00-00/truncated"]
+    assert report.missing == [(("imagenet32", "random", 5, 0), WGAN)]
+    assert [job.where for job in report.no_score] == ["resumed/2026-01-02_00-00-00/wgan_gp-6"]
+    assert not report.paper
+
+
+def test_markdown_and_files(study_dir, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([str(study_dir), "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "| min is_50k | only gan | only wgan_gp | both succeeded | both failed |" in printed
+    assert "| 4.0 | 1 | 2 | 0 | 1 |" in printed
+    assert "| 3.0 | 2/7 | 4/4 |" in printed
+    assert "11 complete, 1 diverged (fail at every threshold), 1 crashed, 2 unfinished; 1 missing" in printed
+    assert "- `2026-01-01_00-00-00/wgan_gp-3`: RuntimeError: CUDA out of memory" in printed
+    assert "- dataset=imagenet32, arch=random, arch_seed=5, seed=0: wgan_gp" in printed
+    assert (out / "report.md").read_text() == printed
+    with open(out / "report.csv", newline="") as handle:
+        rows = list(csv.reader(handle))
+    assert rows[0] == ["threshold", "column", "count", "out_of"]
+    assert len(rows) == 1 + 17 * 6  # four paired columns and two methods per threshold
+    assert ["4.0", "only gan", "1", "4"] in rows and ["4.0", "both failed", "1", "4"] in rows
+    assert ["3.0", "gan", "2", "7"] in rows and ["9.0", "wgan_gp", "0", "4"] in rows
+    assert (out / "success.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (study_dir / "report.md").exists()  # nothing written outside --out
+
+
+def test_options_metric_thresholds_methods(study_dir, tmp_path, capsys):
+    argv = [str(study_dir), "--metric", "is_50k", "--thresholds", "3,4.25", "--methods", "wgan_gp,gan"]
+    assert main(argv + ["--out", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr().out
+    assert "| min is_50k | only wgan_gp | only gan | both succeeded | both failed |" in printed
+    assert "| 3.0 | 3 | 0 | 1 | 0 |" in printed and "| 4.25 | 2 | 1 | 0 | 1 |" in printed
+    assert main([str(study_dir), "--metric", "fid_50k"]) == 2
+    assert "--thresholds is required for metric fid_50k" in capsys.readouterr().err
+    assert main([str(study_dir), "--methods", "gan,lsgan"]) == 2
+    assert "--methods needs two of the study's methods: gan, wgan_gp" in capsys.readouterr().err
+    assert main([str(study_dir), "--methods", "gan,gan"]) == 2
+
+
+def test_default_metric_choice():
+    def jobs(*finals):
+        return [job_from_results(str(i), {"status": "complete", "method": GAN, "arch_seed": i, "final": final})
+                for i, final in enumerate(finals)]
+
+    assert default_metric(jobs({"is_5k": 6.0, "is_std_5k": 0.1}, {"is_50k": 6.1, "fid_50k": 40.0})) == "is_50k"
+    assert default_metric(jobs({"cls_accuracy": 0.91, "cls_is_5k": 7.2, "cls_fid_5k": 12.3})) == "cls_is_5k"
+    assert default_metric(jobs({"modes": 8.0, "hq_fraction": 0.86, "w1": 0.07})) == "hq_fraction"
+    report = build_report(jobs({"hq_fraction": 0.86}, {"hq_fraction": 0.25}))
+    assert report.thresholds == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
+    assert report.pair is None and report.successes[GAN][0.2] == 2 and report.successes[GAN][0.3] == 1
+
+
+def test_paper_columns_for_robustness_paper(tmp_path, capsys):
+    study = make_study(tmp_path / "robustness_paper", study="robustness_paper")
+    assert main([str(study), "--out", str(tmp_path / "o")]) == 0
+    printed = capsys.readouterr().out
+    assert "| both failed | paper: only gan | paper: only wgan_gp | paper: both succeeded | paper: both failed |" in printed
+    assert "| 1.0 | 0 | 1 | 3 | 0 | 0 | 8 | 192 | 0 |" in printed
+    assert "| 7.5 | 0 | 0 | 0 | 4 | 2 | 67 | 3 | 128 |" in printed
+
+
+class WandbSummary:
+    """Like wandb's HTTPSummary: keys() and [] only, nested dicts included."""
+
+    def __init__(self, values: dict):
+        self._values = values
+
+    def keys(self):
+        return self._values.keys()
+
+    def __getitem__(self, key):
+        value = self._values[key]
+        return WandbSummary(value) if isinstance(value, dict) else value
+
+
+def test_wandb_adapter_gives_the_same_tables(study_dir):
+    runs = [SimpleNamespace(name=name, state="finished" if record["status"] == "complete" else record["status"],
+                            summary=WandbSummary({k: v for k, v in record.items() if k != "traceback"}))
+            for name, record in all_records()]
+    runs.append(SimpleNamespace(name="gan-9", state="running", summary=WandbSummary({"_step": 3})))
+    from_wandb = build_report(records_from_wandb(runs))
+    from_files = build_report(records_from_dir(study_dir))
+    for table in ("metric", "thresholds", "pair", "paired", "pair_counts", "successes", "scored", "missing"):
+        assert getattr(from_wandb, table) == getattr(from_files, table), table
+    assert [(job.where, job.error) for job in from_wandb.crashed] == [("wgan_gp-3", "no traceback recorded")]
+    assert [job.where for job in from_wandb.unfinished] == ["gan-9 (W&B state: running)"]
+
+
+def test_cli_errors_exit_2(tmp_path, capsys):
+    (tmp_path / "empty").mkdir()
+    assert main([str(tmp_path / "empty")]) == 2
+    assert "no jobs under" in capsys.readouterr().err
+    assert main([str(tmp_path / "nowhere")]) == 2
+    assert f"study directory {tmp_path / 'nowhere'} does not exist" in capsys.readouterr().err
+    done = subprocess.run([sys.executable, "-m", "wgan.report", str(tmp_path / "empty")], capture_output=True, text=True)
+    assert done.returncode == 2
+    assert "looked for directories holding results.json, config.yaml or .hydra/" in done.stderr
+    assert not list((tmp_path / "empty").iterdir())

@@ -1,0 +1,357 @@
+"""`python -m wgan.report` (or `wgan-report`): the robustness table of a study (the paper's Table 2
+and Appendix B) from the `results.json` of its jobs, or from their W&B runs.
+
+    python -m wgan.report multirun/robustness_toy
+    python -m wgan.report multirun/robustness_paper --metric is_50k --thresholds 3,5,7
+    python -m wgan.report --wandb me/wgan --group robustness_toy --out reports/toy
+
+A job succeeds at threshold t when its final success metric is > t; a diverged job fails at every
+threshold; crashed, unfinished, unscored and missing jobs are listed, never counted. Prints
+Markdown and writes `report.md`, `report.csv` and `success.png` into `--out` (default: the study dir).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import re
+import sys
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+RESULTS = "results.json"
+RECORDED = ("complete", "diverged", "crashed")
+IS_THRESHOLDS = [1.0 + 0.5 * i for i in range(17)]
+HQ_THRESHOLDS = [round(0.1 * i, 1) for i in range(1, 10)]
+# Appendix B of the paper (200 ImageNet 32x32 architectures, GAN vs WGAN-GP): min IS -> the four columns.
+PAPER_COUNTS = {
+    1.0: (0, 8, 192, 0), 1.5: (0, 50, 150, 0), 2.0: (0, 60, 140, 0), 2.5: (0, 74, 125, 1),
+    3.0: (1, 88, 110, 1), 3.5: (0, 111, 86, 3), 4.0: (1, 126, 67, 6), 4.5: (0, 136, 55, 9),
+    5.0: (0, 147, 42, 11), 5.5: (0, 148, 32, 20), 6.0: (0, 145, 21, 34), 6.5: (1, 131, 11, 57),
+    7.0: (1, 104, 5, 90), 7.5: (2, 67, 3, 128), 8.0: (1, 34, 0, 165), 8.5: (0, 6, 0, 194), 9.0: (0, 0, 0, 200),
+}
+
+
+class ReportError(Exception):
+    """A problem with the inputs that the user has to fix; the CLI prints it and exits 2."""
+
+
+@dataclass(frozen=True)
+class Job:
+    where: str  # job directory relative to the study dir, or the W&B run name
+    status: str  # complete, diverged, crashed or unfinished
+    method: Optional[str] = None
+    key: Optional[tuple] = None  # (dataset, arch, arch_seed, seed): the same architecture for every method
+    study: Optional[str] = None
+    final: dict = field(default_factory=dict)
+    error: str = ""  # the last traceback line of a crashed job
+
+
+@dataclass
+class Report:
+    study: str
+    metric: str
+    thresholds: list[float]
+    methods: list[str]  # every method of the study, for the per-method table
+    pair: Optional[tuple[str, str]]  # (A, B) of the two-method table; None with fewer than two methods
+    pair_counts: dict[float, tuple[int, int, int, int]]  # threshold -> only A, only B, both, neither
+    paired: int  # architectures with a scored result for both A and B
+    successes: dict[str, dict[float, int]]  # method -> threshold -> successful jobs
+    scored: dict[str, int]  # method -> jobs with a score (diverged included)
+    status_counts: Counter
+    crashed: list[Job]
+    unfinished: list[Job]
+    missing: list[tuple[tuple, str]]
+    no_score: list[Job]
+    paper: bool  # print the paper's published counts beside ours
+
+
+def job_from_results(where: str, results: Any) -> Job:
+    """One job from its results mapping; anything without a known status is still unfinished."""
+    if not isinstance(results, dict) or results.get("status") not in RECORDED:
+        return Job(where, "unfinished")
+    key = tuple(results.get(name) for name in ("dataset", "arch", "arch_seed", "seed"))
+    error = ""
+    if results["status"] == "crashed":  # W&B summaries leave the traceback out; the reason is the next best
+        lines = str(results.get("traceback") or results.get("reason") or "").strip().splitlines()
+        error = lines[-1] if lines else "no traceback recorded"
+    return Job(where, results["status"], str(results.get("method")), key, results.get("study"),
+               results.get("final") or {}, error)
+
+
+def is_job_dir(path: Path) -> bool:
+    return (path / RESULTS).is_file() or (path / "config.yaml").is_file() or (path / ".hydra").is_dir()
+
+
+def find_job_dirs(study_dir: Path) -> list[Path]:
+    """Job directories at any depth; a job's own subfolders (.hydra, wandb, samples) are not searched."""
+    found, pending = [], [study_dir]
+    while pending:
+        path = pending.pop()
+        if path != study_dir and is_job_dir(path):
+            found.append(path)
+            continue
+        pending.extend(child for child in path.iterdir() if child.is_dir() and not child.name.startswith("."))
+    return sorted(found)
+
+
+def read_results(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # killed mid-write or not written yet
+        return None
+
+
+def records_from_dir(study_dir: Path) -> list[Job]:
+    if not study_dir.is_dir():
+        raise ReportError(f"study directory {study_dir} does not exist")
+    jobs = [job_from_results(job.relative_to(study_dir).as_posix(), read_results(job / RESULTS))
+            for job in find_job_dirs(study_dir)]
+    if not jobs:
+        raise ReportError(f"no jobs under {study_dir}: looked for directories holding {RESULTS}, config.yaml or .hydra/")
+    return jobs
+
+
+def plain(value: Any) -> Any:
+    """W&B summaries and their nested dicts only offer keys() and [], not the dict interface."""
+    if hasattr(value, "keys") and hasattr(value, "__getitem__"):
+        return {key: plain(value[key]) for key in value.keys()}
+    return value
+
+
+def records_from_wandb(runs: Iterable[Any]) -> list[Job]:
+    """Jobs from W&B runs (`.summary`, `.name`, `.state`): the summary holds the keys of results.json."""
+    jobs = []
+    for run in runs:
+        job = job_from_results(run.name, plain(run.summary))
+        jobs.append(Job(f"{run.name} (W&B state: {run.state})", "unfinished") if job.status == "unfinished" else job)
+    return jobs
+
+
+def wandb_runs(path: str, group: str) -> list[Any]:
+    import wandb  # imported here: slow to import, and only this source needs it
+
+    return list(wandb.Api().runs(path, filters={"group": group}))
+
+
+def count_key(pattern: str, keys: Iterable[str]) -> Optional[str]:
+    """The key matching `pattern` (e.g. is_50k, is_5000) with the largest sample count."""
+    counted = [(int(m[1]) * (1000 if m[2] else 1), key) for key in keys if (m := re.fullmatch(pattern, key))]
+    return max(counted)[1] if counted else None
+
+
+def default_metric(jobs: list[Job]) -> str:
+    keys = {key for job in jobs if job.status == "complete" for key in job.final}
+    metric = count_key(r"is_(\d+)(k?)", keys) or count_key(r"cls_is_(\d+)(k?)", keys)
+    if metric is None and "hq_fraction" in keys:
+        metric = "hq_fraction"
+    if metric is None:
+        raise ReportError(f"no is_<count>, cls_is_<count> or hq_fraction in the final metrics; pass --metric "
+                          f"(found: {', '.join(sorted(keys)) or 'none'})")
+    return metric
+
+
+def default_thresholds(metric: str) -> list[float]:
+    if metric.startswith(("is_", "cls_is_")):
+        return IS_THRESHOLDS
+    if metric == "hq_fraction":
+        return HQ_THRESHOLDS
+    raise ReportError(f"--thresholds is required for metric {metric} (it has no default thresholds)")
+
+
+def score(job: Job, metric: str) -> Optional[float]:
+    """The job's score; -inf for a diverged job (it fails at every threshold); None when unscored."""
+    if job.status == "diverged":
+        return -math.inf
+    value = job.final.get(metric)
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+
+def choose_pair(methods: Counter, wanted: Optional[list[str]]) -> Optional[tuple[str, str]]:
+    if wanted:
+        if len(wanted) != 2 or wanted[0] == wanted[1] or not set(wanted) <= set(methods):
+            raise ReportError(f"--methods needs two of the study's methods: {', '.join(sorted(methods))}")
+        return wanted[0], wanted[1]
+    common = sorted(method for method, _ in sorted(methods.items(), key=lambda item: (-item[1], item[0]))[:2])
+    return (common[0], common[1]) if len(common) == 2 else None
+
+
+def sort_key(key: tuple) -> tuple:
+    """Architecture keys mix numbers, strings and None; sort numbers numerically."""
+    return tuple((0, part, "") if isinstance(part, (int, float)) else (1, 0, str(part)) for part in key)
+
+
+def build_report(jobs: list[Job], metric: Optional[str] = None, thresholds: Optional[list[float]] = None,
+                 methods: Optional[list[str]] = None, study: str = "") -> Report:
+    metric = metric or default_metric(jobs)
+    thresholds = sorted(thresholds or default_thresholds(metric))
+    results = [job for job in jobs if job.status != "unfinished"]
+    scores: dict[tuple, dict[str, float]] = {}  # key -> method -> score
+    no_score = []
+    for job in results:  # a re-run of the same job (a later sweep dir) replaces the earlier one
+        value = score(job, metric) if job.status != "crashed" else None
+        if value is not None:
+            scores.setdefault(job.key, {})[job.method] = value
+        elif job.status == "complete":
+            no_score.append(job)
+    seen_methods = sorted({job.method for job in results})
+    scored = Counter(method for by_method in scores.values() for method in by_method)
+    pair = choose_pair(Counter(job.method for job in results), methods)
+    both = [by_method for by_method in scores.values() if pair and set(pair) <= set(by_method)]
+    present = {(job.key, job.method) for job in results}
+    studies = {job.study for job in results if job.study}
+    return Report(
+        study=study or ", ".join(sorted(studies)), metric=metric, thresholds=thresholds, methods=seen_methods,
+        pair=pair, paired=len(both),
+        pair_counts={t: pair_row(both, pair, t) for t in thresholds} if pair else {},
+        successes={m: {t: sum(s.get(m, -math.inf) > t for s in scores.values()) for t in thresholds}
+                   for m in seen_methods},
+        scored={method: scored[method] for method in seen_methods},
+        status_counts=Counter(job.status for job in jobs),
+        crashed=[job for job in jobs if job.status == "crashed"],
+        unfinished=[job for job in jobs if job.status == "unfinished"],
+        missing=[(key, m) for key in sorted({job.key for job in results}, key=sort_key) for m in seen_methods
+                 if (key, m) not in present],
+        no_score=no_score,
+        paper="robustness_paper" in studies and pair == ("gan", "wgan_gp") and metric.startswith("is_"),
+    )
+
+
+def pair_row(both: list[dict[str, float]], pair: tuple[str, str], t: float) -> tuple[int, int, int, int]:
+    a, b = pair
+    wins = [(s[a] > t, s[b] > t) for s in both]
+    return (wins.count((True, False)), wins.count((False, True)), wins.count((True, True)), wins.count((False, False)))
+
+
+def fmt(threshold: float) -> str:
+    return f"{threshold:.1f}" if round(threshold, 1) == threshold else f"{threshold:g}"
+
+
+def pair_labels(report: Report) -> list[str]:
+    a, b = report.pair
+    return [f"only {a}", f"only {b}", "both succeeded", "both failed"]
+
+
+def table(header: list[str], rows: list[list[Any]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+
+
+def describe_key(key: tuple) -> str:
+    return ", ".join(f"{name}={part}" for name, part in zip(("dataset", "arch", "arch_seed", "seed"), key))
+
+
+def to_markdown(report: Report) -> str:
+    c = report.status_counts
+    lines = [f"# Robustness report: {report.study or 'study'}", "",
+             f"Success: final `{report.metric}` > threshold. Jobs: {c['complete']} complete, {c['diverged']} diverged "
+             f"(fail at every threshold), {c['crashed']} crashed, {c['unfinished']} unfinished; "
+             f"{len(report.missing)} missing, {len(report.no_score)} without a score.", ""]
+    if report.pair:
+        header = [f"min {report.metric}"] + pair_labels(report)
+        rows = [[fmt(t), *report.pair_counts[t]] for t in report.thresholds]
+        if report.paper:
+            header += [f"paper: {label}" for label in pair_labels(report)]
+            rows = [row + list(PAPER_COUNTS.get(t, ("",) * 4)) for row, t in zip(rows, report.thresholds)]
+        lines += [f"## {report.pair[0]} vs {report.pair[1]} ({report.paired} architectures scored for both)", "",
+                  *table(header, rows), ""]
+    lines += ["## Successful jobs per method", "",
+              *table([f"min {report.metric}"] + report.methods,
+                     [[fmt(t)] + [f"{report.successes[m][t]}/{report.scored[m]}" for m in report.methods]
+                      for t in report.thresholds]), ""]
+    sections = [("Crashed", [f"`{job.where}`: {job.error}" for job in report.crashed]),
+                ("Unfinished", [f"`{job.where}`" for job in report.unfinished]),
+                ("Missing", [f"{describe_key(key)}: {method}" for key, method in report.missing]),
+                ("No score", [f"`{job.where}` ({job.method}): no `{report.metric}` in final" for job in report.no_score])]
+    for title, items in sections:
+        if items:
+            lines += [f"## {title} ({len(items)})", "", *[f"- {item}" for item in items], ""]
+    return "\n".join(lines)
+
+
+def csv_rows(report: Report) -> list[tuple[str, str, int, int]]:
+    """Tidy rows (threshold, column, count, out_of): the two-method table, then the per-method counts."""
+    rows = []
+    for t in report.thresholds:
+        if report.pair:
+            rows += [(fmt(t), label, n, report.paired) for label, n in zip(pair_labels(report), report.pair_counts[t])]
+        rows += [(fmt(t), m, report.successes[m][t], report.scored[m]) for m in report.methods]
+    return rows
+
+
+def plot_success(report: Report, path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg without touching pyplot's global backend
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(6, 4))
+    FigureCanvasAgg(figure)
+    axes = figure.add_subplot()
+    for method in report.methods:
+        n = report.scored[method]
+        axes.plot(report.thresholds, [report.successes[method][t] / n if n else 0.0 for t in report.thresholds],
+                  marker="o", label=f"{method} (n={n})")
+    axes.set(title=f"{report.study}: {report.metric}", xlabel=f"threshold (min {report.metric})",
+             ylabel="fraction successful", ylim=(-0.02, 1.02))
+    axes.grid(alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+
+
+def write_outputs(report: Report, markdown: str, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "report.md").write_text(markdown + "\n")
+    with open(out / "report.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["threshold", "column", "count", "out_of"])
+        writer.writerows(csv_rows(report))
+    plot_success(report, out / "success.png")
+
+
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="wgan-report", description=__doc__.split("\n\n")[0])
+    parser.add_argument("study_dir", nargs="?", type=Path, help="folder holding the study's job directories")
+    parser.add_argument("--metric", help="key of results['final'] (default: largest is_<n>, cls_is_<n>, hq_fraction)")
+    parser.add_argument("--thresholds", help="comma-separated, e.g. 1,1.5,2 (default: the paper's 17 for IS)")
+    parser.add_argument("--methods", help="the two methods of the paired table, A,B")
+    parser.add_argument("--out", type=Path, help="where report.md, report.csv, success.png go (default: study dir)")
+    parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of --group from W&B instead")
+    parser.add_argument("--group", help="the W&B group (the study name)")
+    return parser.parse_args(argv)
+
+
+def split(text: Optional[str]) -> Optional[list[str]]:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = parse_args(argv)
+    out = args.out or args.study_dir
+    try:
+        if args.wandb:
+            if not args.group or not out:
+                raise ReportError("--wandb needs --group NAME and --out DIR (where the report goes)")
+            jobs, study = records_from_wandb(wandb_runs(args.wandb, args.group)), args.group
+        elif args.study_dir is None:
+            raise ReportError("give a study directory, or --wandb ENTITY/PROJECT --group NAME")
+        else:
+            jobs, study = records_from_dir(args.study_dir), ""
+        try:
+            thresholds = [float(t) for t in split(args.thresholds) or []]
+        except ValueError:
+            raise ReportError(f"--thresholds must be comma-separated numbers, not {args.thresholds!r}") from None
+        report = build_report(jobs, args.metric, thresholds, split(args.methods), study)
+    except ReportError as error:
+        print(f"wgan-report: error: {error}", file=sys.stderr)
+        return 2
+    markdown = to_markdown(report)
+    print(markdown)
+    write_outputs(report, markdown, out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
