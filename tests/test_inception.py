@@ -143,7 +143,7 @@ def test_an_inception_score_the_weights_cannot_give_fails_before_training(tmp_pa
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
-def test_a_short_image_run_logs_protocol_named_scores_to_results_and_wandb(tmp_path, monkeypatch, caplog):
+def test_a_short_image_run_logs_protocol_named_scores_to_results_and_wandb(tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.setenv("WANDB_MODE", "offline")
     overrides = ["dataset=synthetic", "arch=dcgan", "arch.dim=8", *TORCHSCRIPT, "metrics.num_samples=20",
                  "metrics.final_num_samples=40", "metrics.inception.reference_samples=40",
@@ -162,3 +162,8 @@ def test_a_short_image_run_logs_protocol_named_scores_to_results_and_wandb(tmp_p
     assert {"eval/fid_20", "eval/kid_20", "eval/fid_40"} <= keys and not any(k.startswith("eval/is") for k in keys)
     assert wandb["summary"]["final"]["fid_40"] == pytest.approx(results["final"]["fid_40"])
     assert wandb["summary"]["unavailable"] == results["unavailable"]
+    # The metrics command scores the run's generator through the same code: the same numbers.
+    assert cli.main([str(tmp_path / "run"), *TORCHSCRIPT, "metrics.num_samples=40", *overrides[7:10], "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["values"] == {k: v for k, v in results["final"].items() if k != "step"}
+    assert scored["generated"].startswith("40 samples of the generator in") and "iteration 4" in scored["generated"]
