@@ -154,7 +154,9 @@ def test_evaluating_and_logging_never_change_training(train_tiny, tmp_path, lips
 def test_multirun_sweeps_the_lipschitz_methods(tmp_path):
     command = [sys.executable, "run.py", "-m", "lipschitz=gp,clip", f"hydra.sweep.dir={tmp_path}", *TINY]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
-    results = [RunFiles(tmp_path / str(job)).read_results() for job in (0, 1)]
+    # Each job's directory is named by its overrides: the study directory is stable across launches.
+    (gp,), (clip,) = (list(tmp_path.glob(f"*lipschitz={method},*")) for method in ("gp", "clip"))
+    results = [RunFiles(job).read_results() for job in (gp, clip)]
     assert [(r["status"], r["method"]) for r in results] == [("complete", "wgan_gp"), ("complete", "wgan_clip")]
 
 

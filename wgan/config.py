@@ -9,14 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from wgan import arch, dataset, logger, metrics
 from wgan.device import Device, resolve_device
@@ -24,6 +24,7 @@ from wgan.lipschitz import GradientPenaltyConfig, NoConstraintConfig, SpectralNo
 from wgan.loss import LossConfig
 from wgan.optimizer import AdamPairConfig, RMSpropPairConfig
 from wgan.schema import ConfigError, bounded, check_bounds
+from wgan.study import short_dir_name
 
 
 class LRDecay(Enum):
@@ -61,6 +62,7 @@ class Config:
     logger: Any = MISSING
     seed: int = bounded(0, ge=0)
     device: Device = Device.auto
+    threads: Optional[int] = bounded(None, ge=1)  # torch CPU threads; None: all, or a parallel job's share
     study: str = "default"  # groups runs, e.g. the W&B group
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -84,6 +86,7 @@ SCHEMAS = {
 
 
 def register_configs() -> None:
+    OmegaConf.register_new_resolver("wgan.job_dir", short_dir_name, replace=True)
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     for group, schemas in SCHEMAS.items():
@@ -94,7 +97,7 @@ def register_configs() -> None:
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
 
 
-def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+def compose_config(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
     """The config `python run.py <overrides>` would get, for tools that run outside Hydra's main
     (the metrics command, tests). Reads `conf/` of the source checkout this package is installed from."""
     if not CONF_DIR.is_dir():
@@ -102,7 +105,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     register_configs()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides))
+        return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

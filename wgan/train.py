@@ -28,6 +28,7 @@ from wgan.figures import image_grid, toy_figure
 from wgan.files import FINISHED, RunFiles
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule
+from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -328,8 +329,9 @@ class Trainer:
         }
 
 
-# Settings that may change between the starts of one run: where and how it runs, not what it computes.
-RESTARTABLE_WITH_OTHER = ("device", "threads", "logger", "metrics.cache_dir")
+# Settings that may change between the starts of one run: where and how it runs, not what it
+# computes (arch.count sizes the study's sweep, so a study can grow by more architectures).
+RESTARTABLE_WITH_OTHER = ("device", "threads", "logger", "metrics.cache_dir", "arch.count")
 
 
 def refuse_other_config(files: RunFiles, cfg: DictConfig) -> None:

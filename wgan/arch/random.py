@@ -60,6 +60,7 @@ class RandomArchConfig:
     _target_: str = "wgan.arch.random.RandomArch"
     name: str = "random"
     seed: int = bounded(0, ge=0)  # which architecture of the space
+    count: int = bounded(200, ge=1)  # architectures a multirun study sweeps: seeds 0..count-1 (the paper's 200)
     noise_dim: int = bounded(128, ge=1)
     g: NetSpaceConfig = field(default_factory=NetSpaceConfig)
     d: NetSpaceConfig = field(default_factory=NetSpaceConfig)
@@ -74,7 +75,9 @@ def draw(seed: int, net: str, setting: str, values: list[Any]) -> str | int | bo
 
 
 class RandomArch:
-    def __init__(self, name: str, seed: int, noise_dim: int, g: Mapping[str, list], d: Mapping[str, list]) -> None:
+    def __init__(self, name: str, seed: int, noise_dim: int, g: Mapping[str, list], d: Mapping[str, list],
+                 count: int = 200) -> None:
+        # `count` sizes the multirun sweep over seeds (conf/arch/random.yaml); one network needs only its seed.
         self.name = name
         self.seed = seed
         self.noise_dim = noise_dim

@@ -1,0 +1,170 @@
+"""Studies as Hydra multiruns: job expansion, the fixed study directory (skip, resume, refuse),
+the joblib and submitit launchers, and one failing job not stopping the others."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import CONF_DIR, compose_config
+from wgan.report import build_report, records_from_dir
+from wgan.schema import ConfigError
+from wgan.study import cpu_share, expand_jobs, job_dir_name, short_dir_name
+from wgan.train import run
+
+ROOT = Path(CONF_DIR).parent
+# A robustness_toy study small enough for a test: 2 architectures x 2 methods, 6 iterations each.
+TINY_STUDY = ["sweeps=robustness_toy", "arch.count=2", "train.iterations=6", "train.batch_size=16",
+              "train.log_every=3", "eval.every=6", "ckpt.every=3", "metrics.num_samples=100", "logger=none",
+              "arch.g.width=[16]", "arch.d.width=[16]", "arch.g.depth=[4]", "arch.d.depth=[4]"]
+
+
+def sweep_params(*overrides: str):
+    return compose_config(list(overrides), return_hydra_config=True).hydra.sweeper.params
+
+
+def test_arch_random_sweeps_200_architectures_crossed_with_the_command_line():
+    params = sweep_params("arch=random")
+    jobs = expand_jobs(["arch=random", "lipschitz=gp,clip"], params)
+    assert len(jobs) == 400
+    assert {(job[0], job[2]) for job in jobs} == {(f"arch.seed={s}", f"lipschitz={m}")
+                                                   for s in range(200) for m in ("gp", "clip")}
+    assert len(expand_jobs(["arch=random", "arch.count=8", "lipschitz=gp,clip"], sweep_params("arch=random", "arch.count=8"))) == 16
+    # An explicit seed wins over the option's sweep.
+    assert expand_jobs(["arch=random", "arch.seed=3", "lipschitz=gp,clip"], params) == [
+        ["arch.seed=3", "arch=random", "lipschitz=gp"], ["arch.seed=3", "arch=random", "lipschitz=clip"]]
+
+
+@pytest.mark.parametrize("study,jobs,swept", [
+    ("robustness_paper", 400, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(200)}}),
+    ("figure2", 28, {"method": {"wgan_gp", "wgan_clip", "dcgan", "lsgan"},
+                     "arch": {"dcgan", "dcgan_constfilter", "mlp_generator", "dcgan_nonorm", "dcgan_gated",
+                              "dcgan_tanh", "resnet101"}}),
+    ("robustness_toy", 20, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(10)}}),
+    ("robustness_fmnist", 24, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(12)}}),
+])
+def test_each_study_expands_to_its_jobs(study, jobs, swept):
+    cfg = compose_config([f"sweeps={study}"], return_hydra_config=True)
+    assert cfg.study == study
+    expanded = expand_jobs([f"sweeps={study}"], cfg.hydra.sweeper.params)
+    assert len(expanded) == jobs
+    for key, values in swept.items():
+        assert {o.split("=", 1)[1] for job in expanded for o in job if o.startswith(f"{key}=")} == values
+
+
+def test_joblib_jobs_share_the_cores_without_oversubscribing():
+    assert cpu_share({"n_jobs": 2}, cpus=16) == 8
+    assert cpu_share({"n_jobs": -1}, cpus=16) == 1  # joblib's -1: one job per core
+    assert cpu_share({"n_jobs": 32}, cpus=16) == 1
+    assert cpu_share({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, cpus=16) is None
+
+
+def multirun(study_dir: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    command = [sys.executable, "run.py", "-m", *with_overrides(TINY_STUDY, *overrides), f"hydra.sweep.dir={study_dir}"]
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+
+
+def statuses(study_dir: Path) -> dict[tuple[int, str], str]:
+    """{(architecture seed, method): status} of the study's finished jobs."""
+    results = [json.loads(p.read_text()) for p in study_dir.glob("*/results.json")]
+    return {(r["arch_seed"], r["method"]): r["status"] for r in results}
+
+
+def test_robustness_toy_through_joblib_then_skipped_on_the_second_run(tmp_path):
+    first = multirun(tmp_path)
+    assert first.returncode == 0, first.stdout[-3000:]
+    assert "study robustness_toy: 4 jobs (0 finished already, skipped)" in first.stdout
+    assert sorted(statuses(tmp_path)) == [(0, "gan"), (0, "wgan_gp"), (1, "gan"), (1, "wgan_gp")]
+    # One directory per job, named by its overrides (shortened when long), as the study computes them.
+    naming = compose_config(return_hydra_config=True).hydra.job.config.override_dirname
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(
+        job_dir_name([f"arch.seed={s}", f"method={m}", *TINY_STUDY], naming) for s in (0, 1) for m in ("dcgan", "wgan_gp"))
+    assert set(statuses(tmp_path).values()) <= {"complete", "diverged"}
+    report = build_report(records_from_dir(tmp_path), metric="w1", thresholds=[0.0])
+    assert report.scored == {"gan": 2, "wgan_gp": 2} and report.paired == 2
+    written = {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")}
+
+    second = multirun(tmp_path)
+    assert second.returncode == 0
+    assert "4 jobs (4 finished already, skipped)" in second.stdout
+    assert second.stdout.count("already holds a finished run") == 4 and "complete after" not in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")} == written
+
+
+def test_robustness_toy_through_submitit_local(tmp_path):
+    result = multirun(tmp_path, "hydra/launcher=submitit_local", "arch.count=1", "hydra.launcher.timeout_min=10")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert set(statuses(tmp_path)) == {(0, "gan"), (0, "wgan_gp")}
+    assert set(statuses(tmp_path).values()) <= {"complete", "diverged"}
+
+
+def with_overrides(base: list[str], *overrides: str) -> list[str]:
+    """`base` with the keys of `overrides` replaced (Hydra would take the last, but names both)."""
+    keys = {o.split("=", 1)[0] for o in overrides}
+    return [o for o in base if o.split("=", 1)[0] not in keys] + list(overrides)
+
+
+def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
+    overrides = with_overrides(TINY_STUDY, "arch.seed=0", "method=wgan_gp", "train.iterations=400", "ckpt.every=20",
+                               "eval.every=400")
+    command = [sys.executable, "run.py", "-m", *overrides, f"hydra.sweep.dir={tmp_path}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    naming = compose_config(return_hydra_config=True).hydra.job.config.override_dirname
+    job = tmp_path / job_dir_name(overrides, naming)
+    deadline = time.monotonic() + 120
+    while _checkpoint_step(job) < 40:
+        assert time.monotonic() < deadline and process.poll() is None, "the job never checkpointed"
+        time.sleep(0.2)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    killed_at = _checkpoint_step(job)
+    assert 40 <= killed_at < 400 and not (job / "results.json").exists()
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert _step_in_log(resumed.stdout) >= killed_at
+    assert json.loads((job / "results.json").read_text())["step"] == 400
+
+
+def test_long_override_lists_get_short_distinct_job_directories():
+    long_name = ",".join(f"train.key{i}={i}" for i in range(40))
+    short = short_dir_name(long_name)
+    assert len(short.encode()) <= 200 and short.startswith(long_name[:100])
+    assert short != short_dir_name(long_name + "1") and short_dir_name("arch.seed=3") == "arch.seed=3"
+
+
+def _checkpoint_step(job: Path) -> int:
+    import torch
+
+    try:
+        return torch.load(job / "checkpoints" / "last.pt", weights_only=True)["step"]
+    except (FileNotFoundError, RuntimeError, EOFError):  # not written yet (renames are atomic)
+        return -1
+
+
+def _step_in_log(output: str) -> int:
+    line = next(line for line in output.splitlines() if "resumed from" in line)
+    return int(line.rsplit("at iteration ", 1)[1].split()[0])
+
+
+def test_a_failing_job_does_not_stop_the_others(tmp_path):
+    result = multirun(tmp_path, "arch.count=1", "method=wgan_gp", "lipschitz.lam=0.1,-1")
+    assert result.returncode != 0  # the sweep reports the failure at its end
+    assert "lipschitz.lam=-1.0 is out of range: must be >= 0" in result.stdout + result.stderr
+    assert list(statuses(tmp_path).values()) == ["complete"]
+
+
+def test_a_study_directory_refuses_a_job_of_another_config(tmp_path):
+    tiny = ["logger=none", "arch.width=16", "train.batch_size=16", "train.iterations=2", "eval.every=2",
+            "metrics.num_samples=50"]
+    run(compose_config(tiny), tmp_path)
+    with pytest.raises(ConfigError, match=r"holds a run of another config \(lipschitz.lam: 0.1 there, 0.5 now\)"):
+        run(compose_config(tiny + ["lipschitz.lam=0.5"]), tmp_path)
+    # Where and how it runs may change: a finished run is then just skipped.
+    assert run(compose_config(tiny + ["device=cpu", "threads=1"]), tmp_path)["status"] == "complete"

@@ -1,0 +1,90 @@
+"""Studies: a Hydra multirun whose jobs share a fixed directory, `multirun/<study>/`.
+
+Each job writes to a subdirectory named after its own overrides (`arch.seed=3,lipschitz=gp`), so
+running the same command again finds every job where it left it: finished jobs are skipped,
+interrupted ones resume from their checkpoints (`wgan.train.run`), and a job whose config differs
+from what its directory holds is refused rather than mixed in. `arch=random` adds the sweep over
+architecture seeds 0..arch.count-1 itself (its `hydra.sweeper.params`), so
+`python run.py -m arch=random lipschitz=gp,clip` is every architecture under both methods.
+
+`StudyCallback` prints, before the launcher starts, how many jobs the study has, how many have
+finished already, and where they write; `cpu_share` keeps jobs that run side by side on one
+machine (the joblib launcher) from oversubscribing its cores.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import torch
+from hydra._internal.config_loader_impl import get_overrides_dirname
+from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+
+from wgan.files import FINISHED, RunFiles
+
+log = logging.getLogger(__name__)
+
+
+def expand_jobs(task_overrides: Sequence[str], sweeper_params: Optional[Mapping[str, Any]]) -> list[list[str]]:
+    """The override list of every job, as Hydra's basic sweeper expands them: the config's sweeper
+    params first, the command line's overrides replacing any with the same key."""
+    arguments = [f"{key}={value}" for key, value in (sweeper_params or {}).items()] + list(task_overrides)
+    overrides = OverridesParser.create().parse_overrides(arguments)
+    (jobs,) = BasicSweeper.split_arguments(overrides, max_batch_size=None)
+    return jobs
+
+
+MAX_DIR_NAME = 200  # bytes; file systems allow 255 per path component
+
+
+def short_dir_name(name: str) -> str:
+    """`name`, or when too long for a directory its start plus a hash of the whole, so that long
+    override lists still give every job a distinct, stable directory (`${wgan.job_dir:...}`)."""
+    if len(name.encode()) <= MAX_DIR_NAME:
+        return name
+    return f"{name.encode()[:150].decode(errors='ignore')}...{hashlib.sha256(name.encode()).hexdigest()[:12]}"
+
+
+def job_dir_name(job: Sequence[str], naming: DictConfig) -> str:
+    """The directory name Hydra gives the job with these overrides (conf/config.yaml's sweep subdir)."""
+    overrides = OverridesParser.create().parse_overrides(list(job))
+    return short_dir_name(get_overrides_dirname(overrides, list(naming.exclude_keys), naming.item_sep, naming.kv_sep))
+
+
+def read_status(job_dir: Path) -> Optional[str]:
+    return (RunFiles(job_dir).read_results() or {}).get("status")
+
+
+class StudyCallback(Callback):
+    """Says what a multirun is about to do before any job starts."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        hydra = config.hydra
+        jobs = expand_jobs(list(hydra.overrides.task), hydra.sweeper.get("params"))
+        sweep_dir = Path(hydra.sweep.dir).resolve()
+        naming = hydra.job.config.override_dirname
+        finished = sum(read_status(sweep_dir / job_dir_name(job, naming)) in FINISHED for job in jobs)
+        log.info("study %s: %d jobs (%d finished already, skipped) in %s", config.study, len(jobs), finished, sweep_dir)
+
+
+def cpu_share(launcher: Mapping[str, Any], cpus: Optional[int] = None) -> Optional[int]:
+    """Torch threads for one job when the launcher runs `n_jobs` jobs side by side on this machine
+    (joblib's; -1 means one per core), so that together they use each core once; None otherwise."""
+    n_jobs = launcher.get("n_jobs")
+    if not n_jobs:
+        return None
+    cpus = cpus or os.cpu_count() or 1
+    parallel = cpus + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 all cores, -2 all but one, ...
+    return max(1, cpus // min(max(parallel, 1), cpus))
+
+
+def limit_threads(threads: Optional[int]) -> None:
+    if threads is not None:
+        torch.set_num_threads(threads)
+        log.info("using %d CPU thread%s", threads, "s"[: threads > 1])
