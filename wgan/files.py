@@ -3,7 +3,7 @@
 - `config.yaml`: the resolved config;
 - `results.json`: status (`complete`, `diverged`, `crashed`), iterations done, metrics, timing;
 - `metrics.jsonl`: one JSON line per evaluation;
-- `checkpoints/last.pt`: models, optimizers, RNG states and step;
+- `checkpoints/last.pt`: models, optimizers, RNG states and step (`previous.pt`: the one before);
 - `samples/step_NNNNNN.png`: a figure per evaluation.
 
 Files that are replaced are written to a temporary name and renamed into place (atomic on POSIX).
@@ -11,12 +11,15 @@ Files that are replaced are written to a temporary name and renamed into place (
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+
+log = logging.getLogger(__name__)
 
 FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
 
@@ -41,6 +44,7 @@ class RunFiles:
         self.results = self.dir / "results.json"
         self.metrics = self.dir / "metrics.jsonl"
         self.checkpoint = self.dir / "checkpoints" / "last.pt"
+        self.previous_checkpoint = self.dir / "checkpoints" / "previous.pt"
         self.samples = self.dir / "samples"
 
     def read_results(self) -> dict[str, Any] | None:
@@ -64,13 +68,24 @@ class RunFiles:
         atomic_write(self.metrics, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in kept)))
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
+        """Write `last.pt` atomically, keeping the one it replaces as `previous.pt`: a checkpoint
+        that is later found unreadable (a failing disk, a copy cut short) still has a fallback."""
+        if self.checkpoint.exists():
+            os.replace(self.checkpoint, self.previous_checkpoint)
         atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        if not self.checkpoint.exists():
-            return None
-        # weights_only: a checkpoint is data; loading one never runs pickled code.
-        return torch.load(self.checkpoint, map_location="cpu", weights_only=True)
+        """The newest readable checkpoint (`last.pt`, else `previous.pt`), or None if there is none."""
+        for path in (self.checkpoint, self.previous_checkpoint):
+            if not path.exists():
+                continue
+            try:
+                # weights_only: a checkpoint is data; loading one never runs pickled code.
+                return torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as error:  # truncated or corrupt: torch raises several kinds
+                log.warning("checkpoint %s is unreadable (%s: %s); trying the one before it",
+                            path, type(error).__name__, error)
+        return None
 
     def sample_figure(self, step: int) -> Path:
         return self.samples / f"step_{step:06d}.png"

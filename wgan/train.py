@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import signal
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -33,6 +35,41 @@ from wgan.schema import ConfigError
 log = logging.getLogger(__name__)
 
 FIGURE_SAMPLES = {"toy": 1000, "image": 64}  # points over the toy data; an 8x8 grid of images
+
+
+# What clusters send before they kill (SIGTERM) or requeue (SIGUSR1, submitit's) a job.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+
+
+class Stopped(Exception):
+    """A stop signal arrived: the run checkpointed at the end of the iteration and stops unfinished."""
+
+    def __init__(self, signum: int, step: int) -> None:
+        super().__init__(f"{signal.Signals(signum).name} at iteration {step}")
+        self.signum = signum
+
+
+@contextlib.contextmanager
+def stop_signals():
+    """Note the stop signals instead of dying mid-write; yields (the signals received, the handlers
+    they replaced, to hand the signal on to afterwards: submitit's requeues the job)."""
+    received: list[int] = []
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        yield received, {}
+        return
+    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOP_SIGNALS}
+    try:
+        yield received, previous
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def hand_on(signum: int, previous_handler: Any) -> None:
+    """Do what the signal would have done had the run not caught it first."""
+    if callable(previous_handler):
+        previous_handler(signum, None)
+    raise SystemExit(128 + signum)
 
 
 class Diverged(Exception):
@@ -106,6 +143,7 @@ class Trainer:
         self.best: dict[str, float] = {}
         self.wandb_run_id: str | None = None
         self.logger = None
+        self.stop_requests: list[int] = []  # filled by the stop-signal handler while training
 
     # --- one iteration -------------------------------------------------------------------------
 
@@ -287,8 +325,10 @@ class Trainer:
                     window_elapsed, window_step = self.elapsed, self.step
                 if self.step % cfg.eval.every == 0 or self.step == total:
                     self.evaluate()
-                if self.step % cfg.ckpt.every == 0 or self.step == total:
+                if self.step % cfg.ckpt.every == 0 or self.step == total or self.stop_requests:
                     self.files.save_checkpoint(self.state())
+                if self.stop_requests:
+                    raise Stopped(self.stop_requests[0], self.step)
         if self.last_eval.get("step") != self.step:  # resumed from a final checkpoint
             self.evaluate()
         self.save_figure(self.files.samples / "final.png")
@@ -385,20 +425,26 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     trainer.wandb_run_id = trainer.logger.run_id
     if not resumed:  # so that even a run killed before its first checkpoint keeps its W&B run
         files.save_checkpoint(trainer.state())
-    results, exit_code = None, 1
-    try:
-        trainer.fit()
-        results, exit_code = trainer.results("complete"), 0
-    except Diverged as diverged:
-        log.warning("diverged: %s", diverged)
-        results, exit_code = trainer.results("diverged", diverged_at=diverged.step, reason=str(diverged)), 0
-    except Exception:
-        results = trainer.results("crashed", traceback=traceback.format_exc())
-        raise
-    finally:
-        if results is not None:
-            files.write_results(results)
-        trainer.logger.finish({k: v for k, v in (results or {}).items() if k != "traceback"}, exit_code)
+    results, exit_code, stopped = None, 1, None
+    with stop_signals() as (trainer.stop_requests, previous_handlers):
+        try:
+            trainer.fit()
+            results, exit_code = trainer.results("complete"), 0
+        except Diverged as diverged:
+            log.warning("diverged: %s", diverged)
+            results, exit_code = trainer.results("diverged", diverged_at=diverged.step, reason=str(diverged)), 0
+        except Stopped as signalled:
+            log.warning("%s: checkpointed, stopping; the same command resumes from here", signalled)
+            stopped = signalled.signum
+        except Exception:
+            results = trainer.results("crashed", traceback=traceback.format_exc())
+            raise
+        finally:
+            if results is not None:
+                files.write_results(results)
+            trainer.logger.finish({k: v for k, v in (results or {}).items() if k != "traceback"}, exit_code)
+    if stopped is not None:
+        hand_on(stopped, previous_handlers.get(stopped))
     final = ", ".join(f"{k}={v:.4g}" for k, v in trainer.last_eval.items() if k != "step")
     log.info("%s: %s after %d iterations (%s)", trainer.method, results["status"], trainer.step, final or "no metrics")
     log.info("results: %s; samples: %s", files.results, files.samples)
