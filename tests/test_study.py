@@ -47,7 +47,7 @@ def test_arch_random_sweeps_200_architectures_crossed_with_the_command_line():
                      "arch": {"dcgan", "dcgan_constfilter", "mlp_generator", "dcgan_nonorm", "dcgan_gated",
                               "dcgan_tanh", "resnet101"}}),
     ("robustness_toy", 20, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(10)}}),
-    ("robustness_fmnist", 24, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(12)}}),
+    ("robustness_fmnist", 20, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(10)}}),
 ])
 def test_each_study_expands_to_its_jobs(study, jobs, swept):
     cfg = compose_config([f"sweeps={study}"], return_hydra_config=True)
