@@ -32,7 +32,7 @@ from omegaconf import DictConfig
 from tqdm import tqdm
 
 from wgan.device import resolve_device
-from wgan.metrics.registry import EvalContext, protocol_name, register
+from wgan.metrics.registry import EvalContext, protocol_name, register, to_uint8
 from wgan.metrics.cache import cached_tensors
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from wgan.schema import ConfigError, bounded
@@ -204,7 +204,7 @@ def reference_images(context: EvalContext, count: Optional[int]) -> torch.Tensor
     images = getattr(context.dataset, "images", None)
     if images is None:
         sampled = context.dataset.sample(count or STREAMED_REFERENCE, "cpu", torch.Generator().manual_seed(0))
-        return ((sampled + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+        return to_uint8(sampled)
     if count is not None and count < len(images):
         images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:count]]
     return images
