@@ -1,4 +1,5 @@
-# `make run` trains the embedded default; `make test` runs the test suite. On first use each
+# `make run` trains the embedded default; `make test` runs the test suite; `make bench` prints the
+# benchmark table of benchmarks/bench.py (about 6 minutes on 2 CPU cores). On first use each
 # creates .venv and installs the project into it (torch comes from PyPI, or from local disk
 # where pip is configured that way).
 PYTHON ?= python3
@@ -6,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test clean
+.PHONY: install run test bench clean
 
 install: $(STAMP)
 
@@ -21,6 +22,9 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -6,9 +6,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from wgan.config import CONF_DIR, compose_config  # noqa: F401  (re-exported for the tests)
 from wgan.train import run
+
+# GPU-only tests are not collected where there is no GPU (CI): their CPU fallbacks are tested.
+collect_ignore = [] if torch.cuda.is_available() else ["gpu"]
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"

@@ -1,6 +1,7 @@
 """Every option of every config group composes, validates and builds; bad values name their key."""
 from __future__ import annotations
 
+import dataclasses
 import re
 import subprocess
 import sys
@@ -9,12 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 from hydra.errors import ConfigCompositionException
+from omegaconf import DictConfig, ListConfig, OmegaConf, ValidationError
 
 from conftest import CONF_DIR, compose_config, require_fid_helper
 from wgan.config import build, method_name, validate
 from wgan.dataset import DatasetNotFound
 from wgan.metrics import REGISTRY
 from wgan.optimizer import build_optimizers
+from wgan.train import run
 from wgan.schema import ConfigError
 
 GROUPS = ["dataset", "arch", "lipschitz", "loss", "optimizer", "method", "metrics", "logger"]
@@ -211,3 +214,63 @@ def test_cli_rejects_bad_value_before_training(tmp_path):
     assert result.returncode == 2
     assert "invalid config: train.n_critic=0 is out of range: must be >= 1" in result.stderr + result.stdout
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results.json").exists()
+
+
+def numeric_settings(cfg: DictConfig, prefix: str = "") -> dict[str, dict]:
+    """{key: bounds} of every numeric setting of `cfg` (numbers, lists of numbers, Optional
+    numbers), with the range its dataclass declares (empty if none)."""
+    schema = OmegaConf.get_type(cfg)
+    fields = {f.name: f for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else {}
+    found = {}
+    for key in cfg:
+        value, field = cfg[key], fields.get(key)
+        if isinstance(value, DictConfig):
+            found.update(numeric_settings(value, f"{prefix}{key}."))
+            continue
+        items = list(value) if isinstance(value, ListConfig) else [value]
+        declared = str(field.type) if field else ""
+        numbers = items and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+        if numbers or (value is None and re.search(r"\b(int|float)\b", declared)):
+            found[f"{prefix}{key}"] = field.metadata.get("bounds", {}) if field else {}
+    return found
+
+
+def outside(bounds: dict) -> float:
+    name, limit = next(iter(bounds.items()))
+    return {"ge": limit - 1, "gt": limit, "le": limit + 1, "lt": limit}[name]
+
+
+def test_every_numeric_setting_of_every_option_is_typed_and_range_checked():
+    settings = {}  # key -> (a config holding it, bounds)
+    for group in GROUPS:
+        for option in options(group):
+            cfg = compose_config(overrides_for(group, option))
+            settings.update({key: (cfg, bounds) for key, bounds in numeric_settings(cfg).items()})
+    assert len(settings) > 40
+    assert [key for key, (_, bounds) in settings.items() if not bounds] == []
+    for key, (cfg, bounds) in settings.items():
+        wrong = cfg.copy()
+        with pytest.raises(ValidationError, match=re.escape(f"full_key: {key}")):
+            OmegaConf.update(wrong, key, "abc", merge=False)
+        OmegaConf.update(wrong, key, [outside(bounds)] if OmegaConf.is_list(OmegaConf.select(cfg, key)) else outside(bounds),
+                         merge=False)
+        with pytest.raises(ConfigError, match=re.escape(f"{key}=") + ".* is out of range"):
+            validate(wrong)
+
+
+@pytest.mark.parametrize("overrides,message", [
+    (["arch=dcgan"], "arch=dcgan needs images"),
+    (["dataset=synthetic", "dataset.resolution=48", "arch=dcgan"],
+     "arch=dcgan supports 32x32 and 64x64 images, not 48x48; set dataset.resolution"),
+    (["dataset=synthetic", "dataset.channels=2"], "dataset.channels=2: must be 1 (gray) or 3 (RGB)"),
+    (["dataset=synthetic", "metrics=classifier"],
+     "metrics.names: 'classifier' scores MNIST and Fashion-MNIST, not dataset=synthetic"),
+    (["dataset=fashion_mnist", "dataset.channels=3", "metrics=classifier"],
+     "metrics.names: 'classifier' takes 32x32 gray images, not dataset.resolution=32 with dataset.channels=3"),
+    (["metrics=inception"], "metrics.names: 'inception' scores images, not dataset=toy_8gaussians"),
+    (["speed.cuda_graphs=true", "train.lr_decay=linear"], "speed.cuda_graphs=true needs train.lr_decay=constant"),
+])
+def test_incompatible_choices_fail_before_training(tmp_path, overrides, message):
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        run(compose_config(["logger=none", *overrides]), tmp_path)
+    assert not (tmp_path / "checkpoints").exists()

@@ -1,8 +1,12 @@
-"""Faults with real processes and real signals: stop signals checkpoint and exit, unreadable
-checkpoints fall back to the one before."""
+"""The fault suite (README: "Faults"), with real processes, real signals and a real full disk:
+kills at any moment, stop signals, unreadable and foreign checkpoints, a full disk, a study whose
+launcher is killed again and again, and what a run may write and read."""
 from __future__ import annotations
 
 import json
+import os
+import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,6 +18,8 @@ import torch
 
 from conftest import CONF_DIR, TINY
 from wgan.files import RunFiles
+from wgan.report import records_from_dir
+from wgan.schema import ConfigError
 
 ROOT = Path(CONF_DIR).parent
 
@@ -59,3 +65,215 @@ def test_an_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path, caplo
     assert f"checkpoint {files.checkpoint} is unreadable" in caplog.text
     files.previous_checkpoint.write_bytes(b"")
     assert files.load_checkpoint() is None
+
+
+def run_files_equal(a: Path, b: Path) -> None:
+    """Two run directories hold the same training: parameters, optimizer and RNG states, every
+    evaluation and the final results (wall-clock times aside)."""
+    saved_a, saved_b = (torch.load(RunFiles(d).checkpoint, weights_only=True) for d in (a, b))
+    for part in ("generator", "critic", "opt_g", "opt_d", "rng", "step", "last_eval", "best"):
+        assert_same(saved_a[part], saved_b[part])
+    evals_a, evals_b = ([{k: v for k, v in json.loads(line).items() if k != "elapsed"}
+                         for line in RunFiles(d).metrics.read_text().splitlines()] for d in (a, b))
+    assert evals_a == evals_b and len({e["step"] for e in evals_a}) == len(evals_a)  # each evaluation once
+    results_a, results_b = (RunFiles(d).read_results() for d in (a, b))
+    assert {**results_a, "wall_time": 0} == {**results_b, "wall_time": 0}
+
+
+def assert_same(x, y) -> None:
+    if isinstance(x, dict):
+        assert x.keys() == y.keys()
+        for key in x:
+            assert_same(x[key], y[key])
+    elif isinstance(x, (list, tuple)):
+        assert len(x) == len(y)
+        for u, v in zip(x, y):
+            assert_same(u, v)
+    elif isinstance(x, torch.Tensor):
+        assert torch.equal(x, y)
+    else:
+        assert x == y
+
+
+def kill_at_random_moments(command: list[str], files: RunFiles, kills: int, seed: int) -> int:
+    """Start `command` again and again, SIGKILLing it a random moment after its training has
+    started (so the kills fall in training steps, checkpoint writes and evaluations alike), until
+    `kills` kills have landed; then let it finish. Returns the number of starts."""
+    rng = random.Random(seed)
+    landed = starts = 0
+    while True:
+        starts += 1
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        if landed == kills:
+            assert process.wait(timeout=600) == 0
+            return starts
+        while checkpoint_step(files) < 0 and process.poll() is None:
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0.0, 1.5))
+        if process.poll() is None:
+            process.kill()
+            landed += 1
+        process.wait()
+        assert starts < 20, "the run never finished"
+
+
+def test_sigkill_at_any_moment_then_resuming_ends_exactly_as_an_uninterrupted_run(tmp_path):
+    overrides = [*TINY, "train.iterations=600", "ckpt.every=20", "eval.every=150", "metrics.num_samples=2000"]
+    calm, killed = tmp_path / "calm", tmp_path / "killed"
+    subprocess.run([sys.executable, "run.py", *overrides, f"hydra.run.dir={calm}"], cwd=ROOT, check=True,
+                   capture_output=True)
+    command = [sys.executable, "run.py", *overrides, f"hydra.run.dir={killed}"]
+    starts = kill_at_random_moments(command, RunFiles(killed), kills=3, seed=0)
+    assert starts == 4
+    run_files_equal(calm, killed)
+    assert not list(killed.rglob("*.tmp"))  # no half-written file left behind
+
+
+def test_a_torn_metrics_line_from_a_kill_mid_append_is_dropped_on_resume(tmp_path):
+    files = RunFiles(tmp_path)
+    files.append_metrics({"step": 10, "w1": 0.5})
+    with files.metrics.open("a") as f:
+        f.write('{"step": 20, "w1"')  # the process died here
+    files.drop_metrics_after(10)
+    assert files.metrics.read_text() == '{"step": 10, "w1": 0.5}\n'
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 16 MiB filesystem of its own (tmpfs; mounting one needs root, as CI and this machine have)."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {mounted.stderr.decode().strip()}")
+    yield disk
+    subprocess.run(["umount", str(disk)], check=True)
+
+
+def fill(disk: Path) -> Path:
+    """Write a file until the disk is full."""
+    filler = disk / "filler"
+    with filler.open("wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    return filler
+
+
+def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_newest_checkpoint(small_disk):
+    run_dir = small_disk / "run"
+    command = [sys.executable, "run.py", *TINY, "train.iterations=3000", "ckpt.every=50", "eval.every=3000",
+               f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    files = RunFiles(run_dir)
+    while checkpoint_step(files) < 50:
+        assert process.poll() is None, "training ended before the disk was filled"
+        time.sleep(0.05)
+    filler = fill(small_disk)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1
+    intact = torch.load(files.checkpoint, weights_only=True)["step"]
+    assert f"No space left on device while writing {files.checkpoint}; it was left as it was" in output
+    assert f"The newest checkpoint, {files.checkpoint}, is intact (iteration {intact}): free some space " \
+           "and run the same command to resume from it" in output
+    assert "Traceback" not in output and files.read_results() is None  # unfinished, not crashed
+    assert not list(files.checkpoint.parent.glob("*.tmp"))
+    filler.unlink()
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and f"at iteration {intact}" in resumed.stdout
+    assert files.read_results()["status"] == "complete"
+
+
+def test_a_checkpoint_from_another_config_is_refused(train_tiny, tmp_path):
+    train_tiny("train.iterations=10", run_dir=tmp_path / "a")
+    (tmp_path / "b" / "checkpoints").mkdir(parents=True)
+    shutil.copy(RunFiles(tmp_path / "a").checkpoint, RunFiles(tmp_path / "b").checkpoint)
+    with pytest.raises(ConfigError, match=(
+        r"checkpoint .*last.pt was written by another config \(arch.width: 32 there, 48 now, "
+        r"train.iterations: 10 there, 20 now\); not mixing results")):
+        train_tiny("arch.width=48", run_dir=tmp_path / "b")
+
+
+# 20 tiny jobs (10 seeds x 2 methods) through the sequential launcher, whose process is the job's.
+SOAK_STUDY = ["-m", "seed=0,1,2,3,4,5,6,7,8,9", "method=wgan_gp,dcgan", *TINY, "study=soak"]
+
+
+def test_soak_a_study_killed_again_and_again_ends_as_an_uninterrupted_one(tmp_path):
+    calm, soaked = tmp_path / "calm", tmp_path / "soaked"
+    subprocess.run([sys.executable, "run.py", *SOAK_STUDY, f"hydra.sweep.dir={calm}"], cwd=ROOT, check=True,
+                   capture_output=True)
+    rng = random.Random(1)
+    kills, starts = 0, 0
+    while True:
+        starts += 1
+        assert starts <= 30, "the study never finished"
+        launcher = subprocess.Popen([sys.executable, "run.py", *SOAK_STUDY, f"hydra.sweep.dir={soaked}"], cwd=ROOT,
+                                    stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    start_new_session=True)
+        try:
+            output, _ = launcher.communicate(timeout=rng.uniform(3.0, 9.0) if kills < 5 else 600)
+        except subprocess.TimeoutExpired:  # a node vanishing: the launcher and its job die at once
+            os.killpg(launcher.pid, signal.SIGKILL)
+            launcher.communicate()
+            kills += 1
+            continue
+        assert launcher.returncode == 0, output[-3000:]
+        break
+    assert kills >= 5
+    calm_jobs, soaked_jobs = ({job.where: job for job in records_from_dir(d)} for d in (calm, soaked))
+    assert len(soaked_jobs) == 20 and soaked_jobs == calm_jobs  # statuses, methods, final metrics
+    for job in calm_jobs:
+        run_files_equal(calm / job, soaked / job)
+
+
+def files_below(folder: Path) -> set[Path]:
+    return {path for path in folder.rglob("*") if path.is_file()}
+
+
+def test_a_run_writes_only_into_its_run_directory_and_caches(tmp_path):
+    home, work, scratch = tmp_path / "home", tmp_path / "work", tmp_path / "tmp"
+    for folder in (home, work, scratch):
+        folder.mkdir()
+    repository = {p: p.stat().st_mtime_ns for p in files_below(ROOT / "conf") | files_below(ROOT / "wgan")}
+    env = {**os.environ, "HOME": str(home), "TMPDIR": str(scratch), "WANDB_MODE": "offline"}
+    env.pop("XDG_CACHE_HOME", None)
+    env.pop("XDG_CONFIG_HOME", None)
+    subprocess.run([sys.executable, str(ROOT / "run.py"), *[o for o in TINY if not o.startswith("logger")],
+                    "hydra.run.dir=run"], cwd=work, env=env, check=True, capture_output=True)
+    written = files_below(tmp_path)
+    outside = sorted(str(p.relative_to(tmp_path)) for p in written
+                     if not p.is_relative_to(work / "run") and not p.is_relative_to(home / ".cache"))
+    assert outside == []
+    assert {p: p.stat().st_mtime_ns for p in repository} == repository
+
+
+class RunsCode:
+    """Unpickling this would touch a file: what a malicious checkpoint could do."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return Path.touch, (self.marker,)
+
+
+def test_a_checkpoint_holding_pickled_code_is_refused_without_running_it(tmp_path, caplog):
+    files, marker = RunFiles(tmp_path), tmp_path / "code-ran"
+    files.checkpoint.parent.mkdir()
+    torch.save({"step": 5, "payload": RunsCode(marker)}, files.checkpoint)
+    assert files.load_checkpoint() is None and not marker.exists()
+    assert f"checkpoint {files.checkpoint} is unreadable (UnpicklingError" in caplog.text
+
+
+def test_the_report_reads_results_as_plain_data(tmp_path):
+    """Interpolations and YAML in a results file are text to the report, never evaluated."""
+    job = tmp_path / "study" / "job"
+    job.mkdir(parents=True)
+    (job / "results.json").write_text(json.dumps({
+        "status": "complete", "method": "${oc.env:HOME}", "dataset": "!!python/object/apply:os.system ['true']",
+        "arch": "random", "arch_seed": 0, "seed": 0, "final": {"hq_fraction": 0.5}}))
+    (jobs,) = records_from_dir(tmp_path / "study")
+    assert jobs.method == "${oc.env:HOME}" and jobs.key[0] == "!!python/object/apply:os.system ['true']"

@@ -2,9 +2,11 @@
 training loop uses, and the messages for missing data. Every dataset is made here in tmp_path."""
 from __future__ import annotations
 
+import contextlib
 import gzip
 import importlib.util
 import logging
+import os
 import struct
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from PIL import Image
 from conftest import compose_config
 from wgan.config import validate
 from wgan.dataset import DatasetNotFound, Fit
-from wgan.dataset.image_files import conform
+from wgan.dataset.image_files import conform, image_files
 from wgan.dataset.images import StreamingImages
 from wgan.schema import ConfigError
 
@@ -92,7 +94,7 @@ def test_imagefolder_round_trips_exact_pixels_through_loader_and_cache(tmp_path,
     batch = dataset.sample(50, generator=torch.Generator().manual_seed(1))
     assert torch.equal(batch, expected_batch(in_order, 50, seed=1))
     [cache] = (tmp_path / ".wgan-cache").iterdir()
-    assert cache.name.startswith("folder-") and cache.name.endswith("-32-3-resize.pt")
+    assert cache.name.startswith("folder-") and cache.name.endswith("-skip-32-3-resize.pt")
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache holds the images")
@@ -108,10 +110,41 @@ def test_imagefolder_converts_sizes_and_channels_and_skips_corrupt_files(tmp_pat
     (tmp_path / "notes.txt").write_text("not an image")
     with caplog.at_level(logging.WARNING):
         dataset = build("imagefolder", f"dataset.root={tmp_path}", "dataset.cache=false")
-    assert "skipped 1 of 3 image files" in caplog.text
+    assert f"1 of 3 image files in {tmp_path} do not decode (e.g. broken.jpg): skipped" in caplog.text
     assert dataset.images.shape == (2, 3, 32, 32) and not (tmp_path / ".wgan-cache").exists()
     gray = build("imagefolder", f"dataset.root={tmp_path}", "dataset.channels=1", "dataset.resolution=64")
     assert gray.sample(3).shape == (3, 1, 64, 64)
+    # Refusing them is a setting; a cache written while skipping does not stand in for it.
+    assert str(build_error("imagefolder", f"dataset.root={tmp_path}", "dataset.undecodable=refuse")) == (
+        f"1 of 3 image files in {tmp_path} do not decode (e.g. broken.jpg): repair or remove them, "
+        "or set dataset.undecodable=skip to train without them"
+    )
+
+
+@contextlib.contextmanager
+def unprivileged():
+    """Root reads any folder: as root, act as the user nobody for a while (in this process)."""
+    if os.geteuid() != 0:
+        yield
+        return
+    os.seteuid(65534)
+    try:
+        yield
+    finally:
+        os.seteuid(0)
+
+
+def test_an_unreadable_dataset_folder_is_named(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    write_png(random_images(1, 3, 32)[0], folder / "a.png")
+    folder.chmod(0)
+    with unprivileged(), pytest.raises(DatasetNotFound) as raised:
+        image_files(folder)
+    assert str(raised.value) == (
+        f"cannot read the dataset folder {folder}: Permission denied; check its permissions or set dataset.root")
+    with pytest.raises(DatasetNotFound, match=f"cannot read the dataset folder {folder / 'a.png'}: Not a directory"):
+        image_files(folder / "a.png")
 
 
 def test_conform_pads_28_to_32_and_converts_channels():

@@ -132,6 +132,30 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     assert json.loads((job / "results.json").read_text())["step"] == 400
 
 
+def test_workers_of_a_killed_joblib_launcher_checkpoint_and_stop(tmp_path):
+    """Only the launcher is killed: its workers must not train on, or the relaunched study would
+    run the same jobs twice in the same directories."""
+    command = [sys.executable, "run.py", "-m", *with_overrides(TINY_STUDY, "arch.count=1", "train.iterations=100000",
+                                                                "ckpt.every=50"), f"hydra.sweep.dir={tmp_path}"]
+    launcher = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len([job for job in tmp_path.glob("*/") if _checkpoint_step(job) >= 50]) < 2:
+        assert time.monotonic() < deadline and launcher.poll() is None, "the jobs never checkpointed"
+        time.sleep(0.2)
+    launcher.kill()
+    launcher.wait()
+    logs = [job / "run.log" for job in tmp_path.glob("*/")]
+    deadline = time.monotonic() + 30
+    while not all("SIGTERM at iteration" in log.read_text() for log in logs):
+        assert time.monotonic() < deadline, "a worker trained on after its launcher died"
+        time.sleep(0.2)
+    for log in logs:
+        text = log.read_text()
+        assert f"the launcher (pid {launcher.pid}) is gone: stopping this job at a checkpoint" in text
+        stopped_at = int(text.split("SIGTERM at iteration ")[1].split(":")[0])
+        assert _checkpoint_step(log.parent) == stopped_at
+
+
 def test_long_override_lists_get_short_distinct_job_directories():
     long_name = ",".join(f"train.key{i}={i}" for i in range(40))
     short = short_dir_name(long_name)

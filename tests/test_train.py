@@ -129,6 +129,14 @@ def test_nan_loss_ends_the_run_as_diverged(train_tiny, tmp_path, monkeypatch):
     assert RunFiles(tmp_path / "run").read_results()["status"] == "diverged"
 
 
+def test_a_real_divergence_is_caught_in_samples_and_gradients(train_tiny):
+    """A generator learning rate of 1e30: after its first update, its samples overflow to inf."""
+    results = train_tiny("optimizer.generator.lr=1e30")
+    assert results["status"] == "diverged" and results["diverged_at"] == 2
+    assert "'generated samples (sum)': inf" in results["reason"] or "'generated samples (sum)': nan" in results["reason"]
+    assert "critic gradients (sum)" in results["reason"]
+
+
 def test_an_exception_is_recorded_as_crashed_and_raised(train_tiny, tmp_path, monkeypatch):
     def broken(self, d_real, d_fake):
         raise RuntimeError("critic exploded")

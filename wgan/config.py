@@ -18,12 +18,13 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from wgan import arch, dataset, logger, metrics
+from wgan import arch, dataset, logger, metrics, speed
 from wgan.device import Device, resolve_device
 from wgan.lipschitz import GradientPenaltyConfig, NoConstraintConfig, SpectralNormConfig, WeightClippingConfig
 from wgan.loss import LossConfig
 from wgan.optimizer import AdamPairConfig, RMSpropPairConfig
 from wgan.schema import ConfigError, bounded, check_bounds
+from wgan.speed import SpeedConfig
 from wgan.study import short_dir_name
 
 
@@ -67,6 +68,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
+    speed: SpeedConfig = field(default_factory=SpeedConfig)
 
 
 SCHEMAS = {
@@ -132,6 +134,7 @@ def validate(cfg: DictConfig) -> None:
     """Every check that needs no data or model: ranges, the device, metric names, W&B access."""
     check_bounds(cfg)
     resolve_device(cfg.device)
+    speed.check(cfg)
     logger.check_config(cfg.logger)
     for name in cfg.metrics.names:
         if name not in metrics.REGISTRY:

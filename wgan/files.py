@@ -10,12 +10,14 @@ Files that are replaced are written to a temporary name and renamed into place (
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 import torch
 
@@ -24,17 +26,54 @@ log = logging.getLogger(__name__)
 FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Call `write(tmp)` on a temporary file beside `path`, then rename it onto `path`."""
+# The errors of a full disk (or quota, or file-size limit): reported as such, not as a crash.
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
+class DiskFull(OSError):
+    """A write failed for lack of space; what was written before it is intact."""
+
+
+def as_disk_full(error: BaseException) -> DiskFull | None:
+    """`error` as a DiskFull if it is one (or the OSError of one), else None."""
+    if isinstance(error, DiskFull):
+        return error
+    if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
+        return DiskFull(f"{error.strerror} while writing {error.filename or 'a file'}")
+    return None
+
+
+def atomic_write(path: Path, write: Callable[[BinaryIO], None], keep_previous: Path | None = None) -> None:
+    """Call `write(file)` on a temporary file beside `path`, flush it to the disk, then rename it
+    onto `path` (atomic on POSIX): `path` holds either its old or its whole new content, even
+    after a kill or a power loss, and a failed write (a full disk) leaves the old one. With
+    `keep_previous`, the old content is moved there once the new one is safely on the disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
     try:
-        write(Path(tmp))
+        # A Python file object, not a path: torch.save then reports a full disk as the OSError
+        # it is, where its own file writer raises a RuntimeError about stream positions.
+        with os.fdopen(fd, "wb") as file:
+            write(file)
+            file.flush()
+            os.fsync(file.fileno())
+        if keep_previous is not None and path.exists():
+            os.replace(path, keep_previous)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
+        if as_disk_full(error) is not None:
+            raise DiskFull(f"{error.strerror} while writing {path}; it was left as it was") from error
         raise
+
+
+def atomic_save(path: Path, data: Any) -> None:
+    """`torch.save` through `atomic_write`."""
+    atomic_write(path, lambda file: torch.save(data, file))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write(path, lambda file: file.write(text.encode()))
 
 
 class RunFiles:
@@ -54,7 +93,7 @@ class RunFiles:
             return None
 
     def write_results(self, results: dict[str, Any]) -> None:
-        atomic_write(self.results, lambda tmp: tmp.write_text(json.dumps(results, indent=2) + "\n"))
+        atomic_write_text(self.results, json.dumps(results, indent=2) + "\n")
 
     def append_metrics(self, record: dict[str, Any]) -> None:
         with self.metrics.open("a") as f:
@@ -64,15 +103,22 @@ class RunFiles:
         """Forget evaluations logged after `step`: a resumed run redoes them from its checkpoint."""
         if not self.metrics.exists():
             return
-        kept = [line for line in self.metrics.read_text().splitlines() if json.loads(line)["step"] <= step]
-        atomic_write(self.metrics, lambda tmp: tmp.write_text("".join(f"{line}\n" for line in kept)))
+        kept = [line for line in self.metrics.read_text().splitlines() if self.metrics_step(line) <= step]
+        atomic_write_text(self.metrics, "".join(f"{line}\n" for line in kept))
+
+    @staticmethod
+    def metrics_step(line: str) -> float:
+        """The step of a metrics.jsonl line; infinite for a line cut short by a kill mid-append."""
+        try:
+            return json.loads(line)["step"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            return math.inf
 
     def save_checkpoint(self, state: dict[str, Any]) -> None:
         """Write `last.pt` atomically, keeping the one it replaces as `previous.pt`: a checkpoint
-        that is later found unreadable (a failing disk, a copy cut short) still has a fallback."""
-        if self.checkpoint.exists():
-            os.replace(self.checkpoint, self.previous_checkpoint)
-        atomic_write(self.checkpoint, lambda tmp: torch.save(state, tmp))
+        that is later found unreadable (a failing disk, a copy cut short) still has a fallback,
+        and a write that fails (a full disk) leaves both as they were."""
+        atomic_write(self.checkpoint, lambda file: torch.save(state, file), keep_previous=self.previous_checkpoint)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
         """The newest readable checkpoint (`last.pt`, else `previous.pt`), or None if there is none."""

@@ -14,6 +14,7 @@ from torch import nn
 from torch.optim.lr_scheduler import LinearLR, LRScheduler
 
 from wgan.schema import bounded
+from wgan.speed import make_optimizer
 
 
 @dataclass
@@ -46,11 +47,12 @@ class RMSpropPairConfig:
     critic: RMSpropConfig = field(default_factory=RMSpropConfig)
 
 
-def build_optimizers(cfg: DictConfig, generator: nn.Module, critic: nn.Module):
-    """(generator optimizer, critic optimizer) from `cfg.optimizer`."""
+def build_optimizers(cfg: DictConfig, generator: nn.Module, critic: nn.Module, options: dict[str, bool] | None = None):
+    """(generator optimizer, critic optimizer) from `cfg.optimizer`; `options` are the speed
+    settings' keyword arguments (fused, capturable)."""
     make_g = instantiate(cfg.generator, _convert_="all")
     make_d = instantiate(cfg.critic, _convert_="all")
-    return make_g(generator.parameters()), make_d(critic.parameters())
+    return make_optimizer(make_g, generator.parameters(), options or {}), make_optimizer(make_d, critic.parameters(), options or {})
 
 
 def build_schedule(decay: str, optimizer: torch.optim.Optimizer, iterations: int) -> LRScheduler:

@@ -16,6 +16,9 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import signal
+import threading
+import time
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -88,3 +91,22 @@ def limit_threads(threads: Optional[int]) -> None:
     if threads is not None:
         torch.set_num_threads(threads)
         log.info("using %d CPU thread%s", threads, "s"[: threads > 1])
+
+
+def stop_when_orphaned(poll_seconds: float = 1.0) -> None:
+    """In a job that runs in a worker process of a parallel launcher (joblib's), SIGTERM this
+    process once the launcher dies: without it, a killed launcher leaves its workers training,
+    and the relaunched study would run the same job twice in one directory. SIGTERM makes the
+    job checkpoint and stop (see wgan.train); the relaunch resumes it. Once per process."""
+    if getattr(stop_when_orphaned, "watching", False):
+        return
+    stop_when_orphaned.watching = True
+    launcher = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == launcher:
+            time.sleep(poll_seconds)
+        log.warning("the launcher (pid %d) is gone: stopping this job at a checkpoint", launcher)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="launcher-watch", daemon=True).start()

@@ -27,10 +27,11 @@ from wgan import metrics
 from wgan.config import LRDecay, build, method_name, validate
 from wgan.device import resolve_device
 from wgan.figures import image_grid, toy_figure
-from wgan.files import FINISHED, RunFiles
+from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule
 from wgan.schema import ConfigError
+from wgan.speed import Speed
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +111,12 @@ def sampling_mode(generator: torch.nn.Module, batch_stats: bool):
                 norm.track_running_stats = tracked
 
 
+def gradient_sum(module: torch.nn.Module) -> torch.Tensor:
+    """The sum of every parameter gradient of `module` (0 where there are none yet)."""
+    grads = [p.grad.sum() for p in module.parameters() if p.grad is not None]
+    return torch.stack(grads).sum() if grads else next(module.parameters()).new_zeros(())
+
+
 class Trainer:
     """Owns the models, optimizers and run state; `fit` trains from `step` to the configured end."""
 
@@ -122,10 +129,15 @@ class Trainer:
         self.arch = build(cfg.arch)
         self.lipschitz = build(cfg.lipschitz)
         self.loss = build(cfg.loss)
-        self.generator = self.arch.generator(self.dataset.shape).to(self.device)
+        self.speed = Speed(cfg.speed, self.device, image=self.dataset.kind == "image")
+        self.generator = self.speed.network(self.arch.generator(self.dataset.shape).to(self.device))
         critic = self.arch.critic(self.dataset.shape, self.lipschitz.critic_norm)
-        self.critic = self.lipschitz.wrap_critic(critic).to(self.device)
-        self.opt_g, self.opt_d = build_optimizers(cfg.optimizer, self.generator, self.critic)
+        self.critic = self.speed.network(self.lipschitz.wrap_critic(critic).to(self.device))
+        self.opt_g, self.opt_d = build_optimizers(cfg.optimizer, self.generator, self.critic,
+                                                  self.speed.optimizer_options())
+        # The updates as they run: replayed from CUDA graphs with speed.cuda_graphs on a GPU.
+        self.critic_update = self.speed.step(self.update_critic, [self.generator, self.critic, self.opt_d])
+        self.generator_update = self.speed.step(self.update_generator, [self.generator, self.critic, self.opt_g])
         decay, iterations = LRDecay(cfg.train.lr_decay).value, cfg.train.iterations
         self.schedules = [build_schedule(decay, opt, iterations) for opt in (self.opt_g, self.opt_d)]
         self.method = method_name(cfg)
@@ -138,6 +150,7 @@ class Trainer:
             figure_samples, self.device, torch.Generator().manual_seed(cfg.seed)
         )
         self.step = 0
+        self.checkpointed_step: int | None = None  # the iteration the newest checkpoint holds
         self.elapsed = 0.0  # training seconds, summed over every start of this run
         self.last_eval: dict[str, float] = {}
         self.best: dict[str, float] = {}
@@ -149,12 +162,16 @@ class Trainer:
 
     def critic_step(self) -> dict[str, torch.Tensor]:
         batch = self.cfg.train.batch_size
-        real = self.dataset.sample(batch, self.device)
-        with torch.no_grad():  # critic steps build no generator graph
-            fake = self.generator(self.generator.sample_noise(batch, self.device))
-        d_real, d_fake = self.critic(real), self.critic(fake)
-        loss = self.loss.critic(d_real, d_fake)
-        penalty, grad_norms = self.lipschitz.penalty(self.critic, real, fake)
+        real = self.speed.batch(self.dataset.sample(batch, self.device))
+        return self.critic_update(real, self.generator.sample_noise(batch, self.device))
+
+    def update_critic(self, real: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
+        with torch.no_grad(), self.speed.autocast():  # critic steps build no generator graph
+            fake = self.generator(noise).float()
+        with self.speed.autocast():
+            d_real, d_fake = self.critic(real).float(), self.critic(fake).float()
+            loss = self.loss.critic(d_real, d_fake)
+        penalty, grad_norms = self.lipschitz.penalty(self.critic, real, fake)  # in fp32 whatever the precision
         total = loss if penalty is None else loss + penalty
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
@@ -166,10 +183,12 @@ class Trainer:
         return {**stats, "real": real, "fake": fake, "grad_norms": grad_norms}
 
     def generator_step(self) -> torch.Tensor:
-        batch = self.cfg.train.batch_size
+        return self.generator_update(self.generator.sample_noise(self.cfg.train.batch_size, self.device))
+
+    def update_generator(self, noise: torch.Tensor) -> torch.Tensor:
         self.critic.requires_grad_(False)  # the generator step needs no critic parameter gradients
-        fake = self.generator(self.generator.sample_noise(batch, self.device))
-        loss = self.loss.generator(self.critic(fake))
+        with self.speed.autocast():
+            loss = self.loss.generator(self.critic(self.generator(noise)).float())
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -182,10 +201,23 @@ class Trainer:
         stats["generator_loss"] = self.generator_step()
         for schedule in self.schedules:
             schedule.step()
-        losses = {k: stats[k] for k in ("critic_loss", "generator_loss")}
-        if not bool(torch.isfinite(torch.stack(list(losses.values()))).all()):
-            raise Diverged(self.step + 1, {k: float(v) for k, v in losses.items()})
+        self.check_finite(stats)
         return stats
+
+    def check_finite(self, stats: dict[str, Any]) -> None:
+        """Diverged if a loss, a gradient or a generated sample of this iteration is NaN or
+        infinite. Sums stand for whole tensors (a sum is finite only if every term is), so the
+        check costs one synchronization per iteration."""
+        watched = {
+            "critic_loss": stats["critic_loss"],
+            "generator_loss": stats["generator_loss"],
+            "generated samples (sum)": stats["fake"].sum(),
+            "critic gradients (sum)": gradient_sum(self.critic),
+            "generator gradients (sum)": gradient_sum(self.generator),
+        }
+        values = torch.stack(list(watched.values()))
+        if not bool(torch.isfinite(values).all()):
+            raise Diverged(self.step + 1, {k: float(v) for k, v in zip(watched, values) if not math.isfinite(v)})
 
     # --- statistics, evaluation, checkpoints --------------------------------------------------
 
@@ -278,13 +310,21 @@ class Trainer:
             "last_eval": self.last_eval,
             "best": self.best,
             "wandb_run_id": self.wandb_run_id,
+            "config": OmegaConf.to_yaml(self.cfg, resolve=True),  # what wrote it: checked on resume
         }
+
+    def save_checkpoint(self) -> None:
+        self.files.save_checkpoint(self.state())
+        self.checkpointed_step = self.step
 
     def resume(self) -> bool:
         """Restore everything from the run directory's checkpoint; False if there is none."""
         state = self.files.load_checkpoint()
         if state is None:
             return False
+        if "config" in state:
+            refuse_if_different(OmegaConf.create(state["config"]), self.cfg,
+                                f"checkpoint {self.files.checkpoint} was written by another config")
         self.generator.load_state_dict(state["generator"])
         self.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -295,6 +335,7 @@ class Trainer:
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step, self.elapsed = state["step"], state["elapsed"]
+        self.checkpointed_step = self.step
         self.last_eval, self.best = state["last_eval"], state["best"]
         self.wandb_run_id = state["wandb_run_id"]
         self.files.drop_metrics_after(self.step)
@@ -326,7 +367,7 @@ class Trainer:
                 if self.step % cfg.eval.every == 0 or self.step == total:
                     self.evaluate()
                 if self.step % cfg.ckpt.every == 0 or self.step == total or self.stop_requests:
-                    self.files.save_checkpoint(self.state())
+                    self.save_checkpoint()
                 if self.stop_requests:
                     raise Stopped(self.stop_requests[0], self.step)
         if self.last_eval.get("step") != self.step:  # resumed from a final checkpoint
@@ -371,24 +412,29 @@ class Trainer:
 
 # Settings that may change between the starts of one run: where and how it runs, not what it
 # computes (arch.count sizes the study's sweep, so a study can grow by more architectures).
-RESTARTABLE_WITH_OTHER = ("device", "threads", "logger", "metrics.cache_dir", "arch.count")
+RESTARTABLE_WITH_OTHER = ("device", "threads", "logger", "metrics.cache_dir", "arch.count", "speed")
 
 
 def refuse_other_config(files: RunFiles, cfg: DictConfig) -> None:
     """A run directory holds one config's run: resuming or skipping it under another config would
     mix results (e.g. a study command changed between two launches)."""
-    if not files.config.exists():
-        return
-    saved = flatten(OmegaConf.to_container(OmegaConf.load(files.config), resolve=True))
+    if files.config.exists():
+        refuse_if_different(OmegaConf.load(files.config), cfg, f"{files.dir} holds a run of another config")
+
+
+def refuse_if_different(saved: DictConfig, cfg: DictConfig, what: str) -> None:
+    """Raise a ConfigError starting with `what` and naming the differing keys, if any differ
+    (beyond the RESTARTABLE_WITH_OTHER ones)."""
+    saved_values = flatten(OmegaConf.to_container(saved, resolve=True))
     current = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     differences = sorted(
-        key for key in set(saved) | set(current)
-        if saved.get(key) != current.get(key) and not key.startswith(RESTARTABLE_WITH_OTHER)
+        key for key in set(saved_values) | set(current)
+        if saved_values.get(key) != current.get(key) and not key.startswith(RESTARTABLE_WITH_OTHER)
     )
     if differences:
-        shown = ", ".join(f"{k}: {saved.get(k)!r} there, {current.get(k)!r} now" for k in differences[:5])
+        shown = ", ".join(f"{k}: {saved_values.get(k)!r} there, {current.get(k)!r} now" for k in differences[:5])
         raise ConfigError(
-            f"{files.dir} holds a run of another config ({shown}{', ...' if len(differences) > 5 else ''}); "
+            f"{what} ({shown}{', ...' if len(differences) > 5 else ''}); "
             "not mixing results: use another study=... name or output directory, or delete it to start over"
         )
 
@@ -424,7 +470,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     )
     trainer.wandb_run_id = trainer.logger.run_id
     if not resumed:  # so that even a run killed before its first checkpoint keeps its W&B run
-        files.save_checkpoint(trainer.state())
+        trainer.save_checkpoint()
     results, exit_code, stopped = None, 1, None
     with stop_signals() as (trainer.stop_requests, previous_handlers):
         try:
@@ -436,7 +482,13 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
         except Stopped as signalled:
             log.warning("%s: checkpointed, stopping; the same command resumes from here", signalled)
             stopped = signalled.signum
-        except Exception:
+        except Exception as error:
+            full = as_disk_full(error)
+            if full is not None:  # not a crash: the run stops unfinished and resumes once there is space
+                raise DiskFull(
+                    f"{full}. The newest checkpoint, {files.checkpoint}, is intact (iteration "
+                    f"{trainer.checkpointed_step}): free some space and run the same command to resume from it"
+                ) from error
             results = trainer.results("crashed", traceback=traceback.format_exc())
             raise
         finally:

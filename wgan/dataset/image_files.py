@@ -22,7 +22,7 @@ import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
-from wgan.files import atomic_write
+from wgan.files import atomic_save
 from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
@@ -40,6 +40,11 @@ class DatasetNotFound(ConfigError):
 class Fit(Enum):
     pad = "pad"  # centre on a zero (black) background, or centre-crop if larger: 28x28 gets 2 px each side
     resize = "resize"  # resize the shorter side to the resolution (antialiased), then centre-crop
+
+
+class Undecodable(Enum):
+    skip = "skip"  # train on the others; the count and some names are logged
+    refuse = "refuse"  # stop before training, naming them
 
 
 def to_gray(images: torch.Tensor) -> torch.Tensor:
@@ -70,7 +75,7 @@ def cached(path: Path | None, read: Callable[[], torch.Tensor]) -> torch.Tensor:
     images = read()
     if path is not None:
         try:
-            atomic_write(path, lambda tmp: torch.save(images, tmp))
+            atomic_save(path, images)
         except OSError as err:  # a read-only data folder: train anyway, decode again next time
             log.warning("could not write the image cache %s: %s", path, err)
     return images
@@ -79,8 +84,14 @@ def cached(path: Path | None, read: Callable[[], torch.Tensor]) -> torch.Tensor:
 def image_files(root: Path) -> list[str]:
     """Every image below `root`, as paths relative to it, in a fixed order; hidden folders (the
     cache) are skipped. Plain strings and os.walk: 50,000 files in a twentieth of a second."""
+    def unreadable(error: OSError) -> None:  # os.walk would otherwise skip the folder silently
+        if isinstance(error, FileNotFoundError):
+            return  # no folder: no images, which the caller reports with where to put them
+        raise DatasetNotFound(f"cannot read the dataset folder {error.filename}: {error.strerror}; "
+                              "check its permissions or set dataset.root")
+
     files = []
-    for folder, subfolders, names in os.walk(root):
+    for folder, subfolders, names in os.walk(root, onerror=unreadable):
         subfolders[:] = [name for name in subfolders if not name.startswith(".")]
         relative = os.path.relpath(folder, root)
         files += [os.path.normpath(os.path.join(relative, name)) for name in names
@@ -93,19 +104,24 @@ def files_key(files: list[str]) -> str:
     return hashlib.sha1("\n".join(files).encode()).hexdigest()[:12]
 
 
-def decode_folder(root: Path, files: list[str], resolution: int, channels: int, fit: Fit) -> torch.Tensor:
-    """Decode and conform every file; corrupt ones are skipped, counted and reported."""
-    images, corrupt = [], 0
+def decode_folder(root: Path, files: list[str], resolution: int, channels: int, fit: Fit,
+                  undecodable: Undecodable = Undecodable.skip) -> torch.Tensor:
+    """Decode and conform every file; files that do not decode are skipped and reported, or
+    refused (`undecodable`)."""
+    images, failed = [], []
     for path in tqdm(files, desc=f"decoding {root}", unit="img", disable=None):
         try:
             with Image.open(root / path) as image:
                 images.append(conform_image(image, resolution, channels, fit))
-        except OSError:  # Pillow's UnidentifiedImageError and truncated files
-            corrupt += 1
-    if corrupt:
-        log.warning("skipped %d of %d image files in %s that could not be decoded", corrupt, len(files), root)
+        except OSError:  # Pillow's UnidentifiedImageError, truncated and unreadable files
+            failed.append(path)
+    if failed:
+        what = f"{len(failed)} of {len(files)} image files in {root} do not decode (e.g. {', '.join(failed[:3])})"
+        if undecodable is Undecodable.refuse:
+            raise ConfigError(f"{what}: repair or remove them, or set dataset.undecodable=skip to train without them")
+        log.warning("%s: skipped (dataset.undecodable=refuse stops instead)", what)
     if not images:
-        raise DatasetNotFound(f"no image in {root} could be decoded ({corrupt} corrupt files)")
+        raise DatasetNotFound(f"no image in {root} could be decoded ({len(failed)} files do not decode)")
     return torch.stack(images)
 
 

@@ -27,6 +27,7 @@ from wgan.dataset.image_files import (
     IMAGE_SUFFIXES,
     DatasetNotFound,
     Fit,
+    Undecodable,
     cached,
     conform,
     conform_image,
@@ -94,13 +95,18 @@ class TorchvisionImagesConfig(InMemoryImagesConfig):
 
 
 @dataclass
-class ImageFolderConfig(InMemoryImagesConfig):
+class DecodedFilesConfig(InMemoryImagesConfig):
+    undecodable: Undecodable = Undecodable.skip  # image files that do not decode: skip (counted) or refuse
+
+
+@dataclass
+class ImageFolderConfig(DecodedFilesConfig):
     _target_: str = "wgan.dataset.images.ImageFolder"
     fit: Fit = Fit.resize
 
 
 @dataclass
-class ImageNet32Config(InMemoryImagesConfig):
+class ImageNet32Config(DecodedFilesConfig):
     _target_: str = "wgan.dataset.images.ImageNet32"
     split: Split = Split.train
 
@@ -200,15 +206,18 @@ class TorchvisionImages(InMemoryImages):
         super().__init__(name, root, f"{source.value}-{split.value}", read, resolution, channels, fit, cache)
 
 
-def folder_reader(root: Path, resolution: int, channels: int, fit: Fit) -> tuple[str, Callable[[], torch.Tensor]]:
-    """The cache key and reader of every image file below `root`."""
+def folder_reader(root: Path, resolution: int, channels: int, fit: Fit,
+                  undecodable: Undecodable) -> tuple[str, Callable[[], torch.Tensor]]:
+    """The cache key and reader of every image file below `root` (the key says whether files
+    that do not decode were skipped: such a cache never stands in for a refusing read)."""
     files = image_files(root)
     if not files:
         raise DatasetNotFound(
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}: put the images there "
             "(any folder tree) or set dataset.root"
         )
-    return f"folder-{files_key(files)}", functools.partial(decode_folder, root, files, resolution, channels, fit)
+    key = f"folder-{files_key(files)}-{undecodable.value}"
+    return key, functools.partial(decode_folder, root, files, resolution, channels, fit, undecodable)
 
 
 class ImageFolder(InMemoryImages):
@@ -219,20 +228,20 @@ class ImageFolder(InMemoryImages):
     """
 
     def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.resize,
-                 cache: bool = True) -> None:
-        key, read = folder_reader(Path(root), resolution, channels, Fit(fit))
+                 cache: bool = True, undecodable: Undecodable | str = Undecodable.skip) -> None:
+        key, read = folder_reader(Path(root), resolution, channels, Fit(fit), Undecodable(undecodable))
         super().__init__(name, root, key, read, resolution, channels, fit, cache)
 
 
-def imagenet_reader(root: Path, split: Split, resolution: int, channels: int,
-                    fit: Fit) -> tuple[str, Callable[[], torch.Tensor]]:
+def imagenet_reader(root: Path, split: Split, resolution: int, channels: int, fit: Fit,
+                    undecodable: Undecodable) -> tuple[str, Callable[[], torch.Tensor]]:
     """The npz batches of the split if `root` holds them, else every image file below `root`."""
     pattern = "train_data_batch_*.npz" if split is Split.train else "val_data.npz"
     batches = sorted(root.glob(pattern))
     if batches:
         return f"npz-{split.value}", functools.partial(read_npz_batches, batches)
     try:
-        return folder_reader(root, resolution, channels, fit)
+        return folder_reader(root, resolution, channels, fit, undecodable)
     except DatasetNotFound:
         raise DatasetNotFound(
             f"no ImageNet 32x32 in {root} (neither {pattern} nor image files): download the npz batches "
@@ -247,8 +256,9 @@ class ImageNet32(InMemoryImages):
     split is then the folder's)."""
 
     def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.pad,
-                 cache: bool = True, split: Split | str = Split.train) -> None:
-        key, read = imagenet_reader(Path(root), Split(split), resolution, channels, Fit(fit))
+                 cache: bool = True, split: Split | str = Split.train,
+                 undecodable: Undecodable | str = Undecodable.skip) -> None:
+        key, read = imagenet_reader(Path(root), Split(split), resolution, channels, Fit(fit), Undecodable(undecodable))
         super().__init__(name, root, key, read, resolution, channels, fit, cache)
 
 

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from wgan.files import atomic_write
+from wgan.files import atomic_save
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,6 @@ def cached_tensors(
     tensors = compute()
     computed[key["network"]] += 1
     saved = {"tensors": tensors, "key": json.dumps(key, sort_keys=True)}
-    atomic_write(path, lambda tmp: torch.save(saved, tmp))
+    atomic_save(path, saved)
     log.info("reference statistics for %s saved to %s", key, path)
     return tensors

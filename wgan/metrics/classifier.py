@@ -18,7 +18,7 @@ from torch import nn
 
 from wgan.dataset.image_files import read_idx
 from wgan.dataset.images import Split, TorchvisionSource, idx_file, to_unit_range
-from wgan.files import atomic_write
+from wgan.files import atomic_save
 from wgan.metrics.registry import EvalContext, protocol_name, register
 from wgan.metrics.cache import cached_tensors
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score
@@ -104,7 +104,7 @@ def load_or_train(
     test_accuracy = accuracy(net, test_images, test_labels)
     log.info("classifier for %s: test accuracy %.4f, saved to %s", dataset_name, test_accuracy, path)
     saved = {"state_dict": net.state_dict(), "test_accuracy": test_accuracy}
-    atomic_write(path, lambda tmp: torch.save(saved, tmp))
+    atomic_save(path, saved)
     return net, test_accuracy
 
 
