@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test bench clean
+.PHONY: install run test bench bench-gpu clean
 
 install: $(STAMP)
 
@@ -25,6 +25,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench.py $(ARGS)
+
+bench-gpu: $(STAMP)
+	$(BIN)/python benchmarks/gpu_levers.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) outputs multirun .pytest_cache

@@ -55,6 +55,7 @@ ROWS = ("step", "peak", "inception", "cache", "study", "startup")
 @dataclass
 class Settings:
     reps: int  # repetitions of every comparison (interleaved)
+    toy_reps: int  # of the toy step rows (cheap, and noisier)
     toy_iterations: int  # generator iterations per repetition, toy MLP
     image_iterations: int  # generator iterations per repetition, DCGAN
     critic_steps: int  # toy critic steps per repetition (peak row)
@@ -66,10 +67,10 @@ class Settings:
     startup_reps: int
 
 
-FULL = Settings(reps=5, toy_iterations=6, image_iterations=2, critic_steps=20, images=192, inception_batch=32, inception_reps=3,
-                reference_images=32, study_reps=3, startup_reps=3)
-QUICK = Settings(reps=2, toy_iterations=2, image_iterations=1, critic_steps=5, images=16, inception_batch=8, inception_reps=2,
-                 reference_images=8, study_reps=1, startup_reps=1)
+FULL = Settings(reps=5, toy_reps=9, toy_iterations=6, image_iterations=2, critic_steps=20, images=192,
+                inception_batch=32, inception_reps=3, reference_images=32, study_reps=3, startup_reps=3)
+QUICK = Settings(reps=2, toy_reps=2, toy_iterations=2, image_iterations=1, critic_steps=5, images=16,
+                 inception_batch=8, inception_reps=2, reference_images=8, study_reps=1, startup_reps=1)
 
 
 @dataclass
@@ -124,7 +125,7 @@ def verdict(value: float, target: float, higher_is_better: bool, unit: str = "")
     if (value >= target) if higher_is_better else (value <= target):
         return "met"
     factor = target / value if higher_is_better else value / target
-    return f"missed by {abs(target - value):.3g}{unit} (needs {factor:.2f}x)"
+    return f"missed by {abs(target - value):.2g}{unit} (needs {factor:.3f}x)"
 
 
 # --- 1. training step: this project against the reference loop ---------------------------------
@@ -229,7 +230,9 @@ METHODS = {"WGAN-GP": "method=wgan_gp", "WGAN clip": "method=wgan_clip"}
 def step_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
     rows = []
     for case, overrides in STEP_CASES.items():
-        iterations = settings.image_iterations if "dataset=synthetic" in overrides else settings.toy_iterations
+        image = "dataset=synthetic" in overrides
+        iterations = settings.image_iterations if image else settings.toy_iterations
+        reps = settings.reps if image else settings.toy_reps
         for method, choice in METHODS.items():
             trainer = make_trainer([*overrides, choice], device, tmp / "step")
             reference = ReferenceLoop(trainer)
@@ -245,12 +248,12 @@ def step_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
                 for _ in range(n):
                     reference.iteration()
 
-            times = interleaved({"ours": run_ours, "reference": run_reference}, settings.reps, trainer.device)
+            times = interleaved({"ours": run_ours, "reference": run_reference}, reps, trainer.device)
             ratios = [a / b for a, b in zip(times["reference"], times["ours"])]
             ratio = statistics.median(ratios)
             ms = {k: 1000 * statistics.median(v) / iterations for k, v in times.items()}
             NOTES.append(f"step, {case}, {method}: n_critic={trainer.cfg.train.n_critic}, {iterations} iterations x "
-                         f"{settings.reps} reps; reference/ours ratios {spread(ratios)}")
+                         f"{reps} reps; reference/ours ratios {spread(ratios)}")
             outcome = verdict(ratio, 1.0, True, "x")
             if outcome != "met" and max(ratios) >= 1.0:
                 outcome += f"; within noise (pairs {spread(ratios)})"
@@ -338,20 +341,21 @@ def peak_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
     trainer.critic_step()  # warm-up
     model = critic_step_flops(trainer.critic, trainer.generator, trainer.cfg.train.batch_size)
     executed = executed_flops(trainer.critic_step)
-    times = interleaved({"mm": matmul, "critic": critic_steps}, settings.reps, trainer.device)
+    times = interleaved({"mm": matmul, "critic": critic_steps}, settings.toy_reps, trainer.device)
     peak = [2 * n**3 * mm_count / t for t in times["mm"]]
     achieved = [model * settings.critic_steps / t for t in times["critic"]]
     fraction = median_ratio(achieved, peak)
     zeros = zero_gradient_flops(trainer.critic, trainer.cfg.train.batch_size)
     NOTES.append(f"peak: toy critic step {model / 1e9:.3f} GFLOP by the analytic count, {executed / 1e9:.3f} GFLOP "
                  f"executed (torch.utils.flop_counter; the count plus {zeros / 1e9:.3f} GFLOP of zero gradients: "
-                 f"{'matches' if executed == model + zeros else 'DOES NOT MATCH'}), i.e. {fraction * executed / model:.0%} "
-                 f"of peak counting executed FLOPs; {1000 * statistics.median(times['critic']) / settings.critic_steps:.1f} ms a critic "
+                 f"{'matches' if executed == model + zeros else 'DOES NOT MATCH'}), i.e. "
+                 f"{fraction * executed / model:.0%} of peak counting executed FLOPs; "
+                 f"{1000 * statistics.median(times['critic']) / settings.critic_steps:.1f} ms a critic "
                  f"step; peak = {mm_count} x torch.mm {n}x{n} float32, {torch.get_num_threads()} threads")
     progress(f"peak: {statistics.median(peak) / 1e9:.1f} GFLOP/s, critic step {statistics.median(achieved) / 1e9:.1f}")
     return [Row("2. toy critic step (WGAN-GP, MLP 512, batch 256) vs matmul peak",
                 f"{statistics.median(achieved) / 1e9:.1f} GFLOP/s", f"{statistics.median(peak) / 1e9:.1f} GFLOP/s "
-                f"(torch.mm {n}x{n})", f"{fraction:.0%}", ">= 60%", verdict(100 * fraction, 60, True, " points"))]
+                f"(torch.mm {n}x{n})", f"{fraction:.1%}", ">= 60%", verdict(100 * fraction, 60, True, " points"))]
 
 
 # --- 3. Inception features and the reference-statistics cache -----------------------------------
@@ -435,19 +439,21 @@ def inception_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
         return inception.features_of(network, images, batch, "bench")[0]
 
     def fidelity():  # torch-fidelity's loop over a Dataset (save_cpu_ram: no DataLoader worker processes)
-        return get_featuresdict_from_dataset(dataset, extractor, batch, torch_device.type == "cuda", True, False)["2048"]
+        cuda = torch_device.type == "cuda"
+        return get_featuresdict_from_dataset(dataset, extractor, batch, cuda, True, False)["2048"]
 
     difference = float((ours() - fidelity()).abs().max())  # also the warm-up
     times = interleaved({"ours": ours, "torch-fidelity": fidelity}, settings.inception_reps, torch_device)
     rate = {k: len(images) / statistics.median(v) for k, v in times.items()}
     ratio = median_ratio(times["torch-fidelity"], times["ours"])
-    NOTES.append(f"inception: {len(images)} {source} per pass, batch {batch}, {settings.inception_reps} reps; the two paths' "
-                 f"pool3 features differ by at most {difference:.2g} (same network: the TorchScript weights copied "
-                 "into torch-fidelity's format, since its own file needs a download)")
+    NOTES.append(f"inception: {len(images)} {source} per pass, batch {batch}, {settings.inception_reps} reps; "
+                 f"the two paths' pool3 features differ by at most {difference:.2g} (same network: the TorchScript "
+                 "weights copied into torch-fidelity's format, since its own file needs a download)")
     progress(f"inception: ours {rate['ours']:.2f} img/s, torch-fidelity {rate['torch-fidelity']:.2f} img/s")
-    return [Row(f"3. Inception pool3 features, 32x32 uint8, batch {batch}", f"{rate['ours']:.2f} img/s (TorchScript, fid_helper)",
-                f"{rate['torch-fidelity']:.2f} img/s (torch-fidelity's extractor and loop)", f"{ratio:.2f}x", ">= 1.00x",
-                verdict(ratio, 1.0, True, "x"))]
+    return [Row(f"3. Inception pool3 features, 32x32 uint8, batch {batch}",
+                f"{rate['ours']:.2f} img/s (TorchScript, fid_helper)",
+                f"{rate['torch-fidelity']:.2f} img/s (torch-fidelity's extractor and loop)", f"{ratio:.2f}x",
+                ">= 1.00x", verdict(ratio, 1.0, True, "x"))]
 
 
 def cache_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
@@ -456,7 +462,8 @@ def cache_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
 
     def context(cache_dir: Path) -> EvalContext:
         cfg = compose_config(["dataset=synthetic", "metrics=inception", "metrics.inception.weights=fid_helper",
-                              f"metrics.cache_dir={cache_dir}", f"metrics.inception.reference_samples={settings.reference_images}",
+                              f"metrics.cache_dir={cache_dir}",
+                              f"metrics.inception.reference_samples={settings.reference_images}",
                               "logger=none", f"device={device}"])
         return EvalContext(None, None, build(cfg.dataset), cfg)
 
@@ -505,7 +512,8 @@ def study_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
             jobs[launcher] = run_study(launcher, tmp / f"study-{launcher}-{next(runs)}", device)
         return go
 
-    times = interleaved({"joblib": variant("joblib"), "basic": variant("basic")}, settings.study_reps, torch.device("cpu"))
+    launchers = {"joblib": variant("joblib"), "basic": variant("basic")}
+    times = interleaved(launchers, settings.study_reps, torch.device("cpu"))
     if jobs["joblib"] != jobs["basic"] or not jobs["joblib"]:
         raise RuntimeError(f"the studies completed different job counts: {jobs}")
     per_hour = {k: jobs[k] * 3600 / statistics.median(v) for k, v in times.items()}
@@ -522,7 +530,9 @@ def study_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
 # --- 5. start-up ---------------------------------------------------------------------------------
 
 
-FIRST_ITERATION = re.compile(r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[wgan\.train\]\[INFO\] - iter 1/.*?([\d.]+) it/s")
+FIRST_ITERATION = re.compile(
+    r"^\[(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3})\]\[wgan\.train\]\[INFO\] - iter 1/.*?([\d.]+) it/s"
+)
 
 
 def startup_seconds(extra: list[str], run_dir: Path, device: str) -> float:
@@ -576,6 +586,15 @@ MEASURES = {"step": step_rows, "peak": peak_rows, "inception": inception_rows, "
             "study": study_rows, "startup": startup_rows}
 
 
+def cpu_seconds() -> tuple[float, float]:
+    """(CPU seconds every process of the machine has used so far, from /proc/stat; those of this
+    process and its finished children): what others used during a run is the difference."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+    busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
+    own = os.times()
+    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system + own.children_user + own.children_system
+
+
 def machine(device: str) -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown CPU")
@@ -611,7 +630,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     settings = QUICK if args.quick else FULL
     EXTRA[:] = args.set
-    started = time.perf_counter()
+    started, cpu_before = time.perf_counter(), cpu_seconds()
     print(machine(args.device) + (f"; this project with {' '.join(args.set)}" if args.set else ""))
     print()
     rows: list[Row] = []
@@ -621,11 +640,16 @@ def main(argv: Optional[list[str]] = None) -> int:
             rows += MEASURES[name](settings, args.device, Path(tmp))
     print(table(rows))
     print()
-    print(f"Medians of {settings.reps} interleaved repetitions (Inception: {settings.inception_reps}, study: "
-          f"{settings.study_reps}, start-up: {settings.startup_reps}); ratios are medians of the ratios of neighbouring pairs. "
+    print(f"Medians of {settings.reps} interleaved repetitions (toy step and peak rows: {settings.toy_reps}, "
+          f"Inception: {settings.inception_reps}, study: {settings.study_reps}, start-up: {settings.startup_reps}); "
+          "ratios are medians of the ratios of neighbouring pairs. "
           f"Total {time.perf_counter() - started:.0f} s.")
     for note in NOTES:
         print(f"- {note}")
+    (busy, own), (busy_before, own_before) = cpu_seconds(), cpu_before
+    others = max(0.0, (busy - busy_before) - (own - own_before)) / ((time.perf_counter() - started) * os.cpu_count())
+    print(f"- other processes used {others:.0%} of this machine's CPU time during the run"
+          + ("; the figures are disturbed: run again on a quiet machine" if others > 0.05 else ""))
     return 0
 
 
