@@ -1,5 +1,5 @@
 # `make run` trains the embedded default; `make test` runs the test suite; `make bench` prints the
-# benchmark table of benchmarks/bench.py (about 6 minutes on 2 CPU cores). On first use each
+# benchmark table of benchmarks/bench.py (about 7 minutes on 2 CPU cores). On first use each
 # creates .venv and installs the project into it (torch comes from PyPI, or from local disk
 # where pip is configured that way).
 PYTHON ?= python3

@@ -1,6 +1,6 @@
 """Benchmarks of this project against plain baselines, printed as a Markdown table.
 
-    make bench                      # every row, about 6 minutes on 2 CPU cores
+    make bench                      # every row, about 7 minutes on 2 CPU cores
     make bench ARGS="--quick"       # fewer repetitions
     make bench ARGS="--only step --device cuda"
 
@@ -589,10 +589,13 @@ MEASURES = {"step": step_rows, "peak": peak_rows, "inception": inception_rows, "
 def cpu_seconds() -> tuple[float, float]:
     """(CPU seconds every process of the machine has used so far, from /proc/stat; those of this
     process and its finished children): what others used during a run is the difference."""
+    own = os.times()
+    own_seconds = own.user + own.system + own.children_user + own.children_system
+    if not Path("/proc/stat").exists():  # not Linux: unknown
+        return math.nan, own_seconds
     fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     busy = sum(fields) - fields[3] - fields[4]  # all but idle and iowait
-    own = os.times()
-    return busy / os.sysconf("SC_CLK_TCK"), own.user + own.system + own.children_user + own.children_system
+    return busy / os.sysconf("SC_CLK_TCK"), own_seconds
 
 
 def machine(device: str) -> str:
@@ -648,8 +651,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         print(f"- {note}")
     (busy, own), (busy_before, own_before) = cpu_seconds(), cpu_before
     others = max(0.0, (busy - busy_before) - (own - own_before)) / ((time.perf_counter() - started) * os.cpu_count())
-    print(f"- other processes used {others:.0%} of this machine's CPU time during the run"
-          + ("; the figures are disturbed: run again on a quiet machine" if others > 0.05 else ""))
+    if not math.isnan(others):
+        print(f"- other processes used {others:.0%} of this machine's CPU time during the run"
+              + ("; the figures are disturbed: run again on a quiet machine" if others > 0.05 else ""))
     return 0
 
 
