@@ -50,7 +50,7 @@ class NullLogger:
     def log(self, values: dict[str, float], step: int) -> None:
         pass
 
-    def log_image(self, key: str, path: Path, step: int) -> None:
+    def log_evaluation(self, values: dict[str, float], samples: Path, step: int) -> None:
         pass
 
     def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
@@ -113,8 +113,10 @@ class WandbLogger(NullLogger):
     def log(self, values, step):
         self.run.log(values, step=step)
 
-    def log_image(self, key, path, step):
-        self.run.log({key: self._wandb.Image(str(path))}, step=step)
+    def log_evaluation(self, values, samples, step):
+        # The evaluation is the last thing logged at its step: committing writes the row now
+        # rather than leaving the final one to the flush at exit.
+        self.run.log({**values, "samples": self._wandb.Image(str(samples))}, step=step, commit=True)
 
     def finish(self, summary, exit_code=0):
         self.run.summary.update(summary)

@@ -249,8 +249,7 @@ class Trainer:
         self.last_eval = {"step": self.step, **values}
         self.files.append_metrics({**self.last_eval, "elapsed": round(self.elapsed, 3)})
         figure = self.save_figure(self.files.sample_figure(self.step))
-        self.logger.log({f"eval/{k}": v for k, v in values.items()}, self.step)
-        self.logger.log_image("samples", figure, self.step)
+        self.logger.log_evaluation({f"eval/{k}": v for k, v in values.items()}, figure, self.step)
         log.info("eval @ %d: %s", self.step, ", ".join(f"{k}={v:.4g}" for k, v in values.items()) or "no metrics")
         return values
 
