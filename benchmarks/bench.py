@@ -43,6 +43,7 @@ from typing import Callable, Optional
 
 import torch
 
+from wgan.arch.layers import PiecewiseLinear
 from wgan.config import build, compose_config, validate
 from wgan.files import RunFiles
 from wgan.train import Trainer
@@ -140,11 +141,22 @@ def plain_optimizer(settings, params) -> torch.optim.Optimizer:
     raise ValueError(f"no plain version of {settings._target_}")
 
 
+def with_torch_activations(net: torch.nn.Module) -> torch.nn.Module:
+    """`net` with every PiecewiseLinear replaced by the nn.ReLU or nn.LeakyReLU it equals."""
+    for name, child in net.named_children():
+        if isinstance(child, PiecewiseLinear):
+            setattr(net, name, torch.nn.LeakyReLU(child.slope) if child.slope else torch.nn.ReLU())
+        else:
+            with_torch_activations(child)
+    return net
+
+
 class ReferenceLoop:
     """WGAN-GP and weight-clipped WGAN as most public code writes them (the PyTorch ports of the
     official gan_toy.py / gan_cifar.py): separate critic forwards for real, fake and interpolated
     samples, the penalty through `torch.autograd.grad(create_graph=True)`, critic parameters
-    frozen by hand for the generator step. It runs on deep copies of a Trainer's networks, with the
+    frozen by hand for the generator step. It runs on deep copies of a Trainer's networks with
+    torch's own nn.ReLU and nn.LeakyReLU in place of the project's `PiecewiseLinear`, with the
     Trainer's data, batch size, n_critic, penalty weight or clip bound, and optimizer settings
     (a learning-rate schedule is left out: the first iteration runs at the configured rate)."""
 
@@ -153,7 +165,7 @@ class ReferenceLoop:
         if cfg.loss.name != "wgan" or cfg.lipschitz.name not in ("gp", "clip") or cfg.lipschitz.get("one_sided"):
             raise ValueError("the reference loop is WGAN-GP (two-sided) or WGAN with weight clipping")
         self.device, self.data = trainer.device, trainer.dataset
-        self.G, self.D = copy.deepcopy(trainer.generator), copy.deepcopy(trainer.critic)
+        self.G, self.D = (with_torch_activations(copy.deepcopy(net)) for net in (trainer.generator, trainer.critic))
         self.optG = plain_optimizer(cfg.optimizer.generator, self.G.parameters())
         self.optD = plain_optimizer(cfg.optimizer.critic, self.D.parameters())
         self.batch_size, self.n_critic = cfg.train.batch_size, cfg.train.n_critic
@@ -287,19 +299,14 @@ def critic_step_flops(critic: torch.nn.Module, generator: torch.nn.Module, batch
 
       total = B (20 P - 4 first - 2 last + 2 Pg)
 
-    Not counted: the gradient that autograd sends from the ReLU masks back through the
-    interpolates' forward graph, which is zero (d ReLU'/dx = 0) but materialized as zero tensors
-    and multiplied through every layer but the last: 4B(P - last) more executed FLOPs, which
-    `executed_flops` (torch.utils.flop_counter's formulas) counts; the notes give both."""
+    Exactly what torch executes (`executed_flops`, checked in the notes and tests): the project's
+    ReLUs multiply by a mask that autograd treats as a constant (`PiecewiseLinear`), so nothing
+    flows back from them through the interpolates' forward graph. With nn.ReLU, as in the
+    reference loop, autograd multiplies ReLU's zero second derivative through every layer but the
+    last: 4B(P - last) more executed FLOPs, all of them zeros."""
     shapes = linear_shapes(critic)
     p, pg = sum(i * o for i, o in shapes), sum(i * o for i, o in linear_shapes(generator))
     return batch * (20 * p - 4 * math.prod(shapes[0]) - 2 * math.prod(shapes[-1]) + 2 * pg)
-
-
-def zero_gradient_flops(critic: torch.nn.Module, batch: int) -> int:
-    """The executed FLOPs `critic_step_flops` leaves out: 4B(P - last) (see there)."""
-    shapes = linear_shapes(critic)
-    return 4 * batch * (sum(i * o for i, o in shapes) - math.prod(shapes[-1]))
 
 
 def executed_flops(fn: Callable[[], object]) -> int:
@@ -345,11 +352,8 @@ def peak_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
     peak = [2 * n**3 * mm_count / t for t in times["mm"]]
     achieved = [model * settings.critic_steps / t for t in times["critic"]]
     fraction = median_ratio(achieved, peak)
-    zeros = zero_gradient_flops(trainer.critic, trainer.cfg.train.batch_size)
     NOTES.append(f"peak: toy critic step {model / 1e9:.3f} GFLOP by the analytic count, {executed / 1e9:.3f} GFLOP "
-                 f"executed (torch.utils.flop_counter; the count plus {zeros / 1e9:.3f} GFLOP of zero gradients: "
-                 f"{'matches' if executed == model + zeros else 'DOES NOT MATCH'}), i.e. "
-                 f"{fraction * executed / model:.0%} of peak counting executed FLOPs; "
+                 f"executed (torch.utils.flop_counter: {'matches' if executed == model else 'DOES NOT MATCH'}); "
                  f"{1000 * statistics.median(times['critic']) / settings.critic_steps:.1f} ms a critic "
                  f"step; peak = {mm_count} x torch.mm {n}x{n} float32, {torch.get_num_threads()} threads")
     progress(f"peak: {statistics.median(peak) / 1e9:.1f} GFLOP/s, critic step {statistics.median(achieved) / 1e9:.1f}")
@@ -379,35 +383,17 @@ def sample_images(count: int) -> tuple[torch.Tensor, str]:
 
 
 def torch_fidelity_extractor(tmp: Path, device: torch.device):
-    """torch-fidelity's own FeatureExtractorInceptionV3, given the TorchScript file's weights in
-    torch-fidelity's format (offline; its own file would be downloaded). TF's batch norm has no
-    scale; the 1008-way classifier is left at zero: only the pool3 features are asked for."""
+    """torch-fidelity's own FeatureExtractorInceptionV3, unfolded, given the TorchScript file's
+    weights in torch-fidelity's format (offline; its own file would be downloaded)."""
     from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
 
     from wgan.metrics import inception
 
-    class Skeleton(FeatureExtractorInceptionV3):  # the layer names, without loading any weights
-        def load_state_dict(self, *args, **kwargs):
-            return None
-
-    empty = tmp / "empty.pth"
-    torch.save({}, empty)
-    names = [k[: -len(".conv.weight")] for k in Skeleton("names", ["2048"], str(empty)).state_dict()
-             if k.endswith(".conv.weight")]
     with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript, which this file is
         warnings.simplefilter("ignore", FutureWarning)
         script = torch.jit.load(str(inception.weights_file("fid_helper")), map_location="cpu").state_dict()
-    layers = [k[: -len(".weight")] for k in script if k.endswith(".weight")]
-    assert len(names) == len(layers), (len(names), len(layers))
-    weights = {"fc.weight": torch.zeros(1008, 2048), "fc.bias": torch.zeros(1008)}
-    for name, layer in zip(names, layers):
-        beta = script[f"{layer}.beta"]
-        weights.update({f"{name}.conv.weight": script[f"{layer}.weight"], f"{name}.bn.weight": torch.ones_like(beta),
-                        f"{name}.bn.bias": beta, f"{name}.bn.running_mean": script[f"{layer}.mean"],
-                        f"{name}.bn.running_var": script[f"{layer}.var"],
-                        f"{name}.bn.num_batches_tracked": torch.tensor(0)})
     path = tmp / "inception-torch-fidelity-format.pth"
-    torch.save(weights, path)
+    torch.save(inception.torch_fidelity_state(script), path)
     return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], str(path)).to(device)
 
 
@@ -447,11 +433,12 @@ def inception_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
     rate = {k: len(images) / statistics.median(v) for k, v in times.items()}
     ratio = median_ratio(times["torch-fidelity"], times["ours"])
     NOTES.append(f"inception: {len(images)} {source} per pass, batch {batch}, {settings.inception_reps} reps; "
-                 f"the two paths' pool3 features differ by at most {difference:.2g} (same network: the TorchScript "
-                 "weights copied into torch-fidelity's format, since its own file needs a download)")
+                 f"the two paths' pool3 features differ by at most {difference:.2g} (same network and weights: "
+                 "fid_helper's, in torch-fidelity's format, since its own file needs a download; ours has its "
+                 "batch norms folded into the convolutions)")
     progress(f"inception: ours {rate['ours']:.2f} img/s, torch-fidelity {rate['torch-fidelity']:.2f} img/s")
     return [Row(f"3. Inception pool3 features, 32x32 uint8, batch {batch}",
-                f"{rate['ours']:.2f} img/s (TorchScript, fid_helper)",
+                f"{rate['ours']:.2f} img/s (batch norms folded)",
                 f"{rate['torch-fidelity']:.2f} img/s (torch-fidelity's extractor and loop)", f"{ratio:.2f}x",
                 ">= 1.00x", verdict(ratio, 1.0, True, "x"))]
 

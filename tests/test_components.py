@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch import nn
 
+from wgan.arch.layers import PiecewiseLinear
 from wgan.dataset.toy import ToyDataset
 from wgan.lipschitz import GradientPenalty, NoConstraint, SpectralNorm, WeightClipping, interpolates
 from wgan.loss import HingeLoss, LeastSquaresLoss, StandardGANLoss, WassersteinLoss
@@ -50,6 +51,29 @@ def test_interpolates_lie_on_the_segments():
     # Each sample is (1 - eps) * (1, 1, 1): one eps per sample, uniform on [0, 1].
     assert torch.allclose(x, x[:, :1].expand(-1, 3))
     assert 0 <= x.min() and x.max() <= 1 and abs(x.mean().item() - 0.5) < 0.05
+
+
+@pytest.mark.parametrize("slope, torch_activation", [(0.0, nn.ReLU), (0.2, lambda: nn.LeakyReLU(0.2))])
+def test_piecewise_linear_gives_torch_relus_values_and_penalty_gradients(slope, torch_activation):
+    def critic(activation):
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Linear(4, 16), activation(), nn.Linear(16, 16), activation(), nn.Linear(16, 1))
+
+    ours, theirs = critic(lambda: PiecewiseLinear(slope)), critic(torch_activation)
+    x = torch.cat([torch.randn(31, 4), torch.zeros(1, 4)])  # the zero row puts pre-activations near 0
+    results = []
+    for net in (ours, theirs):
+        points = x.clone().requires_grad_(True)
+        values = net(points)
+        (gradient,) = torch.autograd.grad(values.sum(), points, create_graph=True)
+        penalty = ((gradient.norm(dim=1) - 1) ** 2).mean()
+        penalty.backward()  # the double backward of WGAN-GP
+        # torch's ReLU sends zeros where ours sends nothing (None): the same update once the
+        # critic loss, which reaches every parameter, is added.
+        results.append([values, gradient, *(torch.zeros_like(p) if p.grad is None else p.grad for p in net.parameters())])
+    for mine, reference in zip(*results):
+        torch.testing.assert_close(mine, reference, rtol=1e-6, atol=1e-7)
+    assert results[0][2].abs().sum() > 0  # the penalty does train the first layer
 
 
 def test_clipping_bounds_every_weight_and_counts_the_clipped():

@@ -32,30 +32,16 @@ def fid_helper():
 def torch_fidelity_weights(tmp_path_factory) -> Path:
     """A weights file in torch-fidelity's format: the TorchScript network's 94 convolutions (TF's
     batch norm has no scale: weight 1) and a seeded random 1008-way classifier layer."""
-    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
-
     require_fid_helper()
-    script = torch.jit.load(str(inception.weights_file("fid_helper")), map_location="cpu").state_dict()
-    with mock.patch("torch_fidelity.feature_extractor_inceptionv3.load_state_dict_from_url", lambda *a, **k: {}), \
-            mock.patch.object(torch.nn.Module, "load_state_dict", lambda *a, **k: None):
-        target = FeatureExtractorInceptionV3("inception-v3-compat", ["2048"]).state_dict()
-    convs = [k.removesuffix(".conv.weight") for k in target if k.endswith(".conv.weight")]
-    script_convs = [k.removesuffix(".weight") for k in script if k.endswith(".weight")]
-    assert len(convs) == len(script_convs) == 94
-    weights = {}
-    for name, source in zip(convs, script_convs):
-        weights[f"{name}.conv.weight"] = script[f"{source}.weight"]
-        weights[f"{name}.bn.weight"] = torch.ones_like(script[f"{source}.beta"])
-        weights[f"{name}.bn.bias"] = script[f"{source}.beta"]
-        weights[f"{name}.bn.running_mean"] = script[f"{source}.mean"]
-        weights[f"{name}.bn.running_var"] = script[f"{source}.var"]
-        weights[f"{name}.bn.num_batches_tracked"] = torch.tensor(0)
-    rng = torch.Generator().manual_seed(0)
-    weights["fc.weight"] = torch.randn(1008, 2048, generator=rng) * 0.05
-    weights["fc.bias"] = torch.zeros(1008)
+    weights = inception.torch_fidelity_state(script_network().state_dict())
+    weights["fc.weight"] = torch.randn(1008, 2048, generator=torch.Generator().manual_seed(0)) * 0.05
     path = tmp_path_factory.mktemp("weights") / "inception-torch-fidelity-format.pth"
     torch.save(weights, path)
     return path
+
+
+def script_network() -> torch.jit.ScriptModule:
+    return torch.jit.load(str(inception.weights_file("fid_helper")), map_location="cpu").eval()
 
 
 def cifar_halves(cifar_jpeg: Path, root: Path, per_class: int) -> tuple[Path, Path]:
@@ -105,7 +91,7 @@ def test_reference_statistics_are_computed_once_and_read_from_the_cache(tmp_path
     # No second pass over real images: only the 16 generated ones went through the network.
     assert cache.computed[network.name] == computed + 1 and network.images_seen == seen + 16 + 16 + 16
     assert second == first and set(first) == {"fid_16", "kid_16", "kid_std_16"}
-    assert len(list(tmp_path.glob("stats-pool3-torchscript-*-synthetic-*.pt"))) == 1
+    assert len(list(tmp_path.glob("stats-inception-v3-folded-*-synthetic-*.pt"))) == 1
 
 
 def test_torch_fidelity_weights_give_the_same_features_and_an_inception_score(torch_fidelity_weights, tmp_path):
@@ -116,6 +102,12 @@ def test_torch_fidelity_weights_give_the_same_features_and_an_inception_score(to
     (script_features, _), (features, logits) = script(images), fidelity(images)
     assert logits.shape == (6, 1008)
     torch.testing.assert_close(features, script_features, atol=1e-4, rtol=1e-4)
+    # Both run torch-fidelity's network with its batch norms folded: against the TorchScript file's
+    # own code, unfolded, the features differ by float rounding only.
+    as_shipped = inception.Network(inception.TorchScriptPool3(script_network()), "as shipped", False, script.device)
+    torch.testing.assert_close(script_features, as_shipped(images)[0], atol=1e-4, rtol=1e-4)
+    assert script.name.startswith("inception-v3-folded-") and not any(
+        isinstance(m, torch.nn.BatchNorm2d) for m in script.module.modules())
     context = synthetic_context(tmp_path, f"metrics.inception.weights={torch_fidelity_weights}")
     values = inception.inception_scores(context)
     assert set(values) == {"is_16", "is_std_16", "fid_16", "kid_16", "kid_std_16"}

@@ -4,13 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")  # files only; never needs a display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
+import torch
+from torch import nn
 
 GRID_POINTS = 128
 
@@ -28,7 +23,13 @@ def toy_figure(real: torch.Tensor, fake: torch.Tensor, critic: nn.Module, path: 
     real, fake = real.cpu(), fake.cpu()
     extent = 1.2 * float(real.abs().max())
     surface = critic_surface(critic, extent, next(critic.parameters()).device)
-    fig, ax = plt.subplots(figsize=(5, 5), dpi=100)
+    # Imported on use (image runs never draw this); Agg without pyplot's global backend and state.
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(5, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
     contours = ax.contourf(surface.numpy(), levels=30, cmap="viridis", extent=(-extent, extent, -extent, extent))
     fig.colorbar(contours, ax=ax, fraction=0.046, pad=0.04, label="critic value")
     ax.scatter(real[:, 0], real[:, 1], s=2, c="orange", alpha=0.5, label="real")
@@ -37,12 +38,13 @@ def toy_figure(real: torch.Tensor, fake: torch.Tensor, critic: nn.Module, path: 
     ax.legend(loc="upper right", markerscale=4, fontsize=8)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, bbox_inches="tight")
-    plt.close(fig)
     return path
 
 
 def image_grid(images: torch.Tensor, path: Path) -> Path:
     """Save images in [-1, 1] as a square-ish grid PNG."""
+    from torchvision.utils import save_image  # imported on use: toy runs never need torchvision
+
     path.parent.mkdir(parents=True, exist_ok=True)
     save_image(images, path, nrow=max(1, int(len(images) ** 0.5)), normalize=True, value_range=(-1, 1))
     return path

@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from torch import nn
 
 from wgan.arch.base import Generator
-from wgan.arch.layers import (ImageArch, ImageArchConfig, Residual, Scale, doublings, image_size, norm_layers,
-                              resampled, to_grid)
+from wgan.arch.layers import (ImageArch, ImageArchConfig, PiecewiseLinear, Residual, Scale, doublings, image_size,
+                              norm_layers, resampled, to_grid)
 from wgan.schema import bounded
 
 # Bottleneck blocks that keep the grid, per stage from the 4x4 grid to the image; a resampling
@@ -68,9 +68,9 @@ def bottleneck_middle(c_in: int, c_out: int, resample: str | None) -> nn.Module:
 
 def bottleneck(c_in: int, c_out: int, resample: str | None, norm: str) -> Residual:
     branch = nn.Sequential(
-        nn.ReLU(), nn.Conv2d(c_in, c_in // 2, 1),
-        nn.ReLU(), bottleneck_middle(c_in // 2, c_out // 2, resample),
-        nn.ReLU(), nn.Conv2d(c_out // 2, c_out, 1, bias=False), *norm_layers(norm, c_out),
+        PiecewiseLinear(), nn.Conv2d(c_in, c_in // 2, 1),
+        PiecewiseLinear(), bottleneck_middle(c_in // 2, c_out // 2, resample),
+        PiecewiseLinear(), nn.Conv2d(c_out // 2, c_out, 1, bias=False), *norm_layers(norm, c_out),
     )
     return Residual(branch, bottleneck_projection(c_in, c_out, resample), BRANCH_SCALE)
 
@@ -100,9 +100,9 @@ def preact_block(c_in: int, c_out: int, resample: str | None, norm: str) -> Resi
     the first conv, mean pooling after the second."""
     mid = c_in if resample == "down" else c_out
     branch = nn.Sequential(
-        *norm_layers(norm, c_in), nn.ReLU(),
+        *norm_layers(norm, c_in), PiecewiseLinear(),
         resampled(nn.Conv2d(c_in, mid, 3, padding=1), "up" if resample == "up" else None),
-        *norm_layers(norm, mid), nn.ReLU(),
+        *norm_layers(norm, mid), PiecewiseLinear(),
         resampled(nn.Conv2d(mid, c_out, 3, padding=1), "down" if resample == "down" else None),
     )
     projects = resample is not None or c_in != c_out
@@ -112,7 +112,7 @@ def preact_block(c_in: int, c_out: int, resample: str | None, norm: str) -> Resi
 def optimized_block(c_in: int, c_out: int) -> Residual:
     """The CIFAR-10 critic's first block: no activation before its first conv (it sees pixels).
     Its shortcut pools before its 1x1 conv in the official code: the same function."""
-    branch = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), nn.ReLU(),
+    branch = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), PiecewiseLinear(),
                            resampled(nn.Conv2d(c_out, c_out, 3, padding=1), "down"))
     return Residual(branch, resampled(nn.Conv2d(c_in, c_out, 1), "down"))
 
@@ -143,7 +143,7 @@ class ResNetCIFARArch(ImageArch):
         net = nn.Sequential(
             to_grid(self.noise_dim, d, 4),
             *[preact_block(d, d, "up", "batch") for _ in range(ups)],
-            *norm_layers("batch", d), nn.ReLU(), nn.Conv2d(d, data_shape[0], 3, padding=1), nn.Tanh(),
+            *norm_layers("batch", d), PiecewiseLinear(), nn.Conv2d(d, data_shape[0], 3, padding=1), nn.Tanh(),
         )
         return Generator(net, self.noise_dim)
 
@@ -155,5 +155,5 @@ class ResNetCIFARArch(ImageArch):
             optimized_block(data_shape[0], d),
             *[preact_block(d, d, "down", "none") for _ in range(downs)],
             *[preact_block(d, d, None, "none") for _ in range(2)],
-            nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(d, 1), nn.Flatten(0),
+            PiecewiseLinear(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(d, 1), nn.Flatten(0),
         )

@@ -18,7 +18,6 @@ from typing import Callable
 
 import numpy as np
 import torch
-import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from tqdm import tqdm
 
@@ -55,6 +54,8 @@ def to_gray(images: torch.Tensor) -> torch.Tensor:
 
 def conform(images: torch.Tensor, resolution: int, channels: int, fit: Fit) -> torch.Tensor:
     """uint8 images (N, C, H, W) with C in {1, 3}, brought to (N, channels, resolution, resolution)."""
+    from torchvision.transforms.v2 import functional as TF  # imported on use: it costs 1.5 s of every start
+
     if images.shape[1] != channels:
         images = images.expand(-1, 3, -1, -1) if channels == 3 else to_gray(images)
     if fit is Fit.resize and min(images.shape[-2:]) != resolution:
@@ -64,8 +65,9 @@ def conform(images: torch.Tensor, resolution: int, channels: int, fit: Fit) -> t
 
 def conform_image(image: Image.Image, resolution: int, channels: int, fit: Fit) -> torch.Tensor:
     """A Pillow image as a conformed uint8 tensor (C, H, W)."""
-    rgb_or_gray = image.convert("RGB" if channels == 3 else "L")
-    return conform(TF.pil_to_tensor(rgb_or_gray)[None], resolution, channels, fit)[0]
+    rgb_or_gray = np.asarray(image.convert("RGB" if channels == 3 else "L"))
+    pixels = torch.from_numpy(rgb_or_gray.copy()).reshape(*rgb_or_gray.shape[:2], -1).permute(2, 0, 1)
+    return conform(pixels[None], resolution, channels, fit)[0]
 
 
 def cached(path: Path | None, read: Callable[[], torch.Tensor]) -> torch.Tensor:

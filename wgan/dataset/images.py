@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable, Optional
 
 import torch
-import torchvision
 from omegaconf import MISSING
 from torch.utils.data import DataLoader
 
@@ -70,6 +69,8 @@ class TorchvisionSource(Enum):
 
     @property
     def dataset_class(self) -> type:
+        import torchvision  # imported on use: it costs 1.5 s of every start, toy runs included
+
         return {"cifar10": torchvision.datasets.CIFAR10, "mnist": torchvision.datasets.MNIST,
                 "fashion_mnist": torchvision.datasets.FashionMNIST}[self.value]
 
@@ -309,7 +310,9 @@ class LSUN(StreamingImages):
         except ImportError:
             raise ConfigError("dataset lsun needs the lmdb package: pip install lmdb") from None
         transform = functools.partial(conform_image, resolution=resolution, channels=channels, fit=Fit(fit))
-        dataset = torchvision.datasets.LSUN(root, classes=[database], transform=transform)
+        from torchvision.datasets import LSUN
+
+        dataset = LSUN(root, classes=[database], transform=transform)
         super().__init__(name, dataset, resolution, channels, loader_batch_size, num_workers)
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from scipy import linalg
 
 FID_EPS = 1e-6  # added to the covariance diagonals when their product has no finite square root
 IMAGINARY_ATOL = 1e-3  # the largest imaginary diagonal of sqrtm(s1 s2) dropped as rounding noise
@@ -64,6 +63,8 @@ def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
 
 def _product_sqrtm(sigma1: np.ndarray, sigma2: np.ndarray) -> np.ndarray:
     """The real square root of sigma1 @ sigma2; singular products are nudged by FID_EPS * I."""
+    from scipy import linalg  # imported on use: only FID needs it, and it slows every start
+
     covmean = linalg.sqrtm(sigma1 @ sigma2)
     if not np.isfinite(covmean).all():
         offset = np.eye(len(sigma1)) * FID_EPS

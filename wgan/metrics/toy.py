@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import torch
-from scipy.optimize import linear_sum_assignment
 
 from wgan.metrics.registry import EvalContext, register
 
@@ -39,5 +38,7 @@ def modes_and_quality(context: EvalContext) -> dict[str, float]:
 def wasserstein1(context: EvalContext) -> dict[str, float]:
     fake, real = context.fake[:W1_POINTS], context.real[:W1_POINTS]
     cost = torch.cdist(fake.double(), real.double()).numpy()
+    from scipy.optimize import linear_sum_assignment  # imported on use: it slows every start
+
     rows, cols = linear_sum_assignment(cost)
     return {"w1": float(cost[rows, cols].mean())}
