@@ -34,12 +34,12 @@ class DiskFull(OSError):
     """A write failed for lack of space; what was written before it is intact."""
 
 
-def as_disk_full(error: BaseException) -> DiskFull | None:
-    """`error` as a DiskFull if it is one (or the OSError of one), else None."""
+def as_disk_full(error: BaseException, path: Path | None = None) -> DiskFull | None:
+    """`error` as a DiskFull if it is one (or the OSError of one, writing `path`), else None."""
     if isinstance(error, DiskFull):
         return error
     if isinstance(error, OSError) and error.errno in DISK_FULL_ERRNOS:
-        return DiskFull(f"{error.strerror} while writing {error.filename or 'a file'}")
+        return DiskFull(f"{error.strerror} while writing {path or error.filename or 'a file'}")
     return None
 
 
@@ -62,8 +62,9 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], keep_previous: P
         os.replace(tmp, path)
     except BaseException as error:
         Path(tmp).unlink(missing_ok=True)
-        if as_disk_full(error) is not None:
-            raise DiskFull(f"{error.strerror} while writing {path}; it was left as it was") from error
+        full = as_disk_full(error, path)
+        if full is not None:
+            raise DiskFull(f"{full}; it was left as it was") from error
         raise
 
 
