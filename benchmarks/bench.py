@@ -35,7 +35,6 @@ import sys
 import tarfile
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -299,9 +298,9 @@ def critic_step_flops(critic: torch.nn.Module, generator: torch.nn.Module, batch
 
       total = B (20 P - 4 first - 2 last + 2 Pg)
 
-    Exactly what torch executes (`executed_flops`, checked in the notes and tests): the project's
-    ReLUs multiply by a mask that autograd treats as a constant (`PiecewiseLinear`), so nothing
-    flows back from them through the interpolates' forward graph. With nn.ReLU, as in the
+    Exactly what torch executes (`executed_flops`, checked in the notes and tests): the backward
+    of the project's ReLUs treats their input as a constant (`PiecewiseLinear`), so nothing flows
+    back from them through the interpolates' forward graph. With nn.ReLU, as in the
     reference loop, autograd multiplies ReLU's zero second derivative through every layer but the
     last: 4B(P - last) more executed FLOPs, all of them zeros."""
     shapes = linear_shapes(critic)
@@ -389,11 +388,9 @@ def torch_fidelity_extractor(tmp: Path, device: torch.device):
 
     from wgan.metrics import inception
 
-    with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript, which this file is
-        warnings.simplefilter("ignore", FutureWarning)
-        script = torch.jit.load(str(inception.weights_file("fid_helper")), map_location="cpu").state_dict()
+    script = inception.load_torchscript(inception.weights_file("fid_helper"))
     path = tmp / "inception-torch-fidelity-format.pth"
-    torch.save(inception.torch_fidelity_state(script), path)
+    torch.save(inception.torch_fidelity_state(script.state_dict()), path)
     return FeatureExtractorInceptionV3("inception-v3-compat", ["2048"], str(path)).to(device)
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
@@ -41,7 +40,7 @@ def torch_fidelity_weights(tmp_path_factory) -> Path:
 
 
 def script_network() -> torch.jit.ScriptModule:
-    return torch.jit.load(str(inception.weights_file("fid_helper")), map_location="cpu").eval()
+    return inception.load_torchscript(inception.weights_file("fid_helper"))
 
 
 def cifar_halves(cifar_jpeg: Path, root: Path, per_class: int) -> tuple[Path, Path]:

@@ -65,9 +65,10 @@ def conform(images: torch.Tensor, resolution: int, channels: int, fit: Fit) -> t
 
 def conform_image(image: Image.Image, resolution: int, channels: int, fit: Fit) -> torch.Tensor:
     """A Pillow image as a conformed uint8 tensor (C, H, W)."""
-    rgb_or_gray = np.asarray(image.convert("RGB" if channels == 3 else "L"))
-    pixels = torch.from_numpy(rgb_or_gray.copy()).reshape(*rgb_or_gray.shape[:2], -1).permute(2, 0, 1)
-    return conform(pixels[None], resolution, channels, fit)[0]
+    from torchvision.transforms.v2 import functional as TF  # imported on use, as in `conform`
+
+    rgb_or_gray = image.convert("RGB" if channels == 3 else "L")
+    return conform(TF.pil_to_tensor(rgb_or_gray)[None], resolution, channels, fit)[0]
 
 
 def cached(path: Path | None, read: Callable[[], torch.Tensor]) -> torch.Tensor:

@@ -152,9 +152,7 @@ def load_network(setting: str, device: torch.device) -> Network:
     path = weights_file(setting)
     digest = file_digest(path)
     if is_torchscript(path):
-        with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript, which this file is
-            warnings.simplefilter("ignore", FutureWarning)
-            script = torch.jit.load(str(path), map_location="cpu").eval()
+        script = load_torchscript(path)
         state = torch_fidelity_state(script.state_dict())
         if state is None:
             return Network(TorchScriptPool3(script.to(device)), f"pool3-torchscript-{digest}", False, device)
@@ -167,6 +165,13 @@ def load_network(setting: str, device: torch.device) -> Network:
                               f"dict of plain tensors ({error})") from None
         module, has_logits = torch_fidelity_network(state, ["2048", "logits_unbiased"]), True
     return Network(fold_batch_norms(module).to(device), f"inception-v3-folded-{digest}", has_logits, device)
+
+
+def load_torchscript(path: Path) -> torch.jit.ScriptModule:
+    """A TorchScript file on the CPU, in evaluation mode."""
+    with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript, which this file is
+        warnings.simplefilter("ignore", FutureWarning)
+        return torch.jit.load(str(path), map_location="cpu").eval()
 
 
 def torch_fidelity_network(state: dict[str, torch.Tensor], outputs: list[str]) -> torch.nn.Module:
@@ -199,8 +204,7 @@ def torch_fidelity_state(script: dict[str, torch.Tensor]) -> Optional[dict[str, 
     same order, TF's batch norm without a scale), with an all-zero classifier that nothing reads;
     None for any other layout."""
     layers = [k.removesuffix(".weight") for k in script if k.endswith(".weight")]
-    names = [k.removesuffix(".conv.weight") for k in torch_fidelity_skeleton(["2048"]).state_dict()
-             if k.endswith(".conv.weight")]
+    names = torch_fidelity_conv_names()
     if len(layers) != len(names) or any(f"{layer}.{part}" not in script for layer in layers
                                         for part in ("beta", "mean", "var")):
         return None
@@ -211,6 +215,13 @@ def torch_fidelity_state(script: dict[str, torch.Tensor]) -> Optional[dict[str, 
                       f"{name}.bn.bias": beta, f"{name}.bn.running_mean": script[f"{layer}.mean"],
                       f"{name}.bn.running_var": script[f"{layer}.var"], f"{name}.bn.num_batches_tracked": torch.tensor(0)})
     return state
+
+
+@functools.lru_cache(maxsize=1)
+def torch_fidelity_conv_names() -> list[str]:
+    """torch-fidelity's 94 convolution blocks, in the order its state dict (and the network) has them."""
+    return [k.removesuffix(".conv.weight") for k in torch_fidelity_skeleton(["2048"]).state_dict()
+            if k.endswith(".conv.weight")]
 
 
 def fold_batch_norms(module: torch.nn.Module) -> torch.nn.Module:
