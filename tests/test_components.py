@@ -8,11 +8,13 @@ import torch
 from torch import nn
 
 from wgan.arch.layers import PiecewiseLinear
+from wgan.config import build, compose_config
 from wgan.dataset.toy import ToyDataset
 from wgan.lipschitz import GradientPenalty, NoConstraint, SpectralNorm, WeightClipping, interpolates
 from wgan.loss import HingeLoss, LeastSquaresLoss, StandardGANLoss, WassersteinLoss
 from wgan.metrics import EvalContext, protocol_name
 from wgan.metrics.toy import modes_and_quality, wasserstein1
+from wgan.schema import ConfigError
 from wgan.train import sampling_mode
 
 
@@ -146,13 +148,41 @@ def test_eight_gaussians_as_in_gan_toy():
     assert offsets.std().item() == pytest.approx(0.02 / 1.414, rel=0.03)
 
 
-def test_twentyfive_gaussians_pool():
+def test_twentyfive_gaussians_pool_as_gan_toy_builds_it():
     torch.manual_seed(0)
     data = ToyDataset("toy_25gaussians", "twentyfive_gaussians", noise=0.05, scale=2.828, pool_size=100_000)
     assert data.pool.shape == (100_000, 2)
     assert sorted(set(data.centres[:, 0].tolist())) == pytest.approx([v / 2.828 for v in (-4, -2, 0, 2, 4)])
+    # Exactly 4,000 points around each centre (centres 0.71 apart, points 0.018 from theirs: no ambiguity).
+    nearest = torch.cdist(data.pool, data.centres).argmin(dim=1)
+    assert torch.equal(torch.bincount(nearest, minlength=25), torch.full((25,), 4000))
+    offsets = data.pool - data.centres[nearest]
+    stds = torch.stack([offsets[nearest == k].std(dim=0) for k in range(25)])
+    assert stds.tolist() == [pytest.approx([0.05 / 2.828] * 2, rel=0.05)] * 25
+    assert offsets.mean().abs() < 1e-3
+    # Shuffled: not in the order it was generated, one point per centre in turn.
+    assert (nearest == torch.arange(100_000) % 25).float().mean() < 0.06
     batch = data.sample(512)
     assert torch.isin(batch[:, 0], data.pool[:, 0]).all()
+    # Drawn from the global RNG, which the trainer seeds.
+    torch.manual_seed(0)
+    again = ToyDataset("toy_25gaussians", "twentyfive_gaussians", noise=0.05, scale=2.828, pool_size=100_000)
+    assert torch.equal(again.pool, data.pool)
+
+
+def test_a_mixture_pool_splits_evenly_over_the_centres():
+    message = ("dataset.pool_size=100001: must be a multiple of the 25 centres of twentyfive_gaussians, which each "
+               "get the same number of points (e.g. 100000)")
+    with pytest.raises(ConfigError) as info:
+        ToyDataset("toy_25gaussians", "twentyfive_gaussians", noise=0.05, scale=2.828, pool_size=100_001)
+    assert str(info.value) == message
+    with pytest.raises(ConfigError) as info:  # what run.py builds before any model or training step
+        build(compose_config(["dataset=toy_25gaussians", "dataset.pool_size=100001"]).dataset)
+    assert str(info.value) == message
+    with pytest.raises(ConfigError, match=r"pool_size=7: must be a multiple of the 8 centres .* \(e.g. 8\)"):
+        ToyDataset("toy_8gaussians", "eight_gaussians", noise=0.02, scale=1.414, pool_size=7)
+    roll = ToyDataset("toy_swissroll", "swiss_roll", noise=0.25, scale=7.5, pool_size=1001)  # no centres to split over
+    assert roll.pool.shape == (1001, 2)
 
 
 def test_swiss_roll_radius_tracks_its_angle():

@@ -101,10 +101,10 @@ def optimizer_settings(cfg):
     [
         ([], "wgan_gp", ("Adam", 1e-4, [0.0, 0.9])),
         (["method=wgan_gp"], "wgan_gp", ("Adam", 1e-4, [0.0, 0.9])),
-        (["method=wgan_clip"], "wgan_clip", ("RMSprop", 5e-5, [])),
+        (["method=wgan_clip"], "wgan_clip", ("tf1_rmsprop", 5e-5, [])),
         (["method=dcgan"], "gan", ("Adam", 2e-4, [0.5, 0.999])),
-        (["method=lsgan"], "lsgan", ("RMSprop", 1e-4, [])),
-        (["lipschitz=clip"], "wgan_clip", ("RMSprop", 5e-5, [])),
+        (["method=lsgan"], "lsgan", ("tf1_rmsprop", 1e-4, [])),
+        (["lipschitz=clip"], "wgan_clip", ("tf1_rmsprop", 5e-5, [])),
         (["lipschitz=clip", "optimizer=adam"], "wgan_clip", ("Adam", 1e-4, [0.0, 0.9])),
         (["method=wgan_clip", "optimizer=adam_gan"], "wgan_clip", ("Adam", 2e-4, [0.5, 0.999])),
         (["loss=hinge", "lipschitz=sn"], "hinge_sn", ("Adam", 1e-4, [0.0, 0.9])),

@@ -83,21 +83,40 @@ def test_official_dcgan_structure():
 
 
 @pytest.mark.parametrize(
-    "option,norm,expected",
+    "option,size,norm,expected",
     [
-        ("dcgan", "batch", nn.BatchNorm2d), ("dcgan", "layer", nn.GroupNorm), ("dcgan", "none", None),
-        ("resnet101", "layer", nn.GroupNorm), ("dcgan_nonorm", "batch", None), ("resnet_cifar", "batch", None),
-        ("mlp_generator", "layer", nn.GroupNorm),
+        ("dcgan", 32, "batch", nn.BatchNorm2d), ("dcgan", 64, "layer", nn.GroupNorm), ("dcgan", 32, "none", None),
+        ("resnet101", 32, "layer", nn.GroupNorm), ("dcgan_nonorm", 32, "batch", None),
+        ("resnet_cifar", 32, "batch", None), ("mlp_generator", 64, "layer", nn.GroupNorm),
+        # gan_cifar.py's 32x32 critic has no normalization under the penalty (its batch norms are
+        # guarded by MODE != 'wgan-gp'); gan_64x64.py's has layer norm.
+        ("dcgan", 32, "layer", None), ("mlp_generator", 32, "layer", None),
     ],
 )
-def test_critic_normalization_follows_the_method(option, norm, expected):
-    critic = build_arch(option, "arch.dim=8").critic((3, 32, 32), norm)
+def test_critic_normalization_follows_the_method_and_the_official_script(option, size, norm, expected):
+    critic = build_arch(option, "arch.dim=8").critic((3, size, size), norm)
     kinds = {type(m) for m in critic.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))}
     assert kinds == ({expected} if expected else set())
 
 
+@pytest.mark.parametrize("setting,expected", [("layer", {nn.GroupNorm}), ("none", set())])
+def test_the_critic_norm_under_the_penalty_can_be_chosen(setting, expected):
+    for size in (32, 64):
+        arch = build_arch("dcgan", "arch.dim=8", f"arch.d_norm_under_penalty={setting}")
+        critic = arch.critic((3, size, size), "layer")
+        assert {type(m) for m in critic.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))} == expected
+
+
+def test_the_32x32_dcgan_generator_normalizes_its_linear_outputs_one_by_one():
+    """gan_cifar.py: Batchnorm over axis [0] of the linear layer's 4*4*4d outputs, before the reshape;
+    gan_64x64.py (and the random architectures' study script) normalize per channel of the grid."""
+    first = lambda size: build_arch("dcgan", "arch.dim=8").generator((3, size, size)).net[1]  # noqa: E731
+    assert isinstance(first(32), nn.BatchNorm1d) and first(32).num_features == 4 * 4 * 4 * 8
+    assert isinstance(first(64), nn.BatchNorm2d) and first(64).num_features == 8 * 8
+
+
 def test_layer_norm_is_per_sample_over_channels_and_positions():
-    norm = build_arch("dcgan", "arch.dim=8").critic((3, 32, 32), "layer")[3]
+    norm = build_arch("dcgan", "arch.dim=8").critic((3, 64, 64), "layer")[3]
     assert isinstance(norm, nn.GroupNorm) and norm.num_groups == 1
     x = torch.randn(2, norm.num_channels, 8, 8) * 5 + 3
     y = norm(x)

@@ -9,6 +9,7 @@ import logging
 import os
 import struct
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +23,9 @@ from wgan.config import validate
 from wgan.dataset import DatasetNotFound, Fit
 from wgan.dataset.image_files import conform, image_files
 from wgan.dataset.images import StreamingImages
+from wgan.metrics import EvalContext, to_uint8
+from wgan.metrics.cache import cache_path
+from wgan.metrics.inception import reference, reference_images
 from wgan.schema import ConfigError
 
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -58,6 +62,11 @@ def write_folder(root: Path, images: torch.Tensor) -> None:
 
 def idx_bytes(images: torch.Tensor) -> bytes:
     return struct.pack(">BBBB", 0, 0, 8, images.ndim) + struct.pack(f">{images.ndim}i", *images.shape) + images.numpy().tobytes()
+
+
+def as_set(images: torch.Tensor) -> list[bytes]:
+    """The images as a multiset, for streams, whose order is the loader's."""
+    return sorted(map(bytes, images.flatten(1).numpy()))
 
 
 def expected_batch(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -195,19 +204,45 @@ def test_fashion_mnist_from_the_debian_package(tmp_path):
     assert test.images.shape == (10_000, 1, 32, 32)
 
 
-def test_imagenet32_reads_npz_batches_channel_major(tmp_path):
-    rows = random_images(7, 3, 32).reshape(7, 3072).numpy()
-    np.savez(tmp_path / "train_data_batch_1.npz", data=rows[:4], labels=np.arange(4))
-    np.savez(tmp_path / "train_data_batch_2.npz", data=rows[4:], labels=np.arange(3))
+def write_oord(root: Path, train: torch.Tensor, valid: torch.Tensor) -> None:
+    """The Pixel RNN release's layout: train_32x32/0000001.png.., valid_32x32/00001.png.. (numbered
+    from 1 with as many digits as the full release's counts, 1,281,149 and 49,999, have)."""
+    for folder, images, digits in [("train_32x32", train, 7), ("valid_32x32", valid, 5)]:
+        (root / folder).mkdir()
+        for i, image in enumerate(images, start=1):
+            write_png(image, root / folder / f"{i:0{digits}d}.png")
+
+
+def test_imagenet32_reads_the_oord_png_folders_of_the_study(tmp_path):
+    train, valid = random_images(12, 3, 32, seed=1), random_images(3, 3, 32, seed=2)
+    write_oord(tmp_path, train, valid)
+    np.savez(tmp_path / "val_data.npz", data=random_images(2, 3, 32).reshape(2, 3072).numpy())  # not read
     dataset = build("imagenet32", f"dataset.root={tmp_path}")
-    assert torch.equal(dataset.images, torch.from_numpy(rows).reshape(7, 3, 32, 32))
+    assert dataset.images.shape == (12, 3, 32, 32) and torch.equal(dataset.images, train)  # 0000010.png after 9
+    for split in ("valid", "test"):
+        assert torch.equal(build("imagenet32", f"dataset.root={tmp_path}", f"dataset.split={split}").images, valid)
+    caches = sorted(path.name for path in (tmp_path / ".wgan-cache").iterdir())
+    assert [name.split("-folder-")[0] for name in caches] == ["oord-train_32x32", "oord-valid_32x32"]
+    batch = dataset.sample(40, generator=torch.Generator().manual_seed(4))
+    assert torch.equal(batch, expected_batch(train, 40, seed=4))
+
+
+def test_imagenet32_reads_the_chrabaszcz_npz_batches_channel_major(tmp_path):
+    rows = random_images(12, 3, 32).reshape(12, 3072).numpy()
+    for number, part in [(1, rows[:4]), (2, rows[4:7]), (10, rows[7:])]:  # batch 10 comes last
+        np.savez(tmp_path / f"train_data_batch_{number}.npz", data=part, labels=np.arange(len(part)))
+    val = random_images(5, 3, 32, seed=3).reshape(5, 3072).numpy()
+    np.savez(tmp_path / "val_data.npz", data=val, labels=np.arange(5))
+    write_oord(tmp_path, random_images(2, 3, 32), random_images(2, 3, 32))  # a root may hold both: not read
+    dataset = build("imagenet32", f"dataset.root={tmp_path}", "dataset.layout=chrabaszcz")
+    assert torch.equal(dataset.images, torch.from_numpy(rows).reshape(12, 3, 32, 32))
     assert torch.equal(dataset.images[2, 1], torch.from_numpy(rows[2, 1024:2048]).reshape(32, 32))  # the G plane
-    assert (tmp_path / ".wgan-cache" / "npz-train-32-3-pad.pt").exists()
-
-
-def test_imagenet32_reads_a_png_folder(tmp_path):
-    in_order = write_folder(tmp_path, random_images(4, 3, 32))
-    assert torch.equal(build("imagenet32", f"dataset.root={tmp_path}").images, in_order)
+    valid = build("imagenet32", f"dataset.root={tmp_path}", "dataset.layout=chrabaszcz", "dataset.split=valid")
+    assert torch.equal(valid.images, torch.from_numpy(val).reshape(5, 3, 32, 32))
+    assert (tmp_path / ".wgan-cache" / "chrabaszcz-train-32-3-pad.pt").exists()
+    assert (tmp_path / ".wgan-cache" / "chrabaszcz-val-32-3-pad.pt").exists()
+    # The oord cache of the same root is another file, so neither layout reads the other's images.
+    assert build("imagenet32", f"dataset.root={tmp_path}").images.shape == (2, 3, 32, 32)
 
 
 def test_in_memory_sampling_moves_the_images_once_and_follows_the_global_rng(tmp_path):
@@ -225,8 +260,80 @@ def test_streaming_images_refill_from_the_loader():
     torch.manual_seed(0)
     epoch = torch.cat([dataset.sample(4), dataset.sample(4)])
     as_uint8 = ((epoch + 1) * 127.5).round().to(torch.uint8)
-    assert sorted(map(bytes, as_uint8.flatten(1).numpy())) == sorted(map(bytes, images.flatten(1).numpy()))
+    assert as_set(as_uint8) == as_set(images)
     assert dataset.sample(20).shape == (20, 3, 32, 32)  # across epoch ends
+
+
+def test_dequantized_batches_follow_gan_cifar_resnet(tmp_path):
+    in_order = write_folder(tmp_path, random_images(6, 3, 32))
+    dataset = build("imagefolder", f"dataset.root={tmp_path}", "dataset.dequantize=true")
+    assert torch.equal(dataset.images, in_order)  # the stored pixels stay exact
+    batch = dataset.sample(50, generator=torch.Generator().manual_seed(7))
+    # The same draws in the same order: the images, then one uniform per pixel.
+    draws = torch.Generator().manual_seed(7)
+    x = in_order[torch.randint(6, (50,), generator=draws)]
+    uniform = torch.rand(50, 3, 32, 32, generator=draws)
+    assert torch.equal(batch, 2 * (x.float() / 256 - 0.5) + uniform / 128)
+    # Every value in its pixel's bin [2x/256 - 1, 2x/256 - 1 + 1/128): exactly so before the one
+    # float32 rounding, which can land a value on the bin's upper edge (as in the official code).
+    exact, low = 2 * (x.double() / 256 - 0.5) + uniform.double() / 128, 2 * x.double() / 256 - 1
+    assert torch.equal(batch, exact.float()) and (exact >= low).all() and (exact < low + 1 / 128).all()
+    assert (batch >= low).all() and (batch <= low + 1 / 128).all()
+    # Training draws come from the global RNG, like the undequantized ones.
+    torch.manual_seed(8)
+    first = dataset.sample(200)
+    torch.manual_seed(8)
+    assert torch.equal(first, dataset.sample(200))
+    # Against the bin's lower edge the mean shift is half a bin, 1/256 (+-1e-5: 600k pixels, sd 1/128/sqrt(12)).
+    many = dataset.sample(200, generator=torch.Generator().manual_seed(9))
+    lower = 2 * in_order[torch.randint(6, (200,), generator=torch.Generator().manual_seed(9))].double() / 256 - 1
+    assert (many.double() - lower).mean().item() == pytest.approx(1 / 256, abs=1e-5)
+
+
+def test_dequantize_is_a_setting_of_every_stored_image_option_and_off_by_default():
+    for option in ("cifar10", "mnist", "fashion_mnist", "imagefolder", "imagenet32", "lsun_bedroom"):
+        assert compose_config([f"dataset={option}"]).dataset.dequantize is False, option
+    with pytest.raises(Exception) as info:  # blobs drawn in floating point have no uint8 grid to dequantize
+        compose_config(["dataset=synthetic", "dataset.dequantize=true"])
+    assert "Could not override 'dataset.dequantize'" in str(info.value)
+
+
+def test_scores_read_the_stored_pixels_not_the_dequantized_batches(tmp_path):
+    in_order = write_folder(tmp_path, random_images(6, 3, 32))
+    dataset = build("imagefolder", f"dataset.root={tmp_path}", "dataset.dequantize=true")
+    in_memory = EvalContext(fake=None, real=None, dataset=dataset, cfg=None)
+    assert torch.equal(reference_images(in_memory, None), in_order)
+    fixed_permutation = torch.randperm(6, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(reference_images(in_memory, 4), in_order[fixed_permutation[:4]])
+    # A stream (LSUN's) has no tensor of every image: its reference images are drawn as stored.
+    images = random_images(8, 3, 32)
+    stream = StreamingImages("stream", [(image, 0) for image in images], 32, 3, loader_batch_size=4, num_workers=0,
+                             dequantize=True)
+    torch.manual_seed(0)
+    reference = reference_images(EvalContext(fake=None, real=None, dataset=stream, cfg=None), 8)
+    assert reference.dtype == torch.uint8 and as_set(reference) == as_set(images)
+    training = stream.sample(8)  # the next epoch, dequantized: each value in the bin of its stored pixel
+    stored = training.add(1).mul(128).floor()
+    assert as_set(stored.to(torch.uint8)) == as_set(images)
+    assert training.add(1).mul(128).sub(stored).std() > 0.25  # U(0, 1) within the bin: sd 0.29
+
+
+def test_reference_statistics_of_the_two_imagenet_releases_are_kept_apart(tmp_path, monkeypatch):
+    keys = []
+    monkeypatch.setattr("wgan.metrics.inception.cached_tensors", lambda folder, key, compute: keys.append(key))
+    for layout in ("oord", "chrabaszcz", "oord"):
+        cfg = compose_config(["dataset=imagenet32", f"dataset.root={tmp_path}", f"dataset.layout={layout}",
+                              f"metrics.cache_dir={tmp_path}"])
+        context = EvalContext(fake=None, real=None, dataset=None, cfg=cfg)
+        reference(context, SimpleNamespace(name="inception"), cfg.metrics.inception, batch_size=8)
+    assert [key["layout"] for key in keys] == [f"ImageNetLayout.{name}" for name in ("oord", "chrabaszcz", "oord")]
+    assert cache_path(tmp_path, keys[0]) != cache_path(tmp_path, keys[1]) and keys[0] == keys[2]
+
+
+def test_synthetic_reference_images_are_its_blobs_on_the_uint8_grid():
+    dataset = build("synthetic")
+    reference = reference_images(EvalContext(fake=None, real=None, dataset=dataset, cfg=None), 6)
+    assert torch.equal(reference, to_uint8(dataset.sample(6, generator=torch.Generator().manual_seed(0))))
 
 
 def missing(option, tmp_path, *overrides):
@@ -251,15 +358,35 @@ def test_missing_files_name_the_folder_and_how_to_get_them(tmp_path):
         f"no image files (.bmp, .gif, .jpeg, .jpg, .png, .tif, .tiff, .webp) in {tmp_path / 'nowhere'}: put the images there "
         "(any folder tree) or set dataset.root"
     )
-    assert missing("imagenet32", tmp_path) == (
-        f"no ImageNet 32x32 in {tmp_path} (neither train_data_batch_*.npz nor image files): download the npz "
-        "batches (Imagenet32_train_npz.zip, Imagenet32_val_npz.zip) or the PNG folders from "
-        f"https://image-net.org/download-images (free account) and unpack them into {tmp_path}"
-    )
     assert missing("lsun_bedroom", tmp_path) == (
         f"no LSUN database at {tmp_path / 'bedroom_train_lmdb'}: download it with `python download.py -c bedroom` "
         f"from https://github.com/fyu/lsun and unzip it into {tmp_path}"
     )
+
+
+def test_missing_imagenet32_names_the_path_the_layout_and_the_download(tmp_path):
+    oord = ("(dataset.layout=oord: van den Oord et al.'s PNG folders, which the paper's study read): download "
+            '"Downsampled ImageNet 32x32" (train_32x32.tar, valid_32x32.tar) from '
+            "https://image-net.org/download-images (needs an image-net.org account) and unpack each with "
+            f"`tar -xf <file> -C {tmp_path}`; for Chrabaszcz et al.'s npz batches, set dataset.layout=chrabaszcz")
+    chrabaszcz = ("(dataset.layout=chrabaszcz: Chrabaszcz et al.'s npz batches): download Imagenet32_train_npz.zip and "
+                  "Imagenet32_val_npz.zip from https://image-net.org/download-images (needs an image-net.org account) "
+                  f"and unpack each with `unzip -j <file> -d {tmp_path}`; for van den Oord et al.'s PNG folders, which "
+                  "the paper's study read, set dataset.layout=oord")
+    # The npz batches do not stand in for the PNG folders, nor the other way round.
+    np.savez(tmp_path / "train_data_batch_1.npz", data=random_images(1, 3, 32).reshape(1, 3072).numpy())
+    (tmp_path / "train_32x32").mkdir()
+    assert isinstance(build_error("imagenet32", f"dataset.root={tmp_path}", "dataset.split=valid"), DatasetNotFound)
+    assert missing("imagenet32", tmp_path, "dataset.split=valid") == (
+        f"no ImageNet 32x32 at {tmp_path / 'valid_32x32'} {oord}")
+    assert missing("imagenet32", tmp_path, "dataset.layout=chrabaszcz", "dataset.split=test") == (
+        f"no ImageNet 32x32 at {tmp_path / 'val_data.npz'} {chrabaszcz}")
+    empty = tmp_path / "empty"
+    assert missing("imagenet32", empty, "dataset.layout=chrabaszcz") == (
+        f"no ImageNet 32x32 at {empty / 'train_data_batch_*.npz'} {chrabaszcz.replace(str(tmp_path), str(empty))}")
+    with pytest.raises(Exception) as info:
+        compose_config(["dataset=imagenet32", "dataset.layout=downsampled"])
+    assert "Invalid value 'downsampled', expected one of [oord, chrabaszcz]" in str(info.value.__cause__)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lmdb") is not None, reason="lmdb is installed")

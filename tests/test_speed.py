@@ -12,7 +12,9 @@ from wgan.files import RunFiles
 from wgan.speed import restore, snapshot
 from wgan.train import Trainer
 
-DCGAN = ["dataset=synthetic", "arch=dcgan", "arch.dim=8", "train.batch_size=8", "metrics=none", "logger=none"]
+# A normalized critic (layer norm under the penalty) exercises channels_last on norm layers too.
+DCGAN = ["dataset=synthetic", "arch=dcgan", "arch.dim=8", "arch.d_norm_under_penalty=layer", "train.batch_size=8",
+         "metrics=none", "logger=none"]
 
 
 def losses(tmp_path, *overrides: str, iterations: int = 4) -> torch.Tensor:

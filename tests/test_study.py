@@ -43,9 +43,10 @@ def test_arch_random_sweeps_200_architectures_crossed_with_the_command_line():
 
 @pytest.mark.parametrize("study,jobs,swept", [
     ("robustness_paper", 400, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(200)}}),
-    ("figure2", 28, {"method": {"wgan_gp", "wgan_clip", "dcgan", "lsgan"},
+    ("figure2", 28, {"method": {"wgan_gp_beta05", "wgan_clip", "dcgan", "lsgan"},
                      "arch": {"dcgan", "dcgan_constfilter", "mlp_generator", "dcgan_nonorm", "dcgan_gated",
                               "dcgan_tanh", "resnet101"}}),
+    ("figure3", 4, {"method": {"wgan_clip", "wgan_gp_rmsprop", "wgan_gp_beta05", "dcgan"}}),
     ("robustness_toy", 20, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(10)}}),
     ("robustness_fmnist", 20, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(10)}}),
 ])

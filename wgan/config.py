@@ -37,7 +37,10 @@ class LRDecay(Enum):
 class TrainConfig:
     iterations: int = bounded(10_000, ge=1)  # generator iterations
     n_critic: int = bounded(5, ge=1)  # critic updates per generator update
-    batch_size: int = bounded(64, ge=1)
+    batch_size: int = bounded(64, ge=1)  # real and generated samples per critic step
+    # Generated samples per generator step; null: batch_size. The official CIFAR-10 ResNet uses
+    # twice the critic's (gan_cifar_resnet.py, GEN_BS_MULTIPLE = 2).
+    generator_batch_size: Optional[int] = bounded(None, ge=1)
     log_every: int = bounded(100, ge=1)  # iterations between logged training statistics
     lr_decay: LRDecay = LRDecay.constant  # learning-rate schedule of both optimizers
 
@@ -65,6 +68,9 @@ class Config:
     device: Device = Device.auto
     threads: Optional[int] = bounded(None, ge=1)  # torch CPU threads; None: all, or a parallel job's share
     study: str = "default"  # groups runs, e.g. the W&B group
+    # The run's method in results.json, W&B and reports; null: the loss and the Lipschitz method
+    # (wgan_gp, wgan_clip, gan, lsgan). Presets that vary a method's optimizer set their own.
+    method_label: Optional[str] = None
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     ckpt: CheckpointConfig = field(default_factory=CheckpointConfig)
@@ -123,8 +129,10 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
 
 
 def method_name(cfg: DictConfig) -> str:
-    """The training method as the paper names it: the loss, plus the Lipschitz method if any
-    (`wgan_gp`, `wgan_clip`, `gan`, `lsgan`, `hinge_sn`, ...)."""
+    """The training method as the paper names it: `method_label` if set, else the loss, plus the
+    Lipschitz method if any (`wgan_gp`, `wgan_clip`, `gan`, `lsgan`, `hinge_sn`, ...)."""
+    if cfg.method_label:
+        return cfg.method_label
     if cfg.lipschitz.name == "none":
         return cfg.loss.name
     return f"{cfg.loss.name}_{cfg.lipschitz.name}"

@@ -5,7 +5,8 @@ hardware or torch lacks it, so a config written for a GPU cluster still runs on 
 - `precision=bf16`: the networks' forward passes under bf16 autocast; the gradient penalty (its
   critic forward, input gradient and norm) stays in fp32, where its second derivatives are exact.
 - `channels_last`: image networks and batches in NHWC layout (faster tensor-core convolutions).
-- `fused_optimizer`: torch's fused Adam / RMSprop kernels (one kernel per step, not one per tensor).
+- `fused_optimizer`: torch's fused Adam kernels (one kernel per step, not one per tensor); RMSProp,
+  TF1's and torch's, has none and falls back.
 - `cuda_graphs`: the critic update and the generator update are each captured once as a CUDA
   graph (static shapes; Adam/RMSprop in capturable mode) and replayed every step with the new
   batch copied in, which removes the launch overhead of hundreds of small kernels.
@@ -86,7 +87,7 @@ class Speed:
 
 
 def make_optimizer(make: Callable[..., torch.optim.Optimizer], params: Any, options: dict[str, bool]) -> torch.optim.Optimizer:
-    """`make(params, **options)`, dropping `fused` where this torch or device has no fused kernel."""
+    """`make(params, **options)`, dropping `fused` where this torch, device or optimizer has no fused kernel."""
     params = list(params)
     try:
         return make(params, **options)
@@ -152,7 +153,8 @@ def snapshot(holders: Sequence[nn.Module | torch.optim.Optimizer]) -> dict[int, 
 @torch.no_grad()
 def restore(holders: Sequence[nn.Module | torch.optim.Optimizer], saved: dict[int, torch.Tensor]) -> None:
     """Copy the saved values back into the same tensors; state created since (an optimizer's first
-    step) goes back to zero, which is what a fresh optimizer starts from."""
+    step) goes back to zero, which is what a fresh torch optimizer starts from (TF1's RMSProp, whose
+    average starts at ones, makes its state before: wgan.optimizer.tf1_rmsprop)."""
     for holder in holders:
         for tensor in tensors_of(holder):
             if id(tensor) in saved:

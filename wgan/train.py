@@ -183,7 +183,8 @@ class Trainer:
         return {**stats, "real": real, "fake": fake, "grad_norms": grad_norms}
 
     def generator_step(self) -> torch.Tensor:
-        return self.generator_update(self.generator.sample_noise(self.cfg.train.batch_size, self.device))
+        batch = self.cfg.train.generator_batch_size or self.cfg.train.batch_size
+        return self.generator_update(self.generator.sample_noise(batch, self.device))
 
     def update_generator(self, noise: torch.Tensor) -> torch.Tensor:
         self.critic.requires_grad_(False)  # the generator step needs no critic parameter gradients

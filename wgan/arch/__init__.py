@@ -1,7 +1,9 @@
-"""The `arch` config group: every option builds an architecture object with two factories,
-`generator(data_shape)` and `critic(data_shape, norm)`, returning torch modules. `norm` is what
-the critic uses wherever the architecture calls for batch norm ("batch", "layer" or "none"); the
-Lipschitz method decides it (see `wgan.lipschitz`). The critic returns one score per sample.
+"""The `arch` config group: every option builds an `Architecture` (wgan.arch.base) with two
+factories, `generator(data_shape)` and `critic(data_shape, norm)`, returning initialized torch
+modules. `norm` is what the critic uses wherever the architecture calls for batch norm ("batch",
+"layer" or "none"); the Lipschitz method decides it (see `wgan.lipschitz`). The critic returns one
+score per sample. `arch.init` initializes the weights as the official code does (tflib, the
+default; see wgan.arch.init) or leaves torch's defaults.
 
 Generators carry `noise_dim` and `sample_noise`, so the training loop never needs to know which
 architecture it trains. An architecture may expose `choices`, a flat dict of what it sampled
@@ -11,7 +13,8 @@ architecture it trains. An architecture may expose `choices`, a flat dict of wha
 `resnet101`, `resnet_cifar`) build 32x32 and 64x64 images of 1 or 3 channels and raise a
 ConfigError for anything else; `random` builds both.
 """
-from wgan.arch.base import Generator
+from wgan.arch.base import Architecture, Generator
+from wgan.arch.init import Init
 from wgan.arch.dcgan import DCGANArch, DCGANArchConfig, MLPGeneratorArch, MLPGeneratorArchConfig
 from wgan.arch.mlp import MLPArch, MLPArchConfig
 from wgan.arch.random import NetSpaceConfig, RandomArch, RandomArchConfig
@@ -28,7 +31,7 @@ SCHEMAS = {
 }
 
 __all__ = [
-    "DCGANArch", "DCGANArchConfig", "Generator", "MLPArch", "MLPArchConfig", "MLPGeneratorArch",
+    "Architecture", "DCGANArch", "Init", "DCGANArchConfig", "Generator", "MLPArch", "MLPArchConfig", "MLPGeneratorArch",
     "MLPGeneratorArchConfig", "NetSpaceConfig", "RandomArch", "RandomArchConfig", "ResNet101Arch",
     "ResNet101ArchConfig", "ResNetCIFARArch", "ResNetCIFARArchConfig", "SCHEMAS",
 ]

@@ -1,8 +1,22 @@
-"""What every architecture's generator shares: the latent distribution it is fed."""
+"""What every architecture shares: its config fields, the two factories the training loop calls,
+the weights' initialization, and the latent distribution its generator is fed."""
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
 import torch
+from omegaconf import MISSING
 from torch import nn
+
+from wgan.arch.init import Init, initialize
+
+
+@dataclass
+class ArchConfig:
+    _target_: str = MISSING
+    name: str = MISSING
+    init: Init = Init.official  # the official code's (tflib's) initialization, or torch's defaults
 
 
 class Generator(nn.Module):
@@ -20,3 +34,31 @@ class Generator(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)
+
+
+class Architecture(ABC):
+    """An `arch` option: `generator(data_shape)` and `critic(data_shape, norm)` build initialized
+    networks. `norm` is what the critic uses wherever the architecture calls for batch norm
+    ("batch", "layer" or "none"), as the Lipschitz method decides; the critic returns one score per
+    sample."""
+
+    def __init__(self, name: str, init: Init | str = Init.official) -> None:
+        self.name = name
+        self.init = Init(init)
+
+    def generator(self, data_shape: tuple[int, ...]) -> Generator:
+        return initialize(self.build_generator(data_shape), self.init, self.weight_std(data_shape, "g"))
+
+    def critic(self, data_shape: tuple[int, ...], norm: str = "none") -> nn.Module:
+        return initialize(self.build_critic(data_shape, norm), self.init, self.weight_std(data_shape, "d"))
+
+    @abstractmethod
+    def build_generator(self, data_shape: tuple[int, ...]) -> Generator: ...
+
+    @abstractmethod
+    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module: ...
+
+    def weight_std(self, data_shape: tuple[int, ...], net: str) -> float | None:
+        """One std for every weight of network `net` ("g" or "d"), as tflib's set_weights_stdev,
+        or None: each layer's own (see wgan.arch.init)."""
+        return None

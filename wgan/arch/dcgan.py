@@ -8,20 +8,44 @@ LeakyReLU 0.2, normalization after every convolution but the first, a linear sco
 The variants (`dcgan_constfilter`, `dcgan_nonorm`, `dcgan_gated`, `dcgan_tanh`) are settings of
 the same builders; `mlp_generator` swaps G for the 4-layer 512-unit ReLU MLP of `gan_64x64.py`.
 
+At each size the networks are built and initialized as the script of that size builds its DCGAN:
+- 32x32, `gan_cifar.py`: G's first batch norm normalizes each of the linear layer's outputs (over
+  the batch alone, before the reshape to the 4x4 grid); the critic has no normalization under the
+  gradient penalty (`MODE != 'wgan-gp'` guards its batch norms); tflib's per-layer initializers.
+- 64x64, `gan_64x64.py`: batch norm per channel; layer norm in the critic under the penalty; every
+  weight with std 0.02 (`set_weights_stdev`) in the DCGAN generator and critic and in the no-norm
+  and tanh variants; per-layer initializers in the constant-filter and gated generators, the gated
+  critic and the MLP generator.
+`arch.d_norm_under_penalty` chooses the critic's normalization under the penalty explicitly.
+
 `dcgan_generator` and `dcgan_critic` also build the random architectures (`wgan.arch.random`):
 `stages` fixes the number of stride-2 layers and `extra` inserts stride-1 3x3 layers.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from functools import partial
 
 from torch import nn
 
 from wgan.arch.base import Generator
+from wgan.arch.init import Init
 from wgan.arch.layers import ImageArch, ImageArchConfig, Nonlinearity, doublings, image_size, to_grid, unit
 from wgan.arch.mlp import mlp_generator
 from wgan.schema import bounded
+
+
+class PenaltyNorm(Enum):
+    """The critic's normalization where the Lipschitz method asks for layer norm (the penalty)."""
+
+    official = "official"  # as the script of the image size: none at 32x32 (gan_cifar.py), layer at 64x64 (gan_64x64.py)
+    layer = "layer"
+    none = "none"
+
+
+# gan_64x64.py's set_weights_stdev(0.02) for its DCGAN networks.
+DCGAN_64_WEIGHT_STD = 0.02
 
 
 @dataclass
@@ -33,6 +57,7 @@ class DCGANArchConfig(ImageArchConfig):
     g_norm: bool = True  # batch norm after every G layer but the last
     d_norm: bool = True  # normalization after every D conv but the first; the Lipschitz method picks its kind
     constant_filters: bool = False  # G keeps d channels throughout instead of 8d, 4d, 2d, d
+    d_norm_under_penalty: PenaltyNorm = PenaltyNorm.official
 
 
 @dataclass
@@ -55,13 +80,20 @@ def same_convs(n: int, channels: int, nonlinearity: Nonlinearity | str, norm: st
 
 
 def dcgan_generator(data_shape: tuple[int, int, int], noise_dim: int, dim: int, stages: int,
-                    nonlinearity: Nonlinearity | str, norm: str, constant: bool = False, extra: int = 0) -> Generator:
+                    nonlinearity: Nonlinearity | str, norm: str, constant: bool = False, extra: int = 0,
+                    flat_first_norm: bool = False) -> Generator:
     """`stages` stride-2 transposed convolutions up to the image; `extra` stride-1 layers after the
     first of them (on the grid of a quarter of the image side, as the first author's extra-depth
-    DCGAN does)."""
+    DCGAN does); `flat_first_norm` normalizes the linear layer's outputs one by one (gan_cifar.py)
+    rather than per channel of the grid."""
     channels, size, _ = data_shape
     widths = channel_widths(dim, stages, constant)
-    layers = unit(partial(to_grid, noise_dim, size=size >> stages), widths[0], nonlinearity, norm)
+    grid = size >> stages
+    if flat_first_norm:
+        layers = [*unit(partial(nn.Linear, noise_dim), widths[0] * grid * grid, nonlinearity, norm, image=False),
+                  nn.Unflatten(1, (widths[0], grid, grid))]
+    else:
+        layers = unit(partial(to_grid, noise_dim, size=grid), widths[0], nonlinearity, norm)
     for i, (c_in, c_out) in enumerate(zip(widths, widths[1:])):
         layers += unit(partial(up_conv, c_in), c_out, nonlinearity, norm)
         layers += same_convs(extra if i == 0 else 0, c_out, nonlinearity, norm)
@@ -94,33 +126,55 @@ def down_conv(c_in: int, c_out: int) -> nn.Conv2d:
 class DCGANArch(ImageArch):
     def __init__(self, name: str, noise_dim: int, dim: int, g_nonlinearity: Nonlinearity | str = "relu",
                  d_nonlinearity: Nonlinearity | str = "leaky_relu", g_norm: bool = True, d_norm: bool = True,
-                 constant_filters: bool = False) -> None:
-        super().__init__(name, noise_dim, dim)
+                 constant_filters: bool = False, d_norm_under_penalty: PenaltyNorm | str = PenaltyNorm.official,
+                 init: Init | str = Init.official) -> None:
+        super().__init__(name, noise_dim, dim, init)
         self.g_nonlinearity = Nonlinearity(g_nonlinearity)
         self.d_nonlinearity = Nonlinearity(d_nonlinearity)
         self.g_norm = g_norm
         self.d_norm = d_norm
         self.constant_filters = constant_filters
+        self.d_norm_under_penalty = PenaltyNorm(d_norm_under_penalty)
 
-    def generator(self, data_shape: tuple[int, ...]) -> Generator:
-        stages = doublings(image_size(data_shape, self.name))
-        return dcgan_generator(data_shape, self.noise_dim, self.dim, stages, self.g_nonlinearity,
-                               "batch" if self.g_norm else "none", self.constant_filters)
+    def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
+        size = image_size(data_shape, self.name)
+        return dcgan_generator(data_shape, self.noise_dim, self.dim, doublings(size), self.g_nonlinearity,
+                               "batch" if self.g_norm else "none", self.constant_filters, flat_first_norm=size == 32)
 
-    def critic(self, data_shape: tuple[int, ...], norm: str = "none") -> nn.Module:
-        stages = doublings(image_size(data_shape, self.name))
-        return dcgan_critic(data_shape, self.dim, stages, self.d_nonlinearity, norm if self.d_norm else "none")
+    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
+        size = image_size(data_shape, self.name)
+        if not self.d_norm:
+            norm = "none"
+        elif norm == "layer":
+            norm = self.penalty_norm(size)
+        return dcgan_critic(data_shape, self.dim, doublings(size), self.d_nonlinearity, norm)
+
+    def penalty_norm(self, size: int) -> str:
+        if self.d_norm_under_penalty is PenaltyNorm.official:
+            return "none" if size == 32 else "layer"
+        return self.d_norm_under_penalty.value
+
+    def weight_std(self, data_shape: tuple[int, ...], net: str) -> float | None:
+        """0.02 for gan_64x64.py's DCGAN networks, which are neither gated nor (G) constant-filter."""
+        gated = (self.g_nonlinearity if net == "g" else self.d_nonlinearity) is Nonlinearity.gated
+        crippled = net == "g" and self.constant_filters
+        return DCGAN_64_WEIGHT_STD if data_shape[-1] == 64 and not gated and not crippled else None
 
 
 class MLPGeneratorArch(DCGANArch):
     """Figure 2's MLP generator (`FCGenerator`: ReLU layers of 512 units, a linear map to the
     pixels, tanh) against the DCGAN critic."""
 
-    def __init__(self, name: str, noise_dim: int, dim: int, width: int, depth: int) -> None:
-        super().__init__(name, noise_dim, dim)
+    def __init__(self, name: str, noise_dim: int, dim: int, width: int, depth: int,
+                 init: Init | str = Init.official) -> None:
+        super().__init__(name, noise_dim, dim, init=init)
         self.width = width
         self.depth = depth
 
-    def generator(self, data_shape: tuple[int, ...]) -> Generator:
+    def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
         image_size(data_shape, self.name)
         return mlp_generator(self.noise_dim, data_shape, squash=True, width=self.width, depth=self.depth)
+
+    def weight_std(self, data_shape: tuple[int, ...], net: str) -> float | None:
+        """FCGenerator uses the per-layer initializers; its critic is the DCGAN one."""
+        return None if net == "g" else super().weight_std(data_shape, net)

@@ -13,9 +13,10 @@ from typing import Callable
 
 import torch
 from torch import nn
-from omegaconf import MISSING
 from torch.nn import functional as F
 
+from wgan.arch.base import ArchConfig, Architecture
+from wgan.arch.init import Init
 from wgan.schema import ConfigError, bounded
 
 RESOLUTIONS = (32, 64)
@@ -174,15 +175,13 @@ def doublings(size: int) -> int:
 
 
 @dataclass
-class ImageArchConfig:
-    _target_: str = MISSING
-    name: str = MISSING
+class ImageArchConfig(ArchConfig):
     noise_dim: int = bounded(128, ge=1)
     dim: int = bounded(64, ge=1)  # d, the base filter count
 
 
-class ImageArch:
-    def __init__(self, name: str, noise_dim: int, dim: int) -> None:
-        self.name = name
+class ImageArch(Architecture):
+    def __init__(self, name: str, noise_dim: int, dim: int, init: Init | str = Init.official) -> None:
+        super().__init__(name, init)
         self.noise_dim = noise_dim
         self.dim = dim

@@ -11,13 +11,14 @@ from functools import partial
 
 from torch import nn
 
-from wgan.arch.base import Generator
+from wgan.arch.base import ArchConfig, Architecture, Generator
+from wgan.arch.init import Init, he
 from wgan.arch.layers import Nonlinearity, unit
 from wgan.schema import bounded
 
 
 @dataclass
-class MLPArchConfig:
+class MLPArchConfig(ArchConfig):
     _target_: str = "wgan.arch.mlp.MLPArch"
     name: str = "mlp"
     width: int = bounded(512, ge=1)  # units per hidden layer
@@ -25,12 +26,17 @@ class MLPArchConfig:
     noise_dim: int = bounded(2, ge=1)
 
 
+def he_linear(n_in: int, n_out: int) -> nn.Linear:
+    return he(nn.Linear(n_in, n_out))
+
+
 def mlp(n_in: int, n_out: int, width: int, depth: int, nonlinearity: Nonlinearity | str = Nonlinearity.relu,
         norm: str = "none") -> nn.Sequential:
-    """`depth` hidden layers of `width` units, each normalized (`norm`) and then `nonlinearity`."""
+    """`depth` hidden layers of `width` units, each normalized (`norm`) and then `nonlinearity`;
+    initialized as the official MLPs (`gan_toy.py`'s ReLULayer): 'he' hidden layers, 'glorot' output."""
     layers: list[nn.Module] = []
     for i in range(depth):
-        layers += unit(partial(nn.Linear, n_in if i == 0 else width), width, nonlinearity, norm, image=False)
+        layers += unit(partial(he_linear, n_in if i == 0 else width), width, nonlinearity, norm, image=False)
     layers.append(nn.Linear(width, n_out))
     return nn.Sequential(*layers)
 
@@ -46,16 +52,16 @@ def mlp_critic(data_shape: tuple[int, ...], **mlp_args) -> nn.Module:
     return nn.Sequential(nn.Flatten(), mlp(math.prod(data_shape), 1, **mlp_args), nn.Flatten(0))
 
 
-class MLPArch:
-    def __init__(self, name: str, width: int, depth: int, noise_dim: int) -> None:
-        self.name = name
+class MLPArch(Architecture):
+    def __init__(self, name: str, width: int, depth: int, noise_dim: int, init: Init | str = Init.official) -> None:
+        super().__init__(name, init)
         self.width = width
         self.depth = depth
         self.noise_dim = noise_dim
 
-    def generator(self, data_shape: tuple[int, ...]) -> Generator:
+    def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
         return mlp_generator(self.noise_dim, data_shape, width=self.width, depth=self.depth)
 
-    def critic(self, data_shape: tuple[int, ...], norm: str = "none") -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
         """The toy critic has no normalization layers, so `norm` changes nothing."""
         return mlp_critic(data_shape, width=self.width, depth=self.depth)

@@ -33,8 +33,9 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from wgan.arch.base import Generator
+from wgan.arch.base import ArchConfig, Architecture, Generator
 from wgan.arch.dcgan import dcgan_critic, dcgan_generator
+from wgan.arch.init import Init
 from wgan.arch.layers import Nonlinearity, image_size
 from wgan.arch.mlp import mlp_critic, mlp_generator
 from wgan.schema import ConfigError, bounded
@@ -56,7 +57,7 @@ class NetSpaceConfig:
 
 
 @dataclass
-class RandomArchConfig:
+class RandomArchConfig(ArchConfig):
     _target_: str = "wgan.arch.random.RandomArch"
     name: str = "random"
     seed: int = bounded(0, ge=0)  # which architecture of the space
@@ -74,11 +75,11 @@ def draw(seed: int, net: str, setting: str, values: list[Any]) -> str | int | bo
     return value.value if isinstance(value, Enum) else value
 
 
-class RandomArch:
+class RandomArch(Architecture):
     def __init__(self, name: str, seed: int, noise_dim: int, g: Mapping[str, list], d: Mapping[str, list],
-                 count: int = 200) -> None:
+                 count: int = 200, init: Init | str = Init.official) -> None:
         # `count` sizes the multirun sweep over seeds (conf/arch/random.yaml); one network needs only its seed.
-        self.name = name
+        super().__init__(name, init)
         self.seed = seed
         self.noise_dim = noise_dim
         self.spaces = {"g": g, "d": d}
@@ -97,7 +98,7 @@ class RandomArch:
         """The settings drawn for one network ("g" or "d"), by their names in the space."""
         return {key.split("_", 1)[1]: value for key, value in self.choices.items() if key.startswith(f"{net}_")}
 
-    def generator(self, data_shape: tuple[int, ...]) -> Generator:
+    def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
         c = self.drawn("g")
         norm = "batch" if c["norm"] else "none"
         if len(data_shape) == 1:
@@ -107,7 +108,7 @@ class RandomArch:
         return dcgan_generator(data_shape, self.noise_dim, c["filters"], STAGES, c["nonlinearity"], norm,
                                extra=c["depth"] - BASE_DEPTH)
 
-    def critic(self, data_shape: tuple[int, ...], norm: str = "none") -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
         c = self.drawn("d")
         norm = norm if c["norm"] else "none"
         if len(data_shape) == 1:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from torch import nn
 
 from wgan.arch.base import Generator
+from wgan.arch.init import glorot
 from wgan.arch.layers import (ImageArch, ImageArchConfig, PiecewiseLinear, Residual, Scale, doublings, image_size,
                               norm_layers, resampled, to_grid)
 from wgan.schema import bounded
@@ -51,11 +52,12 @@ class ResNetCIFARArchConfig(ImageArchConfig):
 
 
 def bottleneck_projection(c_in: int, c_out: int, resample: str | None) -> nn.Module | None:
+    """The shortcut's 1x1 projection (he_init=False in the official code, as every shortcut)."""
     if resample == "down":
-        return nn.Conv2d(c_in, c_out, 1, stride=2)
+        return glorot(nn.Conv2d(c_in, c_out, 1, stride=2))
     if resample == "up":  # sub-pixel convolution: 4x the channels, rearranged into a 2x grid
-        return nn.Sequential(nn.Conv2d(c_in, 4 * c_out, 1), nn.PixelShuffle(2))
-    return nn.Conv2d(c_in, c_out, 1) if c_in != c_out else None
+        return nn.Sequential(glorot(nn.Conv2d(c_in, 4 * c_out, 1)), nn.PixelShuffle(2))
+    return glorot(nn.Conv2d(c_in, c_out, 1)) if c_in != c_out else None
 
 
 def bottleneck_middle(c_in: int, c_out: int, resample: str | None) -> nn.Module:
@@ -106,7 +108,7 @@ def preact_block(c_in: int, c_out: int, resample: str | None, norm: str) -> Resi
         resampled(nn.Conv2d(mid, c_out, 3, padding=1), "down" if resample == "down" else None),
     )
     projects = resample is not None or c_in != c_out
-    return Residual(branch, resampled(nn.Conv2d(c_in, c_out, 1), resample) if projects else None)
+    return Residual(branch, resampled(glorot(nn.Conv2d(c_in, c_out, 1)), resample) if projects else None)
 
 
 def optimized_block(c_in: int, c_out: int) -> Residual:
@@ -114,40 +116,40 @@ def optimized_block(c_in: int, c_out: int) -> Residual:
     Its shortcut pools before its 1x1 conv in the official code: the same function."""
     branch = nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1), PiecewiseLinear(),
                            resampled(nn.Conv2d(c_out, c_out, 3, padding=1), "down"))
-    return Residual(branch, resampled(nn.Conv2d(c_in, c_out, 1), "down"))
+    return Residual(branch, resampled(glorot(nn.Conv2d(c_in, c_out, 1)), "down"))
 
 
 class ResNet101Arch(ImageArch):
-    def generator(self, data_shape: tuple[int, ...]) -> Generator:
+    def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
         widths, resamples = resnet101_plan(self.dim, image_size(data_shape, self.name), "up")
         net = nn.Sequential(
             to_grid(self.noise_dim, widths[0], 4),
             *bottleneck_stages(widths, RESNET101_BLOCKS, resamples, "batch"),
-            nn.Conv2d(widths[-1], data_shape[0], 1), Scale(OUTPUT_SCALE), nn.Tanh(),
+            glorot(nn.Conv2d(widths[-1], data_shape[0], 1)), Scale(OUTPUT_SCALE), nn.Tanh(),
         )
         return Generator(net, self.noise_dim)
 
-    def critic(self, data_shape: tuple[int, ...], norm: str = "none") -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
         widths, resamples = resnet101_plan(self.dim, image_size(data_shape, self.name), "down")
         return nn.Sequential(
-            nn.Conv2d(data_shape[0], widths[-1], 1),
+            glorot(nn.Conv2d(data_shape[0], widths[-1], 1)),
             *bottleneck_stages(widths[::-1], RESNET101_BLOCKS[::-1], resamples[::-1], norm),
             nn.Flatten(), nn.Linear(widths[0] * 4 * 4, 1), Scale(OUTPUT_SCALE), nn.Flatten(0),
         )
 
 
 class ResNetCIFARArch(ImageArch):
-    def generator(self, data_shape: tuple[int, ...]) -> Generator:
+    def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
         ups = doublings(image_size(data_shape, self.name))
         d = self.dim
         net = nn.Sequential(
             to_grid(self.noise_dim, d, 4),
             *[preact_block(d, d, "up", "batch") for _ in range(ups)],
-            *norm_layers("batch", d), PiecewiseLinear(), nn.Conv2d(d, data_shape[0], 3, padding=1), nn.Tanh(),
+            *norm_layers("batch", d), PiecewiseLinear(), glorot(nn.Conv2d(d, data_shape[0], 3, padding=1)), nn.Tanh(),
         )
         return Generator(net, self.noise_dim)
 
-    def critic(self, data_shape: tuple[int, ...], norm: str = "none") -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
         """No normalization (Appendix F: batch norm in G only), so `norm` changes nothing."""
         downs = doublings(image_size(data_shape, self.name)) - 2  # to 8x8, the first block included
         d = self.dim

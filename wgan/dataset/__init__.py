@@ -2,9 +2,11 @@
 
 A dataset object exposes `name`, `shape` (one sample's shape), `kind` ("toy" for 2-D point clouds,
 "image" for (C, H, W) images in [-1, 1]) and `sample(n, device, generator=None)`, which returns
-`n` samples on `device`, drawn with the global torch RNG unless a `torch.Generator` is given
+`n` training samples on `device`, drawn with the global torch RNG unless a `torch.Generator` is given
 (evaluation uses its own, so it never shifts the training stream and a resumed run stays
-bit-identical; streamed images, LSUN's, ignore it).
+bit-identical; streamed images, LSUN's, ignore it). Image datasets stored as uint8 (all but
+`synthetic`) also have `sample_uint8(n, device, generator=None)`: the images as stored, never
+dequantized, which the scores compare generated images with.
 """
 from wgan.dataset.image_files import DatasetNotFound, Fit
 from wgan.dataset.images import (
@@ -12,6 +14,7 @@ from wgan.dataset.images import (
     ImageFolderConfig,
     ImageNet32,
     ImageNet32Config,
+    ImageNetLayout,
     LSUN,
     LSUNConfig,
     Split,
@@ -34,7 +37,7 @@ SCHEMAS = {
 }
 
 __all__ = [
-    "DatasetNotFound", "Fit", "ImageFolder", "ImageFolderConfig", "ImageNet32", "ImageNet32Config", "LSUN",
-    "LSUNConfig", "SCHEMAS", "Split", "SyntheticImages", "SyntheticImagesConfig", "ToyDataset", "ToyDatasetConfig",
-    "ToyDistribution", "TorchvisionImages", "TorchvisionImagesConfig", "TorchvisionSource",
+    "DatasetNotFound", "Fit", "ImageFolder", "ImageFolderConfig", "ImageNet32", "ImageNet32Config", "ImageNetLayout",
+    "LSUN", "LSUNConfig", "SCHEMAS", "Split", "SyntheticImages", "SyntheticImagesConfig", "ToyDataset",
+    "ToyDatasetConfig", "ToyDistribution", "TorchvisionImages", "TorchvisionImagesConfig", "TorchvisionSource",
 ]

@@ -1,4 +1,5 @@
-"""Image datasets: every option yields float32 batches (n, C, H, W) in [-1, 1].
+"""Image datasets: every option yields float32 batches (n, C, H, W) in [-1, 1], from stored uint8
+pixels x as x/127.5 - 1, or dequantized (`dequantize`) as the official CIFAR-10 ResNet does.
 
 Data that fits in memory (CIFAR-10, MNIST, Fashion-MNIST, ImageNet 32x32, image folders) is
 decoded once into a uint8 tensor, cached on disk under `<root>/.wgan-cache/`, kept on the
@@ -41,6 +42,9 @@ from wgan.schema import ConfigError, bounded
 
 class Split(Enum):
     train = "train"
+    # The held-out images. Every dataset here has one held-out set and `valid` and `test` both name it:
+    # ImageNet's and LSUN's validation images, CIFAR-10's and the MNISTs' test images.
+    valid = "valid"
     test = "test"
 
 
@@ -55,6 +59,9 @@ class ImageConfig:
 class ImageFilesConfig(ImageConfig):
     root: str = MISSING  # the options default to ${oc.env:WGAN_DATA,data}/<name>
     fit: Fit = Fit.pad  # how stored images that differ from the resolution are brought to it
+    # Training batches as gan_cifar_resnet.py feeds its critic: 2 * (x/256 - 0.5) + U(0, 1/128) per
+    # pixel, not x/127.5 - 1. The scores always read the stored uint8 pixels.
+    dequantize: bool = False
 
 
 @dataclass
@@ -106,10 +113,44 @@ class ImageFolderConfig(DecodedFilesConfig):
     fit: Fit = Fit.resize
 
 
+class ImageNetLayout(Enum):
+    """Which release of ImageNet 32x32 `root` holds: two downsamplings of ImageNet, different images
+    (conf/dataset/imagenet32.yaml says how)."""
+
+    oord = "oord"
+    chrabaszcz = "chrabaszcz"
+
+    def files(self, split: Split) -> str:
+        """What below the root holds `split`: a folder of PNGs, or a pattern of npz batches."""
+        train = split is Split.train
+        if self is ImageNetLayout.oord:
+            return "train_32x32" if train else "valid_32x32"
+        return "train_data_batch_*.npz" if train else "val_data.npz"
+
+    @property
+    def release(self) -> str:
+        return {"oord": "van den Oord et al.'s PNG folders, which the paper's study read",
+                "chrabaszcz": "Chrabaszcz et al.'s npz batches"}[self.value]
+
+    def missing(self, root: Path, split: Split) -> DatasetNotFound:
+        """The error for a root without `split`: where it was looked for and how to get it."""
+        download, unpack = {
+            "oord": ('"Downsampled ImageNet 32x32" (train_32x32.tar, valid_32x32.tar)', f"tar -xf <file> -C {root}"),
+            "chrabaszcz": ("Imagenet32_train_npz.zip and Imagenet32_val_npz.zip", f"unzip -j <file> -d {root}"),
+        }[self.value]
+        other = ImageNetLayout.chrabaszcz if self is ImageNetLayout.oord else ImageNetLayout.oord
+        return DatasetNotFound(
+            f"no ImageNet 32x32 at {root / self.files(split)} (dataset.layout={self.value}: {self.release}): "
+            f"download {download} from https://image-net.org/download-images (needs an image-net.org account) "
+            f"and unpack each with `{unpack}`; for {other.release}, set dataset.layout={other.value}"
+        )
+
+
 @dataclass
 class ImageNet32Config(DecodedFilesConfig):
     _target_: str = "wgan.dataset.images.ImageNet32"
     split: Split = Split.train
+    layout: ImageNetLayout = ImageNetLayout.oord  # which release root holds; the two differ (see the option)
 
 
 @dataclass
@@ -132,6 +173,16 @@ def to_unit_range(images: torch.Tensor) -> torch.Tensor:
     return images.float() / 127.5 - 1
 
 
+def dequantized(images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """uint8 images as gan_cifar_resnet.py feeds real ones to its critic, 2 * (x/256 - 0.5) + U(0, 1/128):
+    each pixel spread uniformly over its 1/128-wide bin of [-1, 1), so the critic cannot tell real
+    from generated images by their values lying on a grid. The noise is drawn where the generator
+    lives (the global RNG: on the images' device), as many values as pixels, in their order."""
+    noise_device = generator.device if generator is not None else images.device
+    noise = torch.rand(images.shape, generator=generator, device=noise_device).to(images.device)
+    return 2 * (images.float() / 256 - 0.5) + noise / 128
+
+
 class ImageData:
     """What every image option shares: its name, kind and sample shape."""
 
@@ -144,7 +195,20 @@ class ImageData:
         self.shape = (channels, resolution, resolution)
 
 
-class InMemoryImages(ImageData):
+class StoredImages(ImageData):
+    """Images stored as uint8: a subclass's `sample_uint8` draws them as stored (what the scores
+    compare generated images with), `sample` turns its draw into training batches in [-1, 1]."""
+
+    def __init__(self, name: str, resolution: int, channels: int, dequantize: bool) -> None:
+        super().__init__(name, resolution, channels)
+        self.dequantize = dequantize
+
+    def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        images = self.sample_uint8(n, device, generator)
+        return dequantized(images, generator) if self.dequantize else to_unit_range(images)
+
+
+class InMemoryImages(StoredImages):
     """A uint8 tensor of every image, decoded by `read` (or loaded from the cache) when built.
 
     `read()` returns uint8 images (N, C, H, W) of any size with C in {1, 3}; they are conformed to
@@ -152,20 +216,20 @@ class InMemoryImages(ImageData):
     """
 
     def __init__(self, name: str, root: str, key: str, read: Callable[[], torch.Tensor], resolution: int,
-                 channels: int, fit: Fit | str, cache: bool) -> None:
-        super().__init__(name, resolution, channels)
+                 channels: int, fit: Fit | str, cache: bool, dequantize: bool) -> None:
+        super().__init__(name, resolution, channels, dequantize)
         fit = Fit(fit)
         cache_path = Path(root) / CACHE_DIR / f"{key}-{resolution}-{channels}-{fit.value}.pt" if cache else None
         self.images = cached(cache_path, lambda: conform(read(), resolution, channels, fit))
         self._on_device = {}  # device -> the images there, moved at the first sample on it
 
-    def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+    def sample_uint8(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
         device = torch.device(device)
         if device not in self._on_device:
             self._on_device[device] = self.images.to(device)
         images = self._on_device[device]
         index = torch.randint(len(images), (n,), generator=generator)
-        return to_unit_range(images[index.to(device)])
+        return images[index.to(device)]
 
 
 def read_torchvision(source: TorchvisionSource, root: Path, split: Split, download: bool,
@@ -201,10 +265,11 @@ class TorchvisionImages(InMemoryImages):
 
     def __init__(self, name: str, root: str, source: TorchvisionSource | str, resolution: int = 32,
                  channels: int = 3, fit: Fit | str = Fit.pad, cache: bool = True, split: Split | str = Split.train,
-                 download: bool = False, system_root: str | None = None) -> None:
+                 download: bool = False, system_root: str | None = None, dequantize: bool = False) -> None:
         source, split = TorchvisionSource(source), Split(split)
         read = functools.partial(read_torchvision, source, Path(root), split, download, system_root)
-        super().__init__(name, root, f"{source.value}-{split.value}", read, resolution, channels, fit, cache)
+        super().__init__(name, root, f"{source.value}-{split.value}", read, resolution, channels, fit, cache,
+                         dequantize)
 
 
 def folder_reader(root: Path, resolution: int, channels: int, fit: Fit,
@@ -229,41 +294,44 @@ class ImageFolder(InMemoryImages):
     """
 
     def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.resize,
-                 cache: bool = True, undecodable: Undecodable | str = Undecodable.skip) -> None:
+                 cache: bool = True, undecodable: Undecodable | str = Undecodable.skip,
+                 dequantize: bool = False) -> None:
         key, read = folder_reader(Path(root), resolution, channels, Fit(fit), Undecodable(undecodable))
-        super().__init__(name, root, key, read, resolution, channels, fit, cache)
+        super().__init__(name, root, key, read, resolution, channels, fit, cache, dequantize)
 
 
-def imagenet_reader(root: Path, split: Split, resolution: int, channels: int, fit: Fit,
+def imagenet_reader(root: Path, layout: ImageNetLayout, split: Split, resolution: int, channels: int, fit: Fit,
                     undecodable: Undecodable) -> tuple[str, Callable[[], torch.Tensor]]:
-    """The npz batches of the split if `root` holds them, else every image file below `root`."""
-    pattern = "train_data_batch_*.npz" if split is Split.train else "val_data.npz"
-    batches = sorted(root.glob(pattern))
-    if batches:
-        return f"npz-{split.value}", functools.partial(read_npz_batches, batches)
-    try:
-        return folder_reader(root, resolution, channels, fit, undecodable)
-    except DatasetNotFound:
-        raise DatasetNotFound(
-            f"no ImageNet 32x32 in {root} (neither {pattern} nor image files): download the npz batches "
-            f"(Imagenet32_train_npz.zip, Imagenet32_val_npz.zip) or the PNG folders from "
-            f"https://image-net.org/download-images (free account) and unpack them into {root}"
-        ) from None
+    """The cache key and reader of one split of one release. The key names the layout: the two
+    releases are different images, and a root may hold both."""
+    files = layout.files(split)
+    if layout is ImageNetLayout.oord:
+        if not (root / files).is_dir():
+            raise layout.missing(root, split)
+        # The PNGs are numbered with leading zeros (0000001.png): sorted names are the release's order.
+        key, read = folder_reader(root / files, resolution, channels, fit, undecodable)
+        return f"oord-{files}-{key}", read
+    batches = sorted(root.glob(files), key=lambda path: (len(path.name), path.name))  # batch 10 after batch 9
+    if not batches:
+        raise layout.missing(root, split)
+    return f"chrabaszcz-{'train' if split is Split.train else 'val'}", functools.partial(read_npz_batches, batches)
 
 
 class ImageNet32(InMemoryImages):
-    """The downsampled ImageNet of the paper's architecture study (Chrabaszcz et al. 2017): `root`
-    holds either its npz batches (the split chooses train or val) or a folder of its PNGs (the
-    split is then the folder's)."""
+    """Downsampled ImageNet 32x32, the data of the paper's architecture study, from either release
+    (`layout`): van den Oord et al.'s PNG folders, which the study read, or Chrabaszcz et al.'s npz
+    batches."""
 
     def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.pad,
                  cache: bool = True, split: Split | str = Split.train,
-                 undecodable: Undecodable | str = Undecodable.skip) -> None:
-        key, read = imagenet_reader(Path(root), Split(split), resolution, channels, Fit(fit), Undecodable(undecodable))
-        super().__init__(name, root, key, read, resolution, channels, fit, cache)
+                 layout: ImageNetLayout | str = ImageNetLayout.oord, undecodable: Undecodable | str = Undecodable.skip,
+                 dequantize: bool = False) -> None:
+        key, read = imagenet_reader(Path(root), ImageNetLayout(layout), Split(split), resolution, channels, Fit(fit),
+                                    Undecodable(undecodable))
+        super().__init__(name, root, key, read, resolution, channels, fit, cache, dequantize)
 
 
-class StreamingImages(ImageData):
+class StreamingImages(StoredImages):
     """Batches from a torch dataset of (uint8 image, label) pairs, through a shuffling DataLoader
     that starts again when it is exhausted.
 
@@ -273,8 +341,8 @@ class StreamingImages(ImageData):
     """
 
     def __init__(self, name: str, dataset: torch.utils.data.Dataset, resolution: int, channels: int,
-                 loader_batch_size: int, num_workers: int) -> None:
-        super().__init__(name, resolution, channels)
+                 loader_batch_size: int, num_workers: int, dequantize: bool = False) -> None:
+        super().__init__(name, resolution, channels, dequantize)
         self.loader = DataLoader(dataset, batch_size=loader_batch_size, shuffle=True, num_workers=num_workers,
                                  persistent_workers=num_workers > 0)
         self._batches = self._forever()
@@ -285,11 +353,11 @@ class StreamingImages(ImageData):
             for images, _ in self.loader:
                 yield images
 
-    def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+    def sample_uint8(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
         while len(self._buffer) < n:
             self._buffer = torch.cat([self._buffer, next(self._batches)])
         batch, self._buffer = self._buffer[:n], self._buffer[n:]
-        return to_unit_range(batch.to(device))
+        return batch.to(device)
 
 
 class LSUN(StreamingImages):
@@ -298,7 +366,7 @@ class LSUN(StreamingImages):
 
     def __init__(self, name: str, root: str, category: str = "bedroom", resolution: int = 64, channels: int = 3,
                  fit: Fit | str = Fit.resize, split: Split | str = Split.train, num_workers: int = 4,
-                 loader_batch_size: int = 64) -> None:
+                 loader_batch_size: int = 64, dequantize: bool = False) -> None:
         database = f"{category}_{'train' if Split(split) is Split.train else 'val'}"
         if not (Path(root) / f"{database}_lmdb").is_dir():
             raise DatasetNotFound(
@@ -313,7 +381,7 @@ class LSUN(StreamingImages):
         from torchvision.datasets import LSUN
 
         dataset = LSUN(root, classes=[database], transform=transform)
-        super().__init__(name, dataset, resolution, channels, loader_batch_size, num_workers)
+        super().__init__(name, dataset, resolution, channels, loader_batch_size, num_workers, dequantize)
 
 
 class SyntheticImages(ImageData):

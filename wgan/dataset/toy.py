@@ -3,7 +3,7 @@
 - 8 Gaussians: centres at distance 2 in the eight compass directions, noise std 0.02,
   every coordinate then divided by 1.414.
 - 25 Gaussians: centres on the grid {-4,-2,0,2,4}^2, noise std 0.05, a fixed pool of 100,000
-  points, divided by 2.828.
+  points, 4,000 around each centre, shuffled, then divided by 2.828.
 - Swiss roll: scikit-learn's `make_swiss_roll(noise=0.25)` (re-implemented here, it is a
   three-line formula), coordinates 0 and 2, divided by 7.5.
 """
@@ -16,7 +16,7 @@ from enum import Enum
 import torch
 from omegaconf import MISSING
 
-from wgan.schema import bounded
+from wgan.schema import ConfigError, bounded
 
 
 class ToyDistribution(Enum):
@@ -36,7 +36,9 @@ class ToyDatasetConfig:
     distribution: ToyDistribution = MISSING
     noise: float = bounded(0.02, ge=0)  # standard deviation before scaling
     scale: float = bounded(1.414, gt=0)  # every coordinate is divided by this
-    pool_size: int = bounded(0, ge=0)  # >0: sample batches from a fixed pool of this many points
+    # >0: sample batches from a fixed pool of this many points, the same number around each centre
+    # of a mixture (so a multiple of their count), as gan_toy.py builds its 25 Gaussians' pool.
+    pool_size: int = bounded(0, ge=0)
 
 
 def _mixture_centres(distribution: ToyDistribution) -> torch.Tensor:
@@ -74,7 +76,23 @@ class ToyDataset:
         self.centres = _mixture_centres(self.distribution) / scale if self.distribution.is_mixture else None
         self.mode_std = noise / scale
         # The pool is drawn once from the global RNG, which the trainer has seeded.
-        self.pool = self._draw(pool_size) if pool_size else None
+        self.pool = self._draw_pool(pool_size) if pool_size else None
+
+    def _draw_pool(self, size: int) -> torch.Tensor:
+        """gan_toy.py's pool: rounds of one point around every centre in turn (no random centre
+        counts), shuffled, then scaled."""
+        if not self.distribution.is_mixture:
+            return self._draw(size)
+        centres = _mixture_centres(self.distribution)
+        rounds, left = divmod(size, len(centres))
+        if left:
+            raise ConfigError(
+                f"dataset.pool_size={size}: must be a multiple of the {len(centres)} centres of "
+                f"{self.distribution.value}, which each get the same number of points "
+                f"(e.g. {max(rounds, 1) * len(centres)})"
+            )
+        points = centres.repeat(rounds, 1) + self.noise * torch.randn(size, 2)
+        return points[torch.randperm(size)] / self.scale
 
     def _draw(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         if self.distribution is ToyDistribution.swiss_roll:

@@ -284,12 +284,15 @@ def features_of(network: Network, images: torch.Tensor, batch_size: int, what: s
 
 
 def reference_images(context: EvalContext, count: Optional[int]) -> torch.Tensor:
-    """uint8 training images: all of an in-memory dataset (or the first `count` of a fixed
-    permutation), else `count` (default STREAMED_REFERENCE) drawn from the stream."""
+    """uint8 training images as stored (never the dequantized training batches): all of an
+    in-memory dataset (or the first `count` of a fixed permutation), else `count` (default
+    STREAMED_REFERENCE) drawn from the stream."""
     images = getattr(context.dataset, "images", None)
     if images is None:
-        sampled = context.dataset.sample(count or STREAMED_REFERENCE, "cpu", torch.Generator().manual_seed(0))
-        return to_uint8(sampled)
+        count, rng = count or STREAMED_REFERENCE, torch.Generator().manual_seed(0)
+        if hasattr(context.dataset, "sample_uint8"):  # a stream of stored images
+            return context.dataset.sample_uint8(count, "cpu", rng)
+        return to_uint8(context.dataset.sample(count, "cpu", rng))  # drawn in floating point (synthetic)
     if count is not None and count < len(images):
         images = images[torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:count]]
     return images
@@ -302,6 +305,7 @@ def reference(context: EvalContext, network: Network, settings: DictConfig, batc
         "dataset": cfg.name,
         "root": str(Path(cfg.root).expanduser().resolve()) if "root" in cfg else None,
         "split": str(cfg.get("split")),
+        **({"layout": str(cfg.layout)} if "layout" in cfg else {}),  # ImageNet's two releases differ
         "resolution": cfg.resolution,
         "channels": cfg.channels,
         "count": settings.reference_samples,

@@ -57,8 +57,11 @@ def register(name: str, higher_is_better: dict[str, bool], check: Optional[Check
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] onto the uint8 grid real images come from, so generated and real
-    samples are scored at the same precision."""
-    return ((images + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    samples are scored at the same precision: truncated as the official scripts quantize samples
+    for the Inception Score, `((x + 1) * (255.99 / 2)).astype('int32')` (the study script,
+    gan_64x64.py, gan_cifar_resnet.py), which splits [-1, 1] into 256 equal bins and maps every
+    real image's pixels back to themselves."""
+    return ((images + 1) * (255.99 / 2)).clamp(0, 255).to(torch.uint8)
 
 
 def cache_dir(setting: Optional[str]) -> Path:
