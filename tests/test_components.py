@@ -123,12 +123,13 @@ def neg_log_sigmoid(x: float) -> float:
     "loss,critic_value,generator_value",
     [
         (WassersteinLoss(), -0.5 - 1.5, 0.5),
-        (
+        (  # official: (xent(fake, 0) + xent(real, 1)) / 2; generator xent(fake, 1)
             StandardGANLoss(),
-            (neg_log_sigmoid(1) + neg_log_sigmoid(2)) / 2 + (neg_log_sigmoid(-0.0) + neg_log_sigmoid(1)) / 2,
+            ((neg_log_sigmoid(1) + neg_log_sigmoid(2)) / 2 + (neg_log_sigmoid(-0.0) + neg_log_sigmoid(1)) / 2) / 2,
             (neg_log_sigmoid(0) + neg_log_sigmoid(-1)) / 2,
         ),
-        (LeastSquaresLoss(), 0.5 * ((0 + 1) / 2 + (0 + 1) / 2), 0.5 * (1 + 4) / 2),
+        # official: (mean((D(real) - 1)^2) + mean(D(fake)^2)) / 2; generator mean((D(fake) - 1)^2)
+        (LeastSquaresLoss(), 0.5 * ((0 + 1) / 2 + (0 + 1) / 2), (1 + 4) / 2),
         (HingeLoss(), (0 + 0) / 2 + (1 + 0) / 2, 0.5),
     ],
     ids=["wgan", "gan", "lsgan", "hinge"],

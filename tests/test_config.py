@@ -119,7 +119,7 @@ def test_methods_bring_the_papers_optimizers(overrides, method, optimizer):
 
 def test_optimizer_is_settable_per_network():
     cfg = compose_config(["optimizer.critic.lr=3e-4"])
-    assert (cfg.optimizer.critic.lr, cfg.optimizer.generator.lr) == (3e-4, 1e-3)
+    assert (cfg.optimizer.critic.lr, cfg.optimizer.generator.lr) == (3e-4, 2e-3)
 
 
 def test_paper_settings_of_the_defaults():
@@ -134,13 +134,21 @@ def test_paper_settings_of_the_defaults():
 def test_toy_recipe_applies_to_the_penalty_on_toy_data(dataset, lipschitz):
     cfg = compose_config([f"dataset={dataset}", f"lipschitz={lipschitz}"])
     assert cfg.lipschitz.lam == 0.1 and cfg.lipschitz.one_sided == (lipschitz == "gp_onesided")
-    assert (cfg.optimizer.generator.lr, cfg.optimizer.critic.lr) == (1e-3, 1e-3)
+    assert (cfg.optimizer.generator.lr, cfg.optimizer.critic.lr) == (2e-3, 2e-3)
+    assert list(cfg.optimizer.generator.betas) == list(cfg.optimizer.critic.betas) == [0.5, 0.9]  # gan_toy.py's
     assert cfg.train.lr_decay.value == "linear"
+
+
+def test_the_official_toy_recipe_is_gan_toy_py():
+    cfg = compose_config(["recipe=toy_gp_official"])
+    assert (cfg.lipschitz.lam, cfg.optimizer.critic.lr, list(cfg.optimizer.critic.betas)) == (0.1, 1e-4, [0.5, 0.9])
+    assert cfg.optimizer.generator.lr == 1e-4 and cfg.train.lr_decay.value == "constant"
+    assert (cfg.train.batch_size, cfg.train.n_critic, cfg.arch.width, cfg.arch.depth) == (256, 5, 512, 3)
 
 
 def test_command_line_overrides_the_recipe():
     cfg = compose_config(["lipschitz.lam=5", "optimizer.critic.lr=3e-4"])
-    assert (cfg.lipschitz.lam, cfg.optimizer.critic.lr, cfg.optimizer.generator.lr) == (5.0, 3e-4, 1e-3)
+    assert (cfg.lipschitz.lam, cfg.optimizer.critic.lr, cfg.optimizer.generator.lr) == (5.0, 3e-4, 2e-3)
 
 
 def test_the_recipe_stays_out_of_other_methods():

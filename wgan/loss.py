@@ -31,23 +31,29 @@ class WassersteinLoss:
 
 
 class StandardGANLoss(WassersteinLoss):
-    """Goodfellow et al. 2014 with the non-saturating generator loss -log sigmoid(D(G(z)))."""
+    """Goodfellow et al. 2014 with the non-saturating generator loss -log sigmoid(D(G(z))), scaled
+    as the official code (gan_64x64.py, gan_cifar.py: `disc_cost /= 2.`): the discriminator's loss
+    is the mean of its two cross-entropies."""
 
     def critic(self, d_real, d_fake):
-        return F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
+        real = F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
+        fake = F.binary_cross_entropy_with_logits(d_fake, torch.zeros_like(d_fake))
+        return (real + fake) / 2
 
     def generator(self, d_fake):
-        return F.softplus(-d_fake).mean()
+        return F.binary_cross_entropy_with_logits(d_fake, torch.ones_like(d_fake))
 
 
 class LeastSquaresLoss(WassersteinLoss):
-    """LSGAN (Mao et al. 2017) with targets a=0 (fake), b=1 (real), c=1 (generator)."""
+    """LSGAN (Mao et al. 2017) with targets a=0 (fake), b=1 (real), c=1 (generator), scaled as the
+    official gan_64x64.py: the critic's two squared errors halved, the generator's not. (The scale
+    matters: TF1's RMSProp, which trains it, starts its average of squared gradients at 1.)"""
 
     def critic(self, d_real, d_fake):
-        return 0.5 * ((d_real - 1).pow(2).mean() + d_fake.pow(2).mean())
+        return (F.mse_loss(d_real, torch.ones_like(d_real)) + F.mse_loss(d_fake, torch.zeros_like(d_fake))) / 2
 
     def generator(self, d_fake):
-        return 0.5 * (d_fake - 1).pow(2).mean()
+        return F.mse_loss(d_fake, torch.ones_like(d_fake))
 
 
 class HingeLoss(WassersteinLoss):
