@@ -136,7 +136,11 @@ def plain_optimizer(settings, params) -> torch.optim.Optimizer:
     if settings._target_ == "torch.optim.Adam":
         return torch.optim.Adam(params, lr=settings.lr, betas=tuple(settings.betas), weight_decay=settings.weight_decay)
     if settings._target_ == "torch.optim.RMSprop":
-        return torch.optim.RMSprop(params, lr=settings.lr, alpha=settings.alpha, weight_decay=settings.weight_decay)
+        return torch.optim.RMSprop(params, lr=settings.lr, alpha=settings.alpha, eps=settings.eps,
+                                   weight_decay=settings.weight_decay)
+    if settings._target_ == "wgan.optimizer.tf1_rmsprop":  # TF1's RMSProp: timm's, as the project builds it
+        from timm.optim import RMSpropTF
+        return RMSpropTF(params, lr=settings.lr, alpha=settings.alpha, eps=settings.eps, weight_decay=settings.weight_decay)
     raise ValueError(f"no plain version of {settings._target_}")
 
 

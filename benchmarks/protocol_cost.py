@@ -5,10 +5,16 @@ jobs' networks, measured on this machine, and the study's total, printed as a Ma
     python benchmarks/protocol_cost.py --only figure3 --device cuda
 
 Each job kind is built as its study composes it (`sweeps/<study>.yaml` and the job's overrides)
-on synthetic images of the study's size (the real data is not needed to time a step), trained for
+on a folder of random images of the study's size (the real data is not needed to time a step), trained for
 one warm-up iteration and then timed over `--iterations` more; a random-architecture study is
 sampled over `--architectures` seeds. Training only: the evaluations (a final 50,000-sample
 Inception Score per job) come on top. docs/protocol.md quotes the table.
+
+The GPU column projects each study onto one H100 from the one step measured there: the 32x32
+DCGAN under WGAN-GP at batch 64 takes 75 ms per iteration eager (README, Performance). Each job
+kind's time is that, scaled by its CPU time relative to the same reference network timed here in
+the same run. Small networks are launch-bound on a GPU, so this over-estimates them: read the
+column as an upper bound.
 """
 from __future__ import annotations
 
@@ -27,6 +33,10 @@ from wgan.config import compose_config  # noqa: E402
 from wgan.files import RunFiles  # noqa: E402
 from wgan.train import Trainer  # noqa: E402
 
+# The network timed on an H100: 75 ms per iteration eager (benchmarks/gpu_levers.py, README).
+REFERENCE = ["arch=dcgan", "arch.dim=64", "method=wgan_gp", "train.batch_size=64"]
+REFERENCE_GPU_SECONDS = 0.075
+
 # study: (the job kinds to time as override lists, how many jobs the study has)
 RANDOM = "random"  # a job kind per sampled architecture seed
 STUDIES = {
@@ -37,7 +47,18 @@ STUDIES = {
     "figure3": ([[f"method={m}"] for m in ("wgan_clip", "wgan_gp_rmsprop", "wgan_gp_beta05", "dcgan")], 4),
     "table3_resnet": ([[]], 1),
 }
-SYNTHETIC = ["dataset=synthetic", "metrics=none", "logger=none"]
+
+
+def image_folder(root: Path, resolution: int, count: int = 64) -> Path:
+    """`count` random RGB PNGs: a stand-in for the study's data with its shape and its settings."""
+    from PIL import Image
+
+    folder = root / f"images{resolution}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        pixels = torch.randint(0, 256, (resolution, resolution, 3), dtype=torch.uint8).numpy()
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+    return folder
 
 
 def seconds_per_iteration(overrides: list[str], iterations: int, device: str) -> float:
@@ -55,16 +76,19 @@ def seconds_per_iteration(overrides: list[str], iterations: int, device: str) ->
         return (time.perf_counter() - started) / iterations
 
 
-def study_cost(study: str, iterations: int, architectures: int, device: str) -> tuple[float, int, int]:
+def study_cost(study: str, iterations: int, architectures: int, device: str, data: Path) -> tuple[float, int, int]:
     """(mean seconds per iteration over the study's job kinds, generator iterations per job, jobs)."""
     kinds, jobs = STUDIES[study]
     base = compose_config([f"sweeps={study}"])
     resolution = base.dataset.resolution
+    stand_in = ["dataset=imagefolder", f"dataset.root={image_folder(data, resolution)}", f"dataset.resolution={resolution}",
+                "dataset.cache=false", f"dataset.dequantize={base.dataset.get('dequantize', False)}", "metrics=none",
+                "logger=none"]
     sampled = [[*kind, f"arch.seed={seed}"] for kind in kinds for seed in range(architectures)] \
         if base.arch.name == RANDOM else kinds
     times = []
     for kind in sampled:
-        overrides = [f"sweeps={study}", *SYNTHETIC, f"dataset.resolution={resolution}", *kind]
+        overrides = [f"sweeps={study}", *stand_in, *kind]
         times.append(seconds_per_iteration(overrides, iterations, device))
         print(f"  {study} {' '.join(kind) or '(the study)'}: {times[-1]:.3f} s/it", file=sys.stderr, flush=True)
     return statistics.fmean(times), base.train.iterations, jobs
@@ -84,12 +108,18 @@ def main() -> None:
         a @ b
     peak = 5 * 2 * 2048**3 / (time.perf_counter() - started) / 1e9
     print(f"device {args.device}, {torch.get_num_threads()} threads, torch.mm peak {peak:.0f} GFLOP/s (CPU)\n")
-    print("| study | s/it (mean over job kinds) | iterations per job | jobs | training, all jobs |")
-    print("|---|---|---|---|---|")
+    data = Path(tempfile.mkdtemp(prefix="protocol-cost-"))
+    reference = seconds_per_iteration(
+        ["dataset=imagefolder", f"dataset.root={image_folder(data, 32)}", "dataset.cache=false", "metrics=none",
+         "logger=none", *REFERENCE], args.iterations, args.device)
+    print(f"reference (32x32 DCGAN, WGAN-GP, batch 64): {reference:.3f} s/it here, {REFERENCE_GPU_SECONDS} s/it on an H100\n")
+    print("| study | s/it here (mean over job kinds) | iterations per job | jobs | training here | projected H100 |")
+    print("|---|---|---|---|---|---|")
     for study in args.only:
-        per_it, iterations, jobs = study_cost(study, args.iterations, args.architectures, args.device)
-        total_h = per_it * iterations * jobs / 3600
-        print(f"| {study} | {per_it:.3f} | {iterations:,} | {jobs} | {total_h:,.0f} device-hours |", flush=True)
+        per_it, iterations, jobs = study_cost(study, args.iterations, args.architectures, args.device, data)
+        here_h = per_it * iterations * jobs / 3600
+        gpu_h = here_h * REFERENCE_GPU_SECONDS / reference
+        print(f"| {study} | {per_it:.2f} | {iterations:,} | {jobs} | {here_h:,.0f} h | {gpu_h:,.0f} GPU-hours |", flush=True)
 
 
 if __name__ == "__main__":

@@ -156,6 +156,13 @@ def test_the_recipe_stays_out_of_other_methods():
     assert cfg.optimizer.critic.lr == 5e-5 and cfg.train.lr_decay.value == "constant"
 
 
+@pytest.mark.parametrize("overrides", [["optimizer=rmsprop"], ["method=wgan_gp_rmsprop"], ["optimizer=adam_gan"]])
+def test_the_toy_recipe_tunes_adam_only(overrides):
+    """It sets Adam's betas, which other optimizers do not have: they keep their own settings."""
+    cfg = compose_config(overrides)
+    assert cfg.train.lr_decay.value == "constant" and cfg.optimizer.critic.lr != 2e-3
+
+
 @pytest.mark.parametrize(
     "override,message",
     [
