@@ -277,3 +277,14 @@ def test_the_report_reads_results_as_plain_data(tmp_path):
         "arch": "random", "arch_seed": 0, "seed": 0, "final": {"hq_fraction": 0.5}}))
     (jobs,) = records_from_dir(tmp_path / "study")
     assert jobs.method == "${oc.env:HOME}" and jobs.key[0] == "!!python/object/apply:os.system ['true']"
+
+
+def test_files_are_created_with_the_users_umask(tmp_path):
+    """A study shared by a group (umask 002) stays readable and writable by the group: every file
+    of a run, those written atomically included, gets 0666 less the umask, as open() gives."""
+    subprocess.run([sys.executable, "run.py", *TINY, f"hydra.run.dir={tmp_path}"], cwd=ROOT, check=True,
+                   capture_output=True, umask=0o002)
+    files = RunFiles(tmp_path)
+    written = [files.config, files.results, files.metrics, files.checkpoint, files.previous_checkpoint]
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
+        path.name: "0o664" for path in written}

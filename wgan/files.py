@@ -15,7 +15,7 @@ import json
 import logging
 import math
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
@@ -49,11 +49,13 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], keep_previous: P
     after a kill or a power loss, and a failed write (a full disk) leaves the old one. With
     `keep_previous`, the old content is moved there once the new one is safely on the disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
+        # Mode "x" creates the file as any open() does, 0666 less the umask (and default ACLs),
+        # not with tempfile's private 0600: a study shared by a group stays readable by the group.
         # A Python file object, not a path: torch.save then reports a full disk as the OSError
         # it is, where its own file writer raises a RuntimeError about stream positions.
-        with os.fdopen(fd, "wb") as file:
+        with open(tmp, "xb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
@@ -61,7 +63,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], keep_previous: P
             os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         full = as_disk_full(error, path)
         if full is not None:
             raise DiskFull(f"{full}; it was left as it was") from error
