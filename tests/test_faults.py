@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,6 +66,54 @@ def test_an_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path, caplo
     assert f"checkpoint {files.checkpoint} is unreadable" in caplog.text
     files.previous_checkpoint.write_bytes(b"")
     assert files.load_checkpoint() is None
+
+
+def wait_for_training(process: subprocess.Popen, files: RunFiles, step: int = 0) -> None:
+    """Until the run has checkpointed `step` (0: training has started, the directory is held)."""
+    deadline = time.monotonic() + 120
+    while checkpoint_step(files) < step:
+        assert time.monotonic() < deadline and process.poll() is None, "training never got there"
+        time.sleep(0.1)
+
+
+def test_a_second_process_in_a_run_directory_stops_at_once_naming_the_first(tmp_path):
+    overrides = [*TINY, "train.iterations=300", "ckpt.every=50", "eval.every=150", f"hydra.run.dir={tmp_path}"]
+    first = subprocess.Popen([sys.executable, "run.py", *overrides], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    files = RunFiles(tmp_path)
+    wait_for_training(first, files)
+    hydra_files = {path: path.read_bytes() for path in (tmp_path / ".hydra").iterdir()}
+    second = subprocess.run([sys.executable, "run.py", *overrides, "seed=1"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    output = second.stdout + second.stderr
+    assert second.returncode == 1 and "Traceback" not in output
+    assert f"stopped: {tmp_path} is in use by another process (pid {first.pid} on host {socket.gethostname()}): " \
+           "one process per run directory" in output
+    first.communicate(timeout=600)
+    assert first.returncode == 0
+    # The second process wrote nothing: not even Hydra's copy of its config or a log line.
+    assert {path: path.read_bytes() for path in (tmp_path / ".hydra").iterdir()} == hydra_files
+    assert "in use by another process" not in (tmp_path / "run.log").read_text()
+    results = files.read_results()
+    assert (results["status"], results["step"], results["seed"]) == ("complete", 300, 0)
+    assert [json.loads(line)["step"] for line in files.metrics.read_text().splitlines()] == [150, 300]
+    assert "seed: 0" in files.config.read_text()
+
+
+def test_a_run_killed_while_holding_its_directory_does_not_block_the_next(tmp_path):
+    command = [sys.executable, "run.py", *TINY, "train.iterations=200", "ckpt.every=20", f"hydra.run.dir={tmp_path}"]
+    files = RunFiles(tmp_path)
+    killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_training(killed, files, step=20)
+    killed.kill()  # SIGKILL: no handler runs, the lock file stays behind naming a dead process
+    killed.wait()
+    assert files.lock.read_text() == f"pid {killed.pid} on host {socket.gethostname()}"
+    killed_at = checkpoint_step(files)
+    resumed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0 and f"at iteration {killed_at}" in output
+    assert files.read_results()["status"] == "complete"
+    assert files.lock.read_text() == f"pid {resumed.pid} on host {socket.gethostname()}"
 
 
 def run_files_equal(a: Path, b: Path) -> None:

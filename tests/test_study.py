@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONF_DIR, compose_config
+from wgan.files import RunFiles
 from wgan.report import build_report, records_from_dir
 from wgan.schema import ConfigError
 from wgan.study import cpu_share, expand_jobs, job_dir_name, short_dir_name
@@ -183,6 +185,25 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path):
     assert result.returncode != 0  # the sweep reports the failure at its end
     assert "lipschitz.lam=-1.0 is out of range: must be >= 0" in result.stdout + result.stderr
     assert list(statuses(tmp_path).values()) == ["complete"]
+
+
+def test_a_job_held_by_another_process_is_skipped_and_reported(tmp_path):
+    naming = compose_config(return_hydra_config=True).hydra.job.config.override_dirname
+    held = RunFiles(tmp_path / job_dir_name(with_overrides(TINY_STUDY, "arch.count=1", "arch.seed=0", "method=wgan_gp"),
+                                              naming))
+    holder = f"pid {os.getpid()} on host {socket.gethostname()}"
+    with held.held():  # this test's process trains there, as far as the study can tell
+        result = multirun(tmp_path, "arch.count=1")
+    output = result.stdout + result.stderr
+    assert "study robustness_toy: 2 jobs (0 finished already, skipped)" in output
+    assert f"1 held by another process, skipped: {held.dir.name} ({holder})" in output
+    assert f"stopped: {held.dir} is in use by another process ({holder})" in output
+    assert result.returncode != 0  # the study is not done: the launcher reports the held job at its end
+    assert set(statuses(tmp_path)) == {(0, "gan")}
+    assert not {"config.yaml", "checkpoints", "results.json", "metrics.jsonl"} & {p.name for p in held.dir.iterdir()}
+    again = multirun(tmp_path, "arch.count=1")
+    assert again.returncode == 0 and "2 jobs (1 finished already, skipped)" in again.stdout
+    assert set(statuses(tmp_path)) == {(0, "gan"), (0, "wgan_gp")}
 
 
 def test_a_study_directory_refuses_a_job_of_another_config(tmp_path):

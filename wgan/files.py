@@ -4,20 +4,24 @@
 - `results.json`: status (`complete`, `diverged`, `crashed`), iterations done, metrics, timing;
 - `metrics.jsonl`: one JSON line per evaluation;
 - `checkpoints/last.pt`: models, optimizers, RNG states and step (`previous.pt`: the one before);
-- `samples/step_NNNNNN.png`: a figure per evaluation.
+- `samples/step_NNNNNN.png`: a figure per evaluation;
+- `run.lock`: held by the one process that trains in the directory, and naming it.
 
 Files that are replaced are written to a temporary name and renamed into place (atomic on POSIX).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import logging
 import math
 import os
 import secrets
+import socket
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
 
@@ -32,6 +36,11 @@ DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 class DiskFull(OSError):
     """A write failed for lack of space; what was written before it is intact."""
+
+
+class RunDirError(Exception):
+    """The run directory cannot be trained in as it is (another process holds it); the message
+    says why and what to do. Nothing in the directory was changed."""
 
 
 def as_disk_full(error: BaseException, path: Path | None = None) -> DiskFull | None:
@@ -79,6 +88,20 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda file: file.write(text.encode()))
 
 
+def try_flock(fd: int, kind: int) -> bool:
+    """Take an flock of `kind` on `fd` if no other process holds a conflicting one."""
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def read_holder(fd: int) -> str:
+    """Who holds a lock file, as the holder wrote it (see RunFiles.held)."""
+    return os.pread(fd, 256, 0).decode(errors="replace") or "pid not written yet"
+
+
 class RunFiles:
     def __init__(self, run_dir: Path) -> None:
         self.dir = Path(run_dir)
@@ -88,6 +111,40 @@ class RunFiles:
         self.checkpoint = self.dir / "checkpoints" / "last.pt"
         self.previous_checkpoint = self.dir / "checkpoints" / "previous.pt"
         self.samples = self.dir / "samples"
+        self.lock = self.dir / "run.lock"
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the directory for this process, or raise RunDirError naming the process that holds
+        it: two processes in one directory would write the same checkpoints and results. An flock,
+        which the kernel releases when the process ends however it ends (a SIGKILL too), so a dead
+        run never blocks the next; the file names the holder, which flock alone does not tell."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if not try_flock(fd, fcntl.LOCK_EX):
+                raise self.in_use(read_holder(fd))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def holder(self) -> str | None:
+        """The process that holds the directory (see `held`), or None if none does. Asks by taking
+        a shared lock for an instant: flock has no other way to ask."""
+        try:
+            fd = os.open(self.lock, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return None if try_flock(fd, fcntl.LOCK_SH) else read_holder(fd)
+        finally:
+            os.close(fd)
+
+    def in_use(self, holder: str) -> RunDirError:
+        return RunDirError(f"{self.dir} is in use by another process ({holder}): one process per run directory; "
+                           "wait for that one to end (or stop it), then run the same command again")
 
     def read_results(self) -> dict[str, Any] | None:
         try:

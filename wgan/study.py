@@ -8,19 +8,21 @@ architecture seeds 0..arch.count-1 itself (its `hydra.sweeper.params`), so
 `python run.py -m arch=random lipschitz=gp,clip` is every architecture under both methods.
 
 `StudyCallback` prints, before the launcher starts, how many jobs the study has, how many have
-finished already, and where they write; `cpu_share` keeps jobs that run side by side on one
-machine (the joblib launcher) from oversubscribing its cores.
+finished already, which are held by another process, and where they write; `cpu_share` keeps
+jobs that run side by side on one machine (the joblib launcher) from oversubscribing its cores.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 from hydra._internal.config_loader_impl import get_overrides_dirname
@@ -29,7 +31,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from wgan.files import FINISHED, RunFiles
+from wgan.files import FINISHED, DiskFull, RunDirError, RunFiles
+from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -64,16 +67,45 @@ def read_status(job_dir: Path) -> Optional[str]:
     return (RunFiles(job_dir).read_results() or {}).get("status")
 
 
+@contextlib.contextmanager
+def reported(reraise: bool) -> Iterator[None]:
+    """The errors meant for the user as one logged line and an exit code, not a traceback: 2 for a
+    config that cannot run, 1 for a run that stopped (a full disk, a run directory held by another
+    process). With `reraise` (a job of a multirun) the error goes on to the launcher, which records
+    the job as failed (neither a result nor a crash), runs the others and reports it at the end."""
+    try:
+        yield
+    except (ConfigError, DiskFull, RunDirError) as error:
+        invalid = isinstance(error, ConfigError)
+        logging.getLogger("wgan").error("%s: %s", "invalid config" if invalid else "stopped", error)
+        if reraise:
+            raise
+        sys.exit(2 if invalid else 1)
+
+
 class StudyCallback(Callback):
-    """Says what a multirun is about to do before any job starts."""
+    """Before Hydra creates or writes anything (its `.hydra/` folder and log in the run
+    directory): refuses a run whose directory another process holds, and says what a multirun is
+    about to do."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with reported(reraise=False):
+            files = RunFiles(Path(config.hydra.run.dir))
+            holder = files.holder()
+            if holder is not None:
+                raise files.in_use(holder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         hydra = config.hydra
         jobs = expand_jobs(list(hydra.overrides.task), hydra.sweeper.get("params"))
         sweep_dir = Path(hydra.sweep.dir).resolve()
         naming = hydra.job.config.override_dirname
-        finished = sum(read_status(sweep_dir / job_dir_name(job, naming)) in FINISHED for job in jobs)
+        dirs = [RunFiles(sweep_dir / job_dir_name(job, naming)) for job in jobs]
+        finished = sum(read_status(files.dir) in FINISHED for files in dirs)
         log.info("study %s: %d jobs (%d finished already, skipped) in %s", config.study, len(jobs), finished, sweep_dir)
+        held = [f"{files.dir.name} ({holder})" for files in dirs if (holder := files.holder()) is not None]
+        if held:  # each of these jobs stops at once, leaving its directory to the process that holds it
+            log.warning("%d held by another process, skipped: %s", len(held), "; ".join(held))
 
 
 def cpu_share(launcher: Mapping[str, Any], cpus: Optional[int] = None) -> Optional[int]:

@@ -447,15 +447,20 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train (or resume, or skip) the run that `cfg` describes in `run_dir`; return its results."""
+    """Train (or resume, or skip) the run that `cfg` describes in `run_dir`; return its results.
+    The directory is held for the whole run: another process in it stops before touching it."""
     validate(cfg)
     files = RunFiles(run_dir)
+    with files.held():
+        return run_held(cfg, files)
+
+
+def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
     refuse_other_config(files, cfg)
     previous = files.read_results()
     if previous is not None and previous["status"] in FINISHED:
-        log.info("%s already holds a finished run (%s); not training again", run_dir, previous["status"])
+        log.info("%s already holds a finished run (%s); not training again", files.dir, previous["status"])
         return previous
-    files.dir.mkdir(parents=True, exist_ok=True)
     OmegaConf.save(cfg, files.config, resolve=True)
     trainer = Trainer(cfg, files)
     resumed = trainer.resume()
