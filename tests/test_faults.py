@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from conftest import CONF_DIR, TINY
-from wgan.files import RunFiles
+from wgan.files import RunDirError, RunFiles
 from wgan.report import records_from_dir
 from wgan.schema import ConfigError
 
@@ -63,9 +63,39 @@ def test_an_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path, caplo
     assert files.load_checkpoint() == {"step": 20}
     files.checkpoint.write_bytes(files.checkpoint.read_bytes()[:50])  # cut short, as by a full disk
     assert files.load_checkpoint() == {"step": 10}
-    assert f"checkpoint {files.checkpoint} is unreadable" in caplog.text
+    assert f"checkpoint {files.checkpoint} (RuntimeError: PytorchStreamReader failed reading zip archive: " \
+           "failed finding central directory) is unreadable" in caplog.text
     files.previous_checkpoint.write_bytes(b"")
-    assert files.load_checkpoint() is None
+    with pytest.raises(RunDirError, match=f"no readable checkpoint: {files.checkpoint} .*; "
+                                          f"{files.previous_checkpoint} \\(EOFError\\)"):
+        files.load_checkpoint()
+
+
+def test_unreadable_checkpoints_stop_the_run_instead_of_starting_over(tmp_path):
+    """Starting from iteration 0 would overwrite both checkpoints: a run that cannot read any of
+    them stops before training, naming them, and leaves every file of the directory as it was."""
+    command = [sys.executable, "run.py", *TINY, f"hydra.run.dir={tmp_path}"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    files = RunFiles(tmp_path)
+    files.results.unlink()  # as if killed before its end: the next start resumes
+    files.checkpoint.write_bytes(files.checkpoint.read_bytes()[:1000])  # cut short
+    files.previous_checkpoint.write_bytes(b"not a checkpoint")
+    ours = [path for path in files_below(tmp_path)  # Hydra's copy, the log and the lock aside
+            if ".hydra" not in path.parts and path not in (tmp_path / "run.log", files.lock)]
+    before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in ours}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert f"stopped: no readable checkpoint: {files.checkpoint} (RuntimeError: PytorchStreamReader failed " \
+           f"reading zip archive: failed finding central directory); {files.previous_checkpoint} (UnpicklingError: " \
+           f"Weights only load failed). Not starting over from iteration 0 over them: restore a readable copy to " \
+           f"resume, or delete {files.checkpoint.parent} to start this run over" in output
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in files_below(tmp_path) if path in before} \
+           == before and files.checkpoint in before and files.metrics in before
+    shutil.rmtree(files.checkpoint.parent)  # starting over, deliberately
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "resumed" not in again.stdout
+    assert [json.loads(line)["step"] for line in files.metrics.read_text().splitlines()] == [10, 20]
 
 
 def wait_for_training(process: subprocess.Popen, files: RunFiles, step: int = 0) -> None:
@@ -313,8 +343,9 @@ def test_a_checkpoint_holding_pickled_code_is_refused_without_running_it(tmp_pat
     files, marker = RunFiles(tmp_path), tmp_path / "code-ran"
     files.checkpoint.parent.mkdir()
     torch.save({"step": 5, "payload": RunsCode(marker)}, files.checkpoint)
-    assert files.load_checkpoint() is None and not marker.exists()
-    assert f"checkpoint {files.checkpoint} is unreadable (UnpicklingError" in caplog.text
+    with pytest.raises(RunDirError, match=f"no readable checkpoint: {files.checkpoint} \\(UnpicklingError: "):
+        files.load_checkpoint()
+    assert not marker.exists()
 
 
 def test_the_report_reads_results_as_plain_data(tmp_path):

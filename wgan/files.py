@@ -39,8 +39,8 @@ class DiskFull(OSError):
 
 
 class RunDirError(Exception):
-    """The run directory cannot be trained in as it is (another process holds it); the message
-    says why and what to do. Nothing in the directory was changed."""
+    """The run directory cannot be trained in as it is (another process holds it, or its
+    checkpoints cannot be read); the message says why and what to do. Nothing in it was changed."""
 
 
 def as_disk_full(error: BaseException, path: Path | None = None) -> DiskFull | None:
@@ -86,6 +86,12 @@ def atomic_save(path: Path, data: Any) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def first_sentence(error: BaseException) -> str:
+    """The error's type and first sentence: torch's loading errors go on for paragraphs."""
+    sentence = str(error).strip().split("\n")[0].split(". ")[0].rstrip(".")
+    return f"{type(error).__name__}: {sentence}" if sentence else type(error).__name__
 
 
 def try_flock(fd: int, kind: int) -> bool:
@@ -181,7 +187,10 @@ class RunFiles:
         atomic_write(self.checkpoint, lambda file: torch.save(state, file), keep_previous=self.previous_checkpoint)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        """The newest readable checkpoint (`last.pt`, else `previous.pt`), or None if there is none."""
+        """The newest readable checkpoint (`last.pt`, else `previous.pt`), or None if there is none.
+        Raises RunDirError if there are checkpoints but none can be read: starting from iteration 0
+        would silently overwrite them, losing what a repaired or restored copy could still resume."""
+        unreadable = []
         for path in (self.checkpoint, self.previous_checkpoint):
             if not path.exists():
                 continue
@@ -189,8 +198,13 @@ class RunFiles:
                 # weights_only: a checkpoint is data; loading one never runs pickled code.
                 return torch.load(path, map_location="cpu", weights_only=True)
             except Exception as error:  # truncated or corrupt: torch raises several kinds
-                log.warning("checkpoint %s is unreadable (%s: %s); trying the one before it",
-                            path, type(error).__name__, error)
+                unreadable.append(f"{path} ({first_sentence(error)})")
+                log.warning("checkpoint %s is unreadable", unreadable[-1])
+        if unreadable:
+            raise RunDirError(
+                f"no readable checkpoint: {'; '.join(unreadable)}. Not starting over from iteration 0 over "
+                f"them: restore a readable copy to resume, or delete {self.checkpoint.parent} to start this run over"
+            )
         return None
 
     def sample_figure(self, step: int) -> Path:

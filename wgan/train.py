@@ -318,7 +318,8 @@ class Trainer:
         self.checkpointed_step = self.step
 
     def resume(self) -> bool:
-        """Restore everything from the run directory's checkpoint; False if there is none."""
+        """Restore everything from the run directory's checkpoint; False if there is none (a
+        RunDirError if there are checkpoints but none can be read)."""
         state = self.files.load_checkpoint()
         if state is None:
             return False
@@ -338,7 +339,6 @@ class Trainer:
         self.checkpointed_step = self.step
         self.last_eval, self.best = state["last_eval"], state["best"]
         self.wandb_run_id = state["wandb_run_id"]
-        self.files.drop_metrics_after(self.step)
         log.info("resumed from %s at iteration %d", self.files.checkpoint, self.step)
         return True
 
@@ -461,9 +461,12 @@ def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
     if previous is not None and previous["status"] in FINISHED:
         log.info("%s already holds a finished run (%s); not training again", files.dir, previous["status"])
         return previous
-    OmegaConf.save(cfg, files.config, resolve=True)
     trainer = Trainer(cfg, files)
     resumed = trainer.resume()
+    # Written only once the run can start: a config that fails to build, or a directory whose
+    # checkpoints cannot be read, leaves the directory as it was.
+    OmegaConf.save(cfg, files.config, resolve=True)
+    files.drop_metrics_after(trainer.step)  # evaluations after it are redone (all of them when starting over)
     trainer.logger = build(cfg.logger)
     trainer.logger.start(
         run_dir=files.dir,
