@@ -25,6 +25,8 @@ from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
 
+from wgan.schema import ConfigError
+
 log = logging.getLogger(__name__)
 
 FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
@@ -118,6 +120,16 @@ class RunFiles:
         self.previous_checkpoint = self.dir / "checkpoints" / "previous.pt"
         self.samples = self.dir / "samples"
         self.lock = self.dir / "run.lock"
+
+    def check_dir(self) -> None:
+        """Raise ConfigError if a file stands where the directory, or a folder above it, would be."""
+        for path in (self.dir, *self.dir.parents):
+            if path.exists():
+                if not path.is_dir():
+                    where = "" if path == self.dir else f": {path}"
+                    raise ConfigError(f"run directory {self.dir}{where} is a file, not a folder; choose another "
+                                      "directory (hydra.run.dir, hydra.sweep.dir) or move the file")
+                return
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:

@@ -63,6 +63,14 @@ def job_dir_name(job: Sequence[str], naming: DictConfig) -> str:
     return short_dir_name(get_overrides_dirname(overrides, list(naming.exclude_keys), naming.item_sep, naming.kv_sep))
 
 
+def check_study_name(name: str) -> None:
+    """`study` names one folder, outputs/<study> and multirun/<study>: a path there would put the
+    runs elsewhere (`..`, `a/b`), or hide them (a leading dot)."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"study={name!r} is not a single folder name (it names outputs/<study> and "
+                          "multirun/<study>): it must be non-empty, without '/', and not start with '.'")
+
+
 def read_status(job_dir: Path) -> Optional[str]:
     return (RunFiles(job_dir).read_results() or {}).get("status")
 
@@ -85,12 +93,14 @@ def reported(reraise: bool) -> Iterator[None]:
 
 class StudyCallback(Callback):
     """Before Hydra creates or writes anything (its `.hydra/` folder and log in the run
-    directory): refuses a run whose directory another process holds, and says what a multirun is
-    about to do."""
+    directory): refuses a study name that is not one folder, a run directory that is a file or
+    that another process holds, and says what a multirun is about to do."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         with reported(reraise=False):
+            check_study_name(config.study)  # before the run directory, which it names, is used
             files = RunFiles(Path(config.hydra.run.dir))
+            files.check_dir()
             holder = files.holder()
             if holder is not None:
                 raise files.in_use(holder)
@@ -98,9 +108,13 @@ class StudyCallback(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         hydra = config.hydra
         jobs = expand_jobs(list(hydra.overrides.task), hydra.sweeper.get("params"))
-        sweep_dir = Path(hydra.sweep.dir).resolve()
-        naming = hydra.job.config.override_dirname
-        dirs = [RunFiles(sweep_dir / job_dir_name(job, naming)) for job in jobs]
+        with reported(reraise=False):
+            check_study_name(config.study)
+            sweep_dir = Path(hydra.sweep.dir).resolve()
+            naming = hydra.job.config.override_dirname
+            dirs = [RunFiles(sweep_dir / job_dir_name(job, naming)) for job in jobs]
+            for files in dirs:
+                files.check_dir()
         finished = sum(read_status(files.dir) in FINISHED for files in dirs)
         log.info("study %s: %d jobs (%d finished already, skipped) in %s", config.study, len(jobs), finished, sweep_dir)
         held = [f"{files.dir.name} ({holder})" for files in dirs if (holder := files.holder()) is not None]

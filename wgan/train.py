@@ -93,11 +93,15 @@ def frozen(module: torch.nn.Module):
         module.train(was_training)
 
 
+def batch_norms(module: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 @contextlib.contextmanager
 def sampling_mode(generator: torch.nn.Module, batch_stats: bool):
     """Eval mode for sampling, except that with `batch_stats` batch norm layers normalize with the
     statistics of each batch (as the official code samples) without updating their running ones."""
-    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(generator)
     saved = [m.track_running_stats for m in norms]
     with frozen(generator):
         if batch_stats:
@@ -109,6 +113,24 @@ def sampling_mode(generator: torch.nn.Module, batch_stats: bool):
         finally:
             for norm, tracked in zip(norms, saved):
                 norm.track_running_stats = tracked
+
+
+def check_sampling_batches(settings: DictConfig, generator: torch.nn.Module) -> None:
+    """With `metrics.batch_stats`, batch norm in the generator normalizes each sampling batch by
+    its own statistics, which a batch of one sample does not have: refuse before training rather
+    than fail (or score nonsense) at the first evaluation."""
+    if not settings.batch_stats or not batch_norms(generator):
+        return
+    size = settings.batch_size
+    counts = {"metrics.num_samples": settings.num_samples, "metrics.final_num_samples": settings.final_num_samples}
+    lone = [f"{key}={n}" for key, n in counts.items() if n is not None and n % size == 1]
+    if size == 1 or lone:
+        batches = "batches of one sample" if size == 1 else f"a last batch of one sample ({lone[0]})"
+        raise ConfigError(
+            f"metrics.batch_size={size} makes {batches}, but the generator has batch norm and metrics.batch_stats=true "
+            "normalizes each sampling batch by its own statistics, which one sample does not have: choose another "
+            "metrics.batch_size, or set metrics.batch_stats=false (running averages)"
+        )
 
 
 def gradient_sum(module: torch.nn.Module) -> torch.Tensor:
@@ -131,6 +153,7 @@ class Trainer:
         self.loss = build(cfg.loss)
         self.speed = Speed(cfg.speed, self.device, image=self.dataset.kind == "image")
         self.generator = self.speed.network(self.arch.generator(self.dataset.shape).to(self.device))
+        check_sampling_batches(cfg.metrics, self.generator)
         critic = self.arch.critic(self.dataset.shape, self.lipschitz.critic_norm)
         self.critic = self.speed.network(self.lipschitz.wrap_critic(critic).to(self.device))
         self.opt_g, self.opt_d = build_optimizers(cfg.optimizer, self.generator, self.critic,
@@ -241,8 +264,9 @@ class Trainer:
         return values
 
     def evaluation_rng(self) -> torch.Generator:
-        """A generator of its own per evaluation: evaluating never shifts the training RNG stream."""
-        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+        """A generator of its own per evaluation: evaluating never shifts the training RNG stream.
+        Its seed wraps around at 2**64, the most torch takes, as seeds go up to that."""
+        return torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + self.step) % 2**64)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -451,6 +475,7 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     The directory is held for the whole run: another process in it stops before touching it."""
     validate(cfg)
     files = RunFiles(run_dir)
+    files.check_dir()
     with files.held():
         return run_held(cfg, files)
 
