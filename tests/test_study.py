@@ -85,9 +85,8 @@ def test_robustness_toy_through_joblib_then_skipped_on_the_second_run(tmp_path):
     assert "study robustness_toy: 4 jobs (0 finished already, skipped)" in first.stdout
     assert sorted(statuses(tmp_path)) == [(0, "gan"), (0, "wgan_gp"), (1, "gan"), (1, "wgan_gp")]
     # One directory per job, named by its overrides (shortened when long), as the study computes them.
-    naming = compose_config(return_hydra_config=True).hydra.job.config.override_dirname
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(
-        job_dir_name([f"arch.seed={s}", f"method={m}", *TINY_STUDY], naming) for s in (0, 1) for m in ("dcgan", "wgan_gp"))
+        job_dir_name([f"arch.seed={s}", f"method={m}", *TINY_STUDY]) for s in (0, 1) for m in ("dcgan", "wgan_gp"))
     assert set(statuses(tmp_path).values()) <= {"complete", "diverged"}
     report = build_report(records_from_dir(tmp_path), metric="w1", thresholds=[0.0])
     assert report.scored == {"gan": 2, "wgan_gp": 2} and report.paired == 2
@@ -98,6 +97,23 @@ def test_robustness_toy_through_joblib_then_skipped_on_the_second_run(tmp_path):
     assert "4 jobs (4 finished already, skipped)" in second.stdout
     assert second.stdout.count("already holds a finished run") == 4 and "complete after" not in second.stdout
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")} == written
+
+
+def test_a_study_grows_by_more_architectures_skipping_the_finished_ones(tmp_path):
+    first = multirun(tmp_path, "method=wgan_gp")  # TINY_STUDY's arch.count=2
+    assert first.returncode == 0, first.stdout[-3000:]
+    written = {p.parent.name: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")}
+    grown = multirun(tmp_path, "method=wgan_gp", "arch.count=3")
+    assert grown.returncode == 0, grown.stdout[-3000:]
+    assert "study robustness_toy: 3 jobs (2 finished already, skipped)" in grown.stdout
+    assert grown.stdout.count("already holds a finished run") == 2
+    assert {name: mtime for name, mtime in ((p.parent.name, p.stat().st_mtime_ns) for p in tmp_path.glob("*/results.json"))
+            if name in written} == written and len(written) == 2
+    assert sorted(statuses(tmp_path)) == [(0, "wgan_gp"), (1, "wgan_gp"), (2, "wgan_gp")]
+    # arch.count is no part of a job's identity: not in its directory's name, nor in the config check.
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert names == sorted(job_dir_name(with_overrides(TINY_STUDY, "method=wgan_gp", f"arch.seed={s}")) for s in range(3))
+    assert not [name for name in names if "arch.count" in name]
 
 
 def test_robustness_toy_through_submitit_local(tmp_path):
@@ -119,8 +135,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     command = [sys.executable, "run.py", "-m", *overrides, f"hydra.sweep.dir={tmp_path}"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
-    naming = compose_config(return_hydra_config=True).hydra.job.config.override_dirname
-    job = tmp_path / job_dir_name(overrides, naming)
+    job = tmp_path / job_dir_name(overrides)
     deadline = time.monotonic() + 120
     while _checkpoint_step(job) < 40:
         assert time.monotonic() < deadline and process.poll() is None, "the job never checkpointed"
@@ -188,9 +203,7 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path):
 
 
 def test_a_job_held_by_another_process_is_skipped_and_reported(tmp_path):
-    naming = compose_config(return_hydra_config=True).hydra.job.config.override_dirname
-    held = RunFiles(tmp_path / job_dir_name(with_overrides(TINY_STUDY, "arch.count=1", "arch.seed=0", "method=wgan_gp"),
-                                              naming))
+    held = RunFiles(tmp_path / job_dir_name(with_overrides(TINY_STUDY, "arch.seed=0", "method=wgan_gp")))
     holder = f"pid {os.getpid()} on host {socket.gethostname()}"
     with held.held():  # this test's process trains there, as far as the study can tell
         result = multirun(tmp_path, "arch.count=1")

@@ -25,7 +25,7 @@ from wgan.loss import LossConfig
 from wgan.optimizer import AdamPairConfig, RMSpropPairConfig
 from wgan.schema import ConfigError, bounded, check_bounds
 from wgan.speed import SpeedConfig
-from wgan.study import check_study_name, short_dir_name
+from wgan.study import check_study_name, job_dir_name
 
 
 class LRDecay(Enum):
@@ -94,7 +94,7 @@ SCHEMAS = {
 
 
 def register_configs() -> None:
-    OmegaConf.register_new_resolver("wgan.job_dir", short_dir_name, replace=True)
+    OmegaConf.register_new_resolver("wgan.job_dir", job_dir_name, replace=True)
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     for group, schemas in SCHEMAS.items():

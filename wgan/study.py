@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
-from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
@@ -46,21 +45,35 @@ def expand_jobs(task_overrides: Sequence[str], sweeper_params: Optional[Mapping[
     return jobs
 
 
+# Settings of where and how a run goes, not of what it computes, each with the keys below it: not
+# part of a study job's directory name, and free to change between the starts of one run (the
+# config check of wgan.train compares every other key). arch.count sizes a study's sweep over
+# architectures, so that a study can grow by more of them.
+NOT_IDENTITY = ("study", "sweeps", "device", "threads", "logger", "metrics.cache_dir", "arch.count", "speed")
+
+
+def is_identity(key: str) -> bool:
+    """Whether the setting `key` (dotted) is part of what a run computes (see NOT_IDENTITY)."""
+    return not any(key == other or key.startswith(f"{other}.") for other in NOT_IDENTITY)
+
+
 MAX_DIR_NAME = 200  # bytes; file systems allow 255 per path component
 
 
 def short_dir_name(name: str) -> str:
     """`name`, or when too long for a directory its start plus a hash of the whole, so that long
-    override lists still give every job a distinct, stable directory (`${wgan.job_dir:...}`)."""
+    override lists still give every job a distinct, stable directory."""
     if len(name.encode()) <= MAX_DIR_NAME:
         return name
     return f"{name.encode()[:150].decode(errors='ignore')}...{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
-def job_dir_name(job: Sequence[str], naming: DictConfig) -> str:
-    """The directory name Hydra gives the job with these overrides (conf/config.yaml's sweep subdir)."""
+def job_dir_name(job: Sequence[str]) -> str:
+    """The directory of the job with these overrides in its study (`${wgan.job_dir:...}`, the sweep
+    subdir of conf/config.yaml): the overrides of its identity's settings, as Hydra's
+    override_dirname writes them (sorted, comma-joined), shortened when too long."""
     overrides = OverridesParser.create().parse_overrides(list(job))
-    return short_dir_name(get_overrides_dirname(overrides, list(naming.exclude_keys), naming.item_sep, naming.kv_sep))
+    return short_dir_name(",".join(sorted(o.input_line for o in overrides if is_identity(o.key_or_group))))
 
 
 def check_study_name(name: str) -> None:
@@ -111,8 +124,7 @@ class StudyCallback(Callback):
         with reported(reraise=False):
             check_study_name(config.study)
             sweep_dir = Path(hydra.sweep.dir).resolve()
-            naming = hydra.job.config.override_dirname
-            dirs = [RunFiles(sweep_dir / job_dir_name(job, naming)) for job in jobs]
+            dirs = [RunFiles(sweep_dir / job_dir_name(job)) for job in jobs]
             for files in dirs:
                 files.check_dir()
         finished = sum(read_status(files.dir) in FINISHED for files in dirs)

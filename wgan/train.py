@@ -32,6 +32,7 @@ from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule
 from wgan.schema import ConfigError
 from wgan.speed import Speed
+from wgan.study import is_identity
 
 log = logging.getLogger(__name__)
 
@@ -434,11 +435,6 @@ class Trainer:
         }
 
 
-# Settings that may change between the starts of one run: where and how it runs, not what it
-# computes (arch.count sizes the study's sweep, so a study can grow by more architectures).
-RESTARTABLE_WITH_OTHER = ("device", "threads", "logger", "metrics.cache_dir", "arch.count", "speed")
-
-
 def refuse_other_config(files: RunFiles, cfg: DictConfig) -> None:
     """A run directory holds one config's run: resuming or skipping it under another config would
     mix results (e.g. a study command changed between two launches)."""
@@ -447,13 +443,13 @@ def refuse_other_config(files: RunFiles, cfg: DictConfig) -> None:
 
 
 def refuse_if_different(saved: DictConfig, cfg: DictConfig, what: str) -> None:
-    """Raise a ConfigError starting with `what` and naming the differing keys, if any differ
-    (beyond the RESTARTABLE_WITH_OTHER ones)."""
+    """Raise a ConfigError starting with `what` and naming the differing keys, if any of a run's
+    identity differ (the settings of where and how it runs, wgan.study.NOT_IDENTITY, may)."""
     saved_values = flatten(OmegaConf.to_container(saved, resolve=True))
     current = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     differences = sorted(
         key for key in set(saved_values) | set(current)
-        if saved_values.get(key) != current.get(key) and not key.startswith(RESTARTABLE_WITH_OTHER)
+        if saved_values.get(key) != current.get(key) and is_identity(key)
     )
     if differences:
         shown = ", ".join(f"{k}: {saved_values.get(k)!r} there, {current.get(k)!r} now" for k in differences[:5])
