@@ -3,6 +3,7 @@ kills at any moment, stop signals, unreadable and foreign checkpoints, a full di
 launcher is killed again and again, and what a run may write and read."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
@@ -18,6 +19,7 @@ import pytest
 import torch
 
 from conftest import CONF_DIR, TINY
+from wandb_records import records as wandb_records
 from wgan.files import RunDirError, RunFiles
 from wgan.report import records_from_dir
 from wgan.schema import ConfigError
@@ -217,16 +219,27 @@ def test_a_torn_metrics_line_from_a_kill_mid_append_is_dropped_on_resume(tmp_pat
     assert files.metrics.read_text() == '{"step": 10, "w1": 0.5}\n'
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 16 MiB filesystem of its own (tmpfs; mounting one needs root, as CI and this machine have)."""
-    disk = tmp_path / "disk"
+def tmpfs(disk: Path, options: str):
+    """A filesystem of its own at `disk` for the test (tmpfs; mounting one needs root, as CI and
+    this machine have)."""
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to fill (needs root): {mounted.stderr.decode().strip()}")
     yield disk
     subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """16 MiB, to fill."""
+    yield from tmpfs(tmp_path / "disk", "size=16m")
+
+
+@pytest.fixture
+def disk_of_few_files(tmp_path):
+    """Room for 64 files (inodes): once they are used, the disk is full for new files only."""
+    yield from tmpfs(tmp_path / "disk", "size=64m,nr_inodes=64")
 
 
 def fill(disk: Path) -> Path:
@@ -264,6 +277,47 @@ def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_newest_checkpoin
     resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and f"at iteration {intact}" in resumed.stdout
     assert files.read_results()["status"] == "complete"
+
+
+def use_every_inode(disk: Path) -> list[Path]:
+    """Create empty files until the disk has no inode left."""
+    made = []
+    while True:
+        try:
+            (disk / f"filler{len(made)}").touch()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+            return made
+        made.append(disk / f"filler{len(made)}")
+
+
+def test_a_full_disk_while_writing_the_results_stops_the_run_as_for_a_checkpoint(disk_of_few_files, tmp_path):
+    """A run whose training is done resumes its final checkpoint and only has results.json left to
+    write (the first start is stopped there by deleting it); the disk is full for new files. W&B's
+    folder is a link to another disk, so that W&B can record how the run ended."""
+    run_dir, wandb_dir = disk_of_few_files / "run", tmp_path / "wandb"
+    run_dir.mkdir()
+    wandb_dir.mkdir()
+    (run_dir / "wandb").symlink_to(wandb_dir)
+    command = [sys.executable, "run.py", *[o for o in TINY if not o.startswith("logger")], "logger.mode=offline",
+               f"hydra.run.dir={run_dir}"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    files = RunFiles(run_dir)
+    files.results.unlink()
+    fillers = use_every_inode(disk_of_few_files)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert f"stopped: No space left on device while writing {files.results}; it was left as it was. The newest " \
+           f"checkpoint, {files.checkpoint}, is intact (iteration 20): free some space and run the same command " \
+           "to resume from it" in output
+    assert not files.results.exists() and not list(run_dir.glob(".*.tmp"))
+    first, stopped = sorted(wandb_dir.glob("offline-run-*/run-*.wandb"))  # the W&B run and its resumption
+    assert [record.exit.exit_code for record in wandb_records(stopped) if record.HasField("exit")] == [1]
+    for filler in fillers:
+        filler.unlink()
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and files.read_results()["status"] == "complete"
 
 
 def test_a_checkpoint_from_another_config_is_refused(train_tiny, tmp_path):

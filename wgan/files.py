@@ -164,6 +164,12 @@ class RunFiles:
         return RunDirError(f"{self.dir} is in use by another process ({holder}): one process per run directory; "
                            "wait for that one to end (or stop it), then run the same command again")
 
+    def write_config(self, text: str) -> None:
+        """config.yaml, atomically (a config cut short by a kill would make the next start fail its
+        config check); a restart with the same config writes nothing."""
+        if not self.config.exists() or self.config.read_text() != text:
+            atomic_write_text(self.config, text)
+
     def read_results(self) -> dict[str, Any] | None:
         try:
             return json.loads(self.results.read_text())
@@ -181,8 +187,10 @@ class RunFiles:
         """Forget evaluations logged after `step`: a resumed run redoes them from its checkpoint."""
         if not self.metrics.exists():
             return
-        kept = [line for line in self.metrics.read_text().splitlines() if self.metrics_step(line) <= step]
-        atomic_write_text(self.metrics, "".join(f"{line}\n" for line in kept))
+        lines = self.metrics.read_text().splitlines()
+        kept = [line for line in lines if self.metrics_step(line) <= step]
+        if len(kept) < len(lines):  # a start with nothing to forget rewrites nothing
+            atomic_write_text(self.metrics, "".join(f"{line}\n" for line in kept))
 
     @staticmethod
     def metrics_step(line: str) -> float:

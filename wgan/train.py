@@ -466,6 +466,20 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def fit_to_an_end(trainer: Trainer) -> tuple[dict[str, Any] | None, int, int | None]:
+    """Train to the end, or until the run diverges or a stop signal arrives: (the results of a run
+    that ended, the exit code, the stop signal). Any other exception goes on."""
+    try:
+        trainer.fit()
+        return trainer.results("complete"), 0, None
+    except Diverged as diverged:
+        log.warning("diverged: %s", diverged)
+        return trainer.results("diverged", diverged_at=diverged.step, reason=str(diverged)), 0, None
+    except Stopped as signalled:
+        log.warning("%s: checkpointed, stopping; the same command resumes from here", signalled)
+        return None, 1, signalled.signum
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train (or resume, or skip) the run that `cfg` describes in `run_dir`; return its results.
     The directory is held for the whole run: another process in it stops before touching it."""
@@ -486,7 +500,7 @@ def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
     resumed = trainer.resume()
     # Written only once the run can start: a config that fails to build, or a directory whose
     # checkpoints cannot be read, leaves the directory as it was.
-    OmegaConf.save(cfg, files.config, resolve=True)
+    files.write_config(OmegaConf.to_yaml(cfg, resolve=True))
     files.drop_metrics_after(trainer.step)  # evaluations after it are redone (all of them when starting over)
     trainer.logger = build(cfg.logger)
     trainer.logger.start(
@@ -503,26 +517,21 @@ def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
     results, exit_code, stopped = None, 1, None
     with stop_signals() as (trainer.stop_requests, previous_handlers):
         try:
-            trainer.fit()
-            results, exit_code = trainer.results("complete"), 0
-        except Diverged as diverged:
-            log.warning("diverged: %s", diverged)
-            results, exit_code = trainer.results("diverged", diverged_at=diverged.step, reason=str(diverged)), 0
-        except Stopped as signalled:
-            log.warning("%s: checkpointed, stopping; the same command resumes from here", signalled)
-            stopped = signalled.signum
+            results, exit_code, stopped = fit_to_an_end(trainer)
+            if results is not None:
+                files.write_results(results)
         except Exception as error:
             full = as_disk_full(error)
             if full is not None:  # not a crash: the run stops unfinished and resumes once there is space
+                results, exit_code = None, 1  # unfinished, also to W&B (results.json may be what failed)
                 raise DiskFull(
                     f"{full}. The newest checkpoint, {files.checkpoint}, is intact (iteration "
                     f"{trainer.checkpointed_step}): free some space and run the same command to resume from it"
                 ) from error
             results = trainer.results("crashed", traceback=traceback.format_exc())
+            files.write_results(results)
             raise
         finally:
-            if results is not None:
-                files.write_results(results)
             trainer.logger.finish({k: v for k, v in (results or {}).items() if k != "traceback"}, exit_code)
     if stopped is not None:
         hand_on(stopped, previous_handlers.get(stopped))
