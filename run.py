@@ -2,8 +2,6 @@
 
 `python run.py --help` lists the config groups and their options; `-m` sweeps (multirun).
 """
-import logging
-import sys
 from pathlib import Path
 
 import hydra
@@ -12,9 +10,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from wgan.config import register_configs
-from wgan.files import DiskFull
-from wgan.schema import ConfigError
-from wgan.study import cpu_share, limit_threads, stop_when_orphaned
+from wgan.study import cpu_share, limit_threads, reported, stop_when_orphaned
 from wgan.train import run
 
 register_configs()
@@ -26,14 +22,8 @@ def main(cfg: DictConfig) -> None:
     limit_threads(cfg.threads or cpu_share(hydra.launcher))
     if hydra.mode == RunMode.MULTIRUN and "joblib" in hydra.launcher.get("_target_", ""):
         stop_when_orphaned()  # this job runs in a worker process, which must not outlive the launcher
-    try:
+    with reported(reraise=hydra.mode == RunMode.MULTIRUN):
         run(cfg, Path(hydra.runtime.output_dir))
-    except (ConfigError, DiskFull) as error:  # messages for the user, not tracebacks
-        invalid = isinstance(error, ConfigError)
-        logging.getLogger("wgan").error("%s: %s", "invalid config" if invalid else "stopped", error)
-        if hydra.mode == RunMode.MULTIRUN:
-            raise  # the launcher records this job as failed and goes on with the others
-        sys.exit(2 if invalid else 1)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import subprocess
 import sys
@@ -173,18 +174,89 @@ def test_the_toy_recipe_tunes_adam_only(overrides):
         ("optimizer.generator.lr=0", "optimizer.generator.lr=0.0 is out of range: must be > 0"),
         ("metrics.num_samples=1", "metrics.num_samples=1 is out of range: must be >= 2"),
         ("metrics.names=[toy_w1,fid]", "metrics.names: unknown metric 'fid'"),
+        ("lipschitz.lam=inf", "lipschitz.lam=inf is out of range: must be a finite number"),
+        ("lipschitz.lam=nan", "lipschitz.lam=nan is out of range: must be a finite number"),
+        ("optimizer.generator.lr=inf", "optimizer.generator.lr=inf is out of range: must be a finite number"),
+        ("optimizer.critic.lr=nan", "optimizer.critic.lr=nan is out of range: must be a finite number"),
+        ("seed=18446744073709551616", "seed=18446744073709551616 is out of range: must be < 18446744073709551616"),
+        ("study=..", "study='..' is not a single folder name"),
+        ("study=a/b", "study='a/b' is not a single folder name"),
+        ("study=''", "study='' is not a single folder name"),
+        ("study=.hidden", "study='.hidden' is not a single folder name (it names outputs/<study> and "
+                          "multirun/<study>): it must be non-empty, without '/', and not start with '.'"),
         ("metrics=classifier", "metrics.names: 'classifier' scores MNIST and Fashion-MNIST, not dataset=toy_8gaussians"),
     ],
 )
 def test_out_of_range_values_name_the_key(override, message):
     cfg = compose_config([override])
-    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("]", r"\]")):
+    with pytest.raises(ConfigError, match=re.escape(message)):
         validate(cfg)
 
 
 def test_clip_bound_is_validated():
     with pytest.raises(ConfigError, match=r"lipschitz.bound=-0.1 is out of range: must be > 0"):
         validate(compose_config(["lipschitz=clip", "lipschitz.bound=-0.1"]))
+    for value in ("inf", "-inf", "nan"):
+        with pytest.raises(ConfigError, match=f"lipschitz.bound={value} is out of range: must be a finite number"):
+            validate(compose_config(["lipschitz=clip", f"lipschitz.bound={value}"]))
+
+
+def test_seeds_take_64_bits_and_no_more(train_tiny):
+    """torch.manual_seed takes seeds below 2**64; the largest trains (evaluations included, whose
+    seeds derive from it), the next fails before training, for `seed` and `arch.seed` alike."""
+    with pytest.raises(ConfigError, match="arch.seed=18446744073709551616 is out of range: must be < 18446744073709551616"):
+        validate(compose_config(["arch=random", f"arch.seed={2**64}"]))
+    validate(compose_config(["arch=random", f"arch.seed={2**64 - 1}"]))
+    results = train_tiny(f"seed={2**64 - 1}")
+    assert results["status"] == "complete" and results["seed"] == 2**64 - 1
+
+
+# A toy MLP generator with batch norm: arch=random with the norm drawn always on, small.
+BATCH_NORM_GENERATOR = ["logger=none", "arch=random", "arch.g.norm=[true]", "arch.g.depth=[4]", "arch.g.width=[16]",
+                        "arch.d.depth=[4]", "arch.d.width=[16]"]
+
+
+@pytest.mark.parametrize("overrides,batches", [
+    (["metrics.batch_size=1"], "batches of one sample"),
+    (["metrics.num_samples=201"], "a last batch of one sample (metrics.num_samples=201)"),
+    (["metrics.final_num_samples=1001"], "a last batch of one sample (metrics.final_num_samples=1001)"),
+])
+def test_sampling_batches_of_one_sample_fail_before_training_with_batch_norm(tmp_path, overrides, batches):
+    batch_size = overrides[0].split("=")[1] if "batch_size" in overrides[0] else "100"
+    with pytest.raises(ConfigError, match=re.escape(
+            f"metrics.batch_size={batch_size} makes {batches}, but the generator has batch norm and "
+            "metrics.batch_stats=true normalizes each sampling batch by its own statistics")):
+        run(compose_config([*BATCH_NORM_GENERATOR, *overrides]), tmp_path)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "config.yaml").exists()
+    # With running averages, or a generator without batch norm, one sample is fine.
+    for fine in (["metrics.batch_stats=false"], ["arch.g.norm=[false]"]):
+        cfg = compose_config([*BATCH_NORM_GENERATOR, *overrides, *fine, "train.iterations=1"])
+        assert run(cfg, tmp_path / fine[0])["status"] == "complete"
+
+
+def test_a_run_directory_that_is_a_file_is_named(tmp_path):
+    file = tmp_path / "file"
+    file.write_text("not a folder")
+    for where, message in [
+        ([f"hydra.run.dir={file}"], f"invalid config: run directory {file} is a file, not a folder"),
+        ([f"hydra.run.dir={file}/run"], f"invalid config: run directory {file}/run: {file} is a file, not a folder"),
+        (["-m", f"hydra.sweep.dir={file}", "seed=0,1"],
+         f"invalid config: run directory {file}/seed=0: {file} is a file, not a folder"),
+    ]:
+        result = subprocess.run([sys.executable, "run.py", *where, "logger=none"], cwd=Path(CONF_DIR).parent,
+                                capture_output=True, text=True, timeout=300)
+        output = result.stdout + result.stderr
+        assert result.returncode == 2 and message in output and "Traceback" not in output
+    assert file.read_text() == "not a folder"
+
+
+def test_a_study_name_that_is_a_path_creates_nothing(tmp_path):
+    work = tmp_path / "work"
+    work.mkdir()
+    result = subprocess.run([sys.executable, str(Path(CONF_DIR).parent / "run.py"), "logger=none", "study=../escaped"],
+                            cwd=work, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2 and "invalid config: study='../escaped' is not a single folder name" in result.stdout
+    assert list(tmp_path.rglob("*")) == [work]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error raised when no GPU is present")
@@ -263,14 +335,23 @@ def test_every_numeric_setting_of_every_option_is_typed_and_range_checked():
             settings.update({key: (cfg, bounds) for key, bounds in numeric_settings(cfg).items()})
     assert len(settings) > 40
     assert [key for key, (_, bounds) in settings.items() if not bounds] == []
+    floats = 0
     for key, (cfg, bounds) in settings.items():
         wrong = cfg.copy()
         with pytest.raises(ValidationError, match=re.escape(f"full_key: {key}")):
             OmegaConf.update(wrong, key, "abc", merge=False)
-        OmegaConf.update(wrong, key, [outside(bounds)] if OmegaConf.is_list(OmegaConf.select(cfg, key)) else outside(bounds),
-                         merge=False)
+        is_list = OmegaConf.is_list(OmegaConf.select(cfg, key))
+        OmegaConf.update(wrong, key, [outside(bounds)] if is_list else outside(bounds), merge=False)
         with pytest.raises(ConfigError, match=re.escape(f"{key}=") + ".* is out of range"):
             validate(wrong)
+        value = OmegaConf.select(cfg, key)
+        if isinstance(value[0] if is_list else value, float):  # OmegaConf takes inf and nan for floats
+            floats += 1
+            for not_finite in (math.inf, -math.inf, math.nan):
+                OmegaConf.update(wrong, key, [not_finite] if is_list else not_finite, merge=False)
+                with pytest.raises(ConfigError, match=re.escape(f"{key}=") + ".* is out of range: must be a finite number"):
+                    validate(wrong)
+    assert floats > 10
 
 
 @pytest.mark.parametrize("overrides,message", [

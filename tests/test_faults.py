@@ -3,11 +3,13 @@ kills at any moment, stop signals, unreadable and foreign checkpoints, a full di
 launcher is killed again and again, and what a run may write and read."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -17,7 +19,8 @@ import pytest
 import torch
 
 from conftest import CONF_DIR, TINY
-from wgan.files import RunFiles
+from wandb_records import records as wandb_records
+from wgan.files import RunDirError, RunFiles
 from wgan.report import records_from_dir
 from wgan.schema import ConfigError
 
@@ -62,9 +65,87 @@ def test_an_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path, caplo
     assert files.load_checkpoint() == {"step": 20}
     files.checkpoint.write_bytes(files.checkpoint.read_bytes()[:50])  # cut short, as by a full disk
     assert files.load_checkpoint() == {"step": 10}
-    assert f"checkpoint {files.checkpoint} is unreadable" in caplog.text
+    assert f"checkpoint {files.checkpoint} (RuntimeError: PytorchStreamReader failed reading zip archive: " \
+           "failed finding central directory) is unreadable" in caplog.text
     files.previous_checkpoint.write_bytes(b"")
-    assert files.load_checkpoint() is None
+    with pytest.raises(RunDirError, match=f"no readable checkpoint: {files.checkpoint} .*; "
+                                          f"{files.previous_checkpoint} \\(EOFError\\)"):
+        files.load_checkpoint()
+
+
+def test_unreadable_checkpoints_stop_the_run_instead_of_starting_over(tmp_path):
+    """Starting from iteration 0 would overwrite both checkpoints: a run that cannot read any of
+    them stops before training, naming them, and leaves every file of the directory as it was."""
+    command = [sys.executable, "run.py", *TINY, f"hydra.run.dir={tmp_path}"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    files = RunFiles(tmp_path)
+    files.results.unlink()  # as if killed before its end: the next start resumes
+    files.checkpoint.write_bytes(files.checkpoint.read_bytes()[:1000])  # cut short
+    files.previous_checkpoint.write_bytes(b"not a checkpoint")
+    ours = [path for path in files_below(tmp_path)  # Hydra's copy, the log and the lock aside
+            if ".hydra" not in path.parts and path not in (tmp_path / "run.log", files.lock)]
+    before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in ours}
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert f"stopped: no readable checkpoint: {files.checkpoint} (RuntimeError: PytorchStreamReader failed " \
+           f"reading zip archive: failed finding central directory); {files.previous_checkpoint} (UnpicklingError: " \
+           f"Weights only load failed). Not starting over from iteration 0 over them: restore a readable copy to " \
+           f"resume, or delete {files.checkpoint.parent} to start this run over" in output
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in files_below(tmp_path) if path in before} \
+           == before and files.checkpoint in before and files.metrics in before
+    shutil.rmtree(files.checkpoint.parent)  # starting over, deliberately
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "resumed" not in again.stdout
+    assert [json.loads(line)["step"] for line in files.metrics.read_text().splitlines()] == [10, 20]
+
+
+def wait_for_training(process: subprocess.Popen, files: RunFiles, step: int = 0) -> None:
+    """Until the run has checkpointed `step` (0: training has started, the directory is held)."""
+    deadline = time.monotonic() + 120
+    while checkpoint_step(files) < step:
+        assert time.monotonic() < deadline and process.poll() is None, "training never got there"
+        time.sleep(0.1)
+
+
+def test_a_second_process_in_a_run_directory_stops_at_once_naming_the_first(tmp_path):
+    overrides = [*TINY, "train.iterations=300", "ckpt.every=50", "eval.every=150", f"hydra.run.dir={tmp_path}"]
+    first = subprocess.Popen([sys.executable, "run.py", *overrides], cwd=ROOT, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)
+    files = RunFiles(tmp_path)
+    wait_for_training(first, files)
+    hydra_files = {path: path.read_bytes() for path in (tmp_path / ".hydra").iterdir()}
+    second = subprocess.run([sys.executable, "run.py", *overrides, "seed=1"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120)
+    output = second.stdout + second.stderr
+    assert second.returncode == 1 and "Traceback" not in output
+    assert f"stopped: {tmp_path} is in use by another process (pid {first.pid} on host {socket.gethostname()}): " \
+           "one process per run directory" in output
+    first.communicate(timeout=600)
+    assert first.returncode == 0
+    # The second process wrote nothing: not even Hydra's copy of its config or a log line.
+    assert {path: path.read_bytes() for path in (tmp_path / ".hydra").iterdir()} == hydra_files
+    assert "in use by another process" not in (tmp_path / "run.log").read_text()
+    results = files.read_results()
+    assert (results["status"], results["step"], results["seed"]) == ("complete", 300, 0)
+    assert [json.loads(line)["step"] for line in files.metrics.read_text().splitlines()] == [150, 300]
+    assert "seed: 0" in files.config.read_text()
+
+
+def test_a_run_killed_while_holding_its_directory_does_not_block_the_next(tmp_path):
+    command = [sys.executable, "run.py", *TINY, "train.iterations=200", "ckpt.every=20", f"hydra.run.dir={tmp_path}"]
+    files = RunFiles(tmp_path)
+    killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_for_training(killed, files, step=20)
+    killed.kill()  # SIGKILL: no handler runs, the lock file stays behind naming a dead process
+    killed.wait()
+    assert files.lock.read_text() == f"pid {killed.pid} on host {socket.gethostname()}"
+    killed_at = checkpoint_step(files)
+    resumed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    output, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0 and f"at iteration {killed_at}" in output
+    assert files.read_results()["status"] == "complete"
+    assert files.lock.read_text() == f"pid {resumed.pid} on host {socket.gethostname()}"
 
 
 def run_files_equal(a: Path, b: Path) -> None:
@@ -138,16 +219,27 @@ def test_a_torn_metrics_line_from_a_kill_mid_append_is_dropped_on_resume(tmp_pat
     assert files.metrics.read_text() == '{"step": 10, "w1": 0.5}\n'
 
 
-@pytest.fixture
-def small_disk(tmp_path):
-    """A 16 MiB filesystem of its own (tmpfs; mounting one needs root, as CI and this machine have)."""
-    disk = tmp_path / "disk"
+def tmpfs(disk: Path, options: str):
+    """A filesystem of its own at `disk` for the test (tmpfs; mounting one needs root, as CI and
+    this machine have)."""
     disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)], capture_output=True)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True)
     if mounted.returncode != 0:
         pytest.skip(f"cannot mount a tmpfs to fill (needs root): {mounted.stderr.decode().strip()}")
     yield disk
     subprocess.run(["umount", str(disk)], check=True)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """16 MiB, to fill."""
+    yield from tmpfs(tmp_path / "disk", "size=16m")
+
+
+@pytest.fixture
+def disk_of_few_files(tmp_path):
+    """Room for 64 files (inodes): once they are used, the disk is full for new files only."""
+    yield from tmpfs(tmp_path / "disk", "size=64m,nr_inodes=64")
 
 
 def fill(disk: Path) -> Path:
@@ -185,6 +277,47 @@ def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_newest_checkpoin
     resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and f"at iteration {intact}" in resumed.stdout
     assert files.read_results()["status"] == "complete"
+
+
+def use_every_inode(disk: Path) -> list[Path]:
+    """Create empty files until the disk has no inode left."""
+    made = []
+    while True:
+        try:
+            (disk / f"filler{len(made)}").touch()
+        except OSError as error:
+            assert error.errno == errno.ENOSPC
+            return made
+        made.append(disk / f"filler{len(made)}")
+
+
+def test_a_full_disk_while_writing_the_results_stops_the_run_as_for_a_checkpoint(disk_of_few_files, tmp_path):
+    """A run whose training is done resumes its final checkpoint and only has results.json left to
+    write (the first start is stopped there by deleting it); the disk is full for new files. W&B's
+    folder is a link to another disk, so that W&B can record how the run ended."""
+    run_dir, wandb_dir = disk_of_few_files / "run", tmp_path / "wandb"
+    run_dir.mkdir()
+    wandb_dir.mkdir()
+    (run_dir / "wandb").symlink_to(wandb_dir)
+    command = [sys.executable, "run.py", *[o for o in TINY if not o.startswith("logger")], "logger.mode=offline",
+               f"hydra.run.dir={run_dir}"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    files = RunFiles(run_dir)
+    files.results.unlink()
+    fillers = use_every_inode(disk_of_few_files)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode == 1 and "Traceback" not in output
+    assert f"stopped: No space left on device while writing {files.results}; it was left as it was. The newest " \
+           f"checkpoint, {files.checkpoint}, is intact (iteration 20): free some space and run the same command " \
+           "to resume from it" in output
+    assert not files.results.exists() and not list(run_dir.glob(".*.tmp"))
+    first, stopped = sorted(wandb_dir.glob("offline-run-*/run-*.wandb"))  # the W&B run and its resumption
+    assert [record.exit.exit_code for record in wandb_records(stopped) if record.HasField("exit")] == [1]
+    for filler in fillers:
+        filler.unlink()
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0 and files.read_results()["status"] == "complete"
 
 
 def test_a_checkpoint_from_another_config_is_refused(train_tiny, tmp_path):
@@ -264,8 +397,9 @@ def test_a_checkpoint_holding_pickled_code_is_refused_without_running_it(tmp_pat
     files, marker = RunFiles(tmp_path), tmp_path / "code-ran"
     files.checkpoint.parent.mkdir()
     torch.save({"step": 5, "payload": RunsCode(marker)}, files.checkpoint)
-    assert files.load_checkpoint() is None and not marker.exists()
-    assert f"checkpoint {files.checkpoint} is unreadable (UnpicklingError" in caplog.text
+    with pytest.raises(RunDirError, match=f"no readable checkpoint: {files.checkpoint} \\(UnpicklingError: "):
+        files.load_checkpoint()
+    assert not marker.exists()
 
 
 def test_the_report_reads_results_as_plain_data(tmp_path):
@@ -277,3 +411,14 @@ def test_the_report_reads_results_as_plain_data(tmp_path):
         "arch": "random", "arch_seed": 0, "seed": 0, "final": {"hq_fraction": 0.5}}))
     (jobs,) = records_from_dir(tmp_path / "study")
     assert jobs.method == "${oc.env:HOME}" and jobs.key[0] == "!!python/object/apply:os.system ['true']"
+
+
+def test_files_are_created_with_the_users_umask(tmp_path):
+    """A study shared by a group (umask 002) stays readable and writable by the group: every file
+    of a run, those written atomically included, gets 0666 less the umask, as open() gives."""
+    subprocess.run([sys.executable, "run.py", *TINY, f"hydra.run.dir={tmp_path}"], cwd=ROOT, check=True,
+                   capture_output=True, umask=0o002)
+    files = RunFiles(tmp_path)
+    written = [files.config, files.results, files.metrics, files.checkpoint, files.previous_checkpoint]
+    assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
+        path.name: "0o664" for path in written}

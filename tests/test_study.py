@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import CONF_DIR, compose_config
+from wgan.files import RunFiles
 from wgan.report import build_report, records_from_dir
 from wgan.schema import ConfigError
 from wgan.study import cpu_share, expand_jobs, job_dir_name, short_dir_name
@@ -83,9 +85,8 @@ def test_robustness_toy_through_joblib_then_skipped_on_the_second_run(tmp_path):
     assert "study robustness_toy: 4 jobs (0 finished already, skipped)" in first.stdout
     assert sorted(statuses(tmp_path)) == [(0, "gan"), (0, "wgan_gp"), (1, "gan"), (1, "wgan_gp")]
     # One directory per job, named by its overrides (shortened when long), as the study computes them.
-    naming = compose_config(return_hydra_config=True).hydra.job.config.override_dirname
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == sorted(
-        job_dir_name([f"arch.seed={s}", f"method={m}", *TINY_STUDY], naming) for s in (0, 1) for m in ("dcgan", "wgan_gp"))
+        job_dir_name([f"arch.seed={s}", f"method={m}", *TINY_STUDY]) for s in (0, 1) for m in ("dcgan", "wgan_gp"))
     assert set(statuses(tmp_path).values()) <= {"complete", "diverged"}
     report = build_report(records_from_dir(tmp_path), metric="w1", thresholds=[0.0])
     assert report.scored == {"gan": 2, "wgan_gp": 2} and report.paired == 2
@@ -96,6 +97,23 @@ def test_robustness_toy_through_joblib_then_skipped_on_the_second_run(tmp_path):
     assert "4 jobs (4 finished already, skipped)" in second.stdout
     assert second.stdout.count("already holds a finished run") == 4 and "complete after" not in second.stdout
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")} == written
+
+
+def test_a_study_grows_by_more_architectures_skipping_the_finished_ones(tmp_path):
+    first = multirun(tmp_path, "method=wgan_gp")  # TINY_STUDY's arch.count=2
+    assert first.returncode == 0, first.stdout[-3000:]
+    written = {p.parent.name: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")}
+    grown = multirun(tmp_path, "method=wgan_gp", "arch.count=3")
+    assert grown.returncode == 0, grown.stdout[-3000:]
+    assert "study robustness_toy: 3 jobs (2 finished already, skipped)" in grown.stdout
+    assert grown.stdout.count("already holds a finished run") == 2
+    assert {name: mtime for name, mtime in ((p.parent.name, p.stat().st_mtime_ns) for p in tmp_path.glob("*/results.json"))
+            if name in written} == written and len(written) == 2
+    assert sorted(statuses(tmp_path)) == [(0, "wgan_gp"), (1, "wgan_gp"), (2, "wgan_gp")]
+    # arch.count is no part of a job's identity: not in its directory's name, nor in the config check.
+    names = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert names == sorted(job_dir_name(with_overrides(TINY_STUDY, "method=wgan_gp", f"arch.seed={s}")) for s in range(3))
+    assert not [name for name in names if "arch.count" in name]
 
 
 def test_robustness_toy_through_submitit_local(tmp_path):
@@ -117,8 +135,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     command = [sys.executable, "run.py", "-m", *overrides, f"hydra.sweep.dir={tmp_path}"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                start_new_session=True)
-    naming = compose_config(return_hydra_config=True).hydra.job.config.override_dirname
-    job = tmp_path / job_dir_name(overrides, naming)
+    job = tmp_path / job_dir_name(overrides)
     deadline = time.monotonic() + 120
     while _checkpoint_step(job) < 40:
         assert time.monotonic() < deadline and process.poll() is None, "the job never checkpointed"
@@ -183,6 +200,23 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path):
     assert result.returncode != 0  # the sweep reports the failure at its end
     assert "lipschitz.lam=-1.0 is out of range: must be >= 0" in result.stdout + result.stderr
     assert list(statuses(tmp_path).values()) == ["complete"]
+
+
+def test_a_job_held_by_another_process_is_skipped_and_reported(tmp_path):
+    held = RunFiles(tmp_path / job_dir_name(with_overrides(TINY_STUDY, "arch.seed=0", "method=wgan_gp")))
+    holder = f"pid {os.getpid()} on host {socket.gethostname()}"
+    with held.held():  # this test's process trains there, as far as the study can tell
+        result = multirun(tmp_path, "arch.count=1")
+    output = result.stdout + result.stderr
+    assert "study robustness_toy: 2 jobs (0 finished already, skipped)" in output
+    assert f"1 held by another process, skipped: {held.dir.name} ({holder})" in output
+    assert f"stopped: {held.dir} is in use by another process ({holder})" in output
+    assert result.returncode != 0  # the study is not done: the launcher reports the held job at its end
+    assert set(statuses(tmp_path)) == {(0, "gan")}
+    assert not {"config.yaml", "checkpoints", "results.json", "metrics.jsonl"} & {p.name for p in held.dir.iterdir()}
+    again = multirun(tmp_path, "arch.count=1")
+    assert again.returncode == 0 and "2 jobs (1 finished already, skipped)" in again.stdout
+    assert set(statuses(tmp_path)) == {(0, "gan"), (0, "wgan_gp")}
 
 
 def test_a_study_directory_refuses_a_job_of_another_config(tmp_path):

@@ -25,7 +25,7 @@ from wgan.loss import LossConfig
 from wgan.optimizer import AdamPairConfig, RMSpropPairConfig
 from wgan.schema import ConfigError, bounded, check_bounds
 from wgan.speed import SpeedConfig
-from wgan.study import short_dir_name
+from wgan.study import check_study_name, job_dir_name
 
 
 class LRDecay(Enum):
@@ -64,7 +64,7 @@ class Config:
     optimizer: Any = MISSING
     metrics: Any = MISSING
     logger: Any = MISSING
-    seed: int = bounded(0, ge=0)
+    seed: int = bounded(0, ge=0, lt=2**64)  # torch.manual_seed takes 64 bits
     device: Device = Device.auto
     threads: Optional[int] = bounded(None, ge=1)  # torch CPU threads; None: all, or a parallel job's share
     study: str = "default"  # groups runs, e.g. the W&B group
@@ -94,7 +94,7 @@ SCHEMAS = {
 
 
 def register_configs() -> None:
-    OmegaConf.register_new_resolver("wgan.job_dir", short_dir_name, replace=True)
+    OmegaConf.register_new_resolver("wgan.job_dir", job_dir_name, replace=True)
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     for group, schemas in SCHEMAS.items():
@@ -141,6 +141,7 @@ def method_name(cfg: DictConfig) -> str:
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data or model: ranges, the device, metric names, W&B access."""
     check_bounds(cfg)
+    check_study_name(cfg.study)
     resolve_device(cfg.device)
     speed.check(cfg)
     logger.check_config(cfg.logger)

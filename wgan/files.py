@@ -4,22 +4,28 @@
 - `results.json`: status (`complete`, `diverged`, `crashed`), iterations done, metrics, timing;
 - `metrics.jsonl`: one JSON line per evaluation;
 - `checkpoints/last.pt`: models, optimizers, RNG states and step (`previous.pt`: the one before);
-- `samples/step_NNNNNN.png`: a figure per evaluation.
+- `samples/step_NNNNNN.png`: a figure per evaluation;
+- `run.lock`: held by the one process that trains in the directory, and naming it.
 
 Files that are replaced are written to a temporary name and renamed into place (atomic on POSIX).
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import json
 import logging
 import math
 import os
-import tempfile
+import secrets
+import socket
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import torch
+
+from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +38,11 @@ DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 class DiskFull(OSError):
     """A write failed for lack of space; what was written before it is intact."""
+
+
+class RunDirError(Exception):
+    """The run directory cannot be trained in as it is (another process holds it, or its
+    checkpoints cannot be read); the message says why and what to do. Nothing in it was changed."""
 
 
 def as_disk_full(error: BaseException, path: Path | None = None) -> DiskFull | None:
@@ -49,11 +60,13 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], keep_previous: P
     after a kill or a power loss, and a failed write (a full disk) leaves the old one. With
     `keep_previous`, the old content is moved there once the new one is safely on the disk."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     try:
+        # Mode "x" creates the file as any open() does, 0666 less the umask (and default ACLs),
+        # not with tempfile's private 0600: a study shared by a group stays readable by the group.
         # A Python file object, not a path: torch.save then reports a full disk as the OSError
         # it is, where its own file writer raises a RuntimeError about stream positions.
-        with os.fdopen(fd, "wb") as file:
+        with open(tmp, "xb") as file:
             write(file)
             file.flush()
             os.fsync(file.fileno())
@@ -61,7 +74,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None], keep_previous: P
             os.replace(path, keep_previous)
         os.replace(tmp, path)
     except BaseException as error:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         full = as_disk_full(error, path)
         if full is not None:
             raise DiskFull(f"{full}; it was left as it was") from error
@@ -77,6 +90,26 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda file: file.write(text.encode()))
 
 
+def first_sentence(error: BaseException) -> str:
+    """The error's type and first sentence: torch's loading errors go on for paragraphs."""
+    sentence = str(error).strip().split("\n")[0].split(". ")[0].rstrip(".")
+    return f"{type(error).__name__}: {sentence}" if sentence else type(error).__name__
+
+
+def try_flock(fd: int, kind: int) -> bool:
+    """Take an flock of `kind` on `fd` if no other process holds a conflicting one."""
+    try:
+        fcntl.flock(fd, kind | fcntl.LOCK_NB)
+        return True
+    except BlockingIOError:
+        return False
+
+
+def read_holder(fd: int) -> str:
+    """Who holds a lock file, as the holder wrote it (see RunFiles.held)."""
+    return os.pread(fd, 256, 0).decode(errors="replace") or "pid not written yet"
+
+
 class RunFiles:
     def __init__(self, run_dir: Path) -> None:
         self.dir = Path(run_dir)
@@ -86,6 +119,56 @@ class RunFiles:
         self.checkpoint = self.dir / "checkpoints" / "last.pt"
         self.previous_checkpoint = self.dir / "checkpoints" / "previous.pt"
         self.samples = self.dir / "samples"
+        self.lock = self.dir / "run.lock"
+
+    def check_dir(self) -> None:
+        """Raise ConfigError if a file stands where the directory, or a folder above it, would be."""
+        for path in (self.dir, *self.dir.parents):
+            if path.exists():
+                if not path.is_dir():
+                    where = "" if path == self.dir else f": {path}"
+                    raise ConfigError(f"run directory {self.dir}{where} is a file, not a folder; choose another "
+                                      "directory (hydra.run.dir, hydra.sweep.dir) or move the file")
+                return
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[None]:
+        """Hold the directory for this process, or raise RunDirError naming the process that holds
+        it: two processes in one directory would write the same checkpoints and results. An flock,
+        which the kernel releases when the process ends however it ends (a SIGKILL too), so a dead
+        run never blocks the next; the file names the holder, which flock alone does not tell."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            if not try_flock(fd, fcntl.LOCK_EX):
+                raise self.in_use(read_holder(fd))
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"pid {os.getpid()} on host {socket.gethostname()}".encode(), 0)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
+
+    def holder(self) -> str | None:
+        """The process that holds the directory (see `held`), or None if none does. Asks by taking
+        a shared lock for an instant: flock has no other way to ask."""
+        try:
+            fd = os.open(self.lock, os.O_RDONLY)
+        except FileNotFoundError:
+            return None
+        try:
+            return None if try_flock(fd, fcntl.LOCK_SH) else read_holder(fd)
+        finally:
+            os.close(fd)
+
+    def in_use(self, holder: str) -> RunDirError:
+        return RunDirError(f"{self.dir} is in use by another process ({holder}): one process per run directory; "
+                           "wait for that one to end (or stop it), then run the same command again")
+
+    def write_config(self, text: str) -> None:
+        """config.yaml, atomically (a config cut short by a kill would make the next start fail its
+        config check); a restart with the same config writes nothing."""
+        if not self.config.exists() or self.config.read_text() != text:
+            atomic_write_text(self.config, text)
 
     def read_results(self) -> dict[str, Any] | None:
         try:
@@ -104,8 +187,10 @@ class RunFiles:
         """Forget evaluations logged after `step`: a resumed run redoes them from its checkpoint."""
         if not self.metrics.exists():
             return
-        kept = [line for line in self.metrics.read_text().splitlines() if self.metrics_step(line) <= step]
-        atomic_write_text(self.metrics, "".join(f"{line}\n" for line in kept))
+        lines = self.metrics.read_text().splitlines()
+        kept = [line for line in lines if self.metrics_step(line) <= step]
+        if len(kept) < len(lines):  # a start with nothing to forget rewrites nothing
+            atomic_write_text(self.metrics, "".join(f"{line}\n" for line in kept))
 
     @staticmethod
     def metrics_step(line: str) -> float:
@@ -122,7 +207,10 @@ class RunFiles:
         atomic_write(self.checkpoint, lambda file: torch.save(state, file), keep_previous=self.previous_checkpoint)
 
     def load_checkpoint(self) -> dict[str, Any] | None:
-        """The newest readable checkpoint (`last.pt`, else `previous.pt`), or None if there is none."""
+        """The newest readable checkpoint (`last.pt`, else `previous.pt`), or None if there is none.
+        Raises RunDirError if there are checkpoints but none can be read: starting from iteration 0
+        would silently overwrite them, losing what a repaired or restored copy could still resume."""
+        unreadable = []
         for path in (self.checkpoint, self.previous_checkpoint):
             if not path.exists():
                 continue
@@ -130,8 +218,13 @@ class RunFiles:
                 # weights_only: a checkpoint is data; loading one never runs pickled code.
                 return torch.load(path, map_location="cpu", weights_only=True)
             except Exception as error:  # truncated or corrupt: torch raises several kinds
-                log.warning("checkpoint %s is unreadable (%s: %s); trying the one before it",
-                            path, type(error).__name__, error)
+                unreadable.append(f"{path} ({first_sentence(error)})")
+                log.warning("checkpoint %s is unreadable", unreadable[-1])
+        if unreadable:
+            raise RunDirError(
+                f"no readable checkpoint: {'; '.join(unreadable)}. Not starting over from iteration 0 over "
+                f"them: restore a readable copy to resume, or delete {self.checkpoint.parent} to start this run over"
+            )
         return None
 
     def sample_figure(self, step: int) -> Path:

@@ -3,11 +3,13 @@
 OmegaConf already rejects wrong types and unknown keys (naming the key) when a YAML option is
 merged into its dataclass schema. What it cannot know is that `train.n_critic=0` or a negative
 penalty weight is meaningless; fields declared with `bounded(...)` carry their valid range, and
-`check_bounds` walks a composed config and reports the first value outside it.
+`check_bounds` walks a composed config and reports the first value outside it (or, for a float,
+not finite).
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 import operator
 from typing import Any
 
@@ -42,6 +44,10 @@ def bounded(default: Any, **bounds: float) -> Any:
 def _check_value(key: str, value: Any, bounds: dict[str, float]) -> None:
     values = list(value) if isinstance(value, (list, tuple, ListConfig)) else [value]
     for item in values:
+        # OmegaConf takes `inf` and `nan` as floats; inf passes a lower bound, and NaN would be
+        # reported against whichever bound it fails first.
+        if isinstance(item, float) and not math.isfinite(item):
+            raise ConfigError(f"{key}={value} is out of range: must be a finite number")
         for name, limit in bounds.items():
             compare, symbol = _COMPARISONS[name]
             if not compare(item, limit):

@@ -8,28 +8,30 @@ architecture seeds 0..arch.count-1 itself (its `hydra.sweeper.params`), so
 `python run.py -m arch=random lipschitz=gp,clip` is every architecture under both methods.
 
 `StudyCallback` prints, before the launcher starts, how many jobs the study has, how many have
-finished already, and where they write; `cpu_share` keeps jobs that run side by side on one
-machine (the joblib launcher) from oversubscribing its cores.
+finished already, which are held by another process, and where they write; `cpu_share` keeps
+jobs that run side by side on one machine (the joblib launcher) from oversubscribing its cores.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
 import signal
+import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
-from hydra._internal.config_loader_impl import get_overrides_dirname
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from wgan.files import FINISHED, RunFiles
+from wgan.files import FINISHED, DiskFull, RunDirError, RunFiles
+from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -43,37 +45,93 @@ def expand_jobs(task_overrides: Sequence[str], sweeper_params: Optional[Mapping[
     return jobs
 
 
+# Settings of where and how a run goes, not of what it computes, each with the keys below it: not
+# part of a study job's directory name, and free to change between the starts of one run (the
+# config check of wgan.train compares every other key). arch.count sizes a study's sweep over
+# architectures, so that a study can grow by more of them.
+NOT_IDENTITY = ("study", "sweeps", "device", "threads", "logger", "metrics.cache_dir", "arch.count", "speed")
+
+
+def is_identity(key: str) -> bool:
+    """Whether the setting `key` (dotted) is part of what a run computes (see NOT_IDENTITY)."""
+    return not any(key == other or key.startswith(f"{other}.") for other in NOT_IDENTITY)
+
+
 MAX_DIR_NAME = 200  # bytes; file systems allow 255 per path component
 
 
 def short_dir_name(name: str) -> str:
     """`name`, or when too long for a directory its start plus a hash of the whole, so that long
-    override lists still give every job a distinct, stable directory (`${wgan.job_dir:...}`)."""
+    override lists still give every job a distinct, stable directory."""
     if len(name.encode()) <= MAX_DIR_NAME:
         return name
     return f"{name.encode()[:150].decode(errors='ignore')}...{hashlib.sha256(name.encode()).hexdigest()[:12]}"
 
 
-def job_dir_name(job: Sequence[str], naming: DictConfig) -> str:
-    """The directory name Hydra gives the job with these overrides (conf/config.yaml's sweep subdir)."""
+def job_dir_name(job: Sequence[str]) -> str:
+    """The directory of the job with these overrides in its study (`${wgan.job_dir:...}`, the sweep
+    subdir of conf/config.yaml): the overrides of its identity's settings, as Hydra's
+    override_dirname writes them (sorted, comma-joined), shortened when too long."""
     overrides = OverridesParser.create().parse_overrides(list(job))
-    return short_dir_name(get_overrides_dirname(overrides, list(naming.exclude_keys), naming.item_sep, naming.kv_sep))
+    return short_dir_name(",".join(sorted(o.input_line for o in overrides if is_identity(o.key_or_group))))
+
+
+def check_study_name(name: str) -> None:
+    """`study` names one folder, outputs/<study> and multirun/<study>: a path there would put the
+    runs elsewhere (`..`, `a/b`), or hide them (a leading dot)."""
+    if not name or "/" in name or name.startswith("."):
+        raise ConfigError(f"study={name!r} is not a single folder name (it names outputs/<study> and "
+                          "multirun/<study>): it must be non-empty, without '/', and not start with '.'")
 
 
 def read_status(job_dir: Path) -> Optional[str]:
     return (RunFiles(job_dir).read_results() or {}).get("status")
 
 
+@contextlib.contextmanager
+def reported(reraise: bool) -> Iterator[None]:
+    """The errors meant for the user as one logged line and an exit code, not a traceback: 2 for a
+    config that cannot run, 1 for a run that stopped (a full disk, a run directory held by another
+    process). With `reraise` (a job of a multirun) the error goes on to the launcher, which records
+    the job as failed (neither a result nor a crash), runs the others and reports it at the end."""
+    try:
+        yield
+    except (ConfigError, DiskFull, RunDirError) as error:
+        invalid = isinstance(error, ConfigError)
+        logging.getLogger("wgan").error("%s: %s", "invalid config" if invalid else "stopped", error)
+        if reraise:
+            raise
+        sys.exit(2 if invalid else 1)
+
+
 class StudyCallback(Callback):
-    """Says what a multirun is about to do before any job starts."""
+    """Before Hydra creates or writes anything (its `.hydra/` folder and log in the run
+    directory): refuses a study name that is not one folder, a run directory that is a file or
+    that another process holds, and says what a multirun is about to do."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        with reported(reraise=False):
+            check_study_name(config.study)  # before the run directory, which it names, is used
+            files = RunFiles(Path(config.hydra.run.dir))
+            files.check_dir()
+            holder = files.holder()
+            if holder is not None:
+                raise files.in_use(holder)
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
         hydra = config.hydra
         jobs = expand_jobs(list(hydra.overrides.task), hydra.sweeper.get("params"))
-        sweep_dir = Path(hydra.sweep.dir).resolve()
-        naming = hydra.job.config.override_dirname
-        finished = sum(read_status(sweep_dir / job_dir_name(job, naming)) in FINISHED for job in jobs)
+        with reported(reraise=False):
+            check_study_name(config.study)
+            sweep_dir = Path(hydra.sweep.dir).resolve()
+            dirs = [RunFiles(sweep_dir / job_dir_name(job)) for job in jobs]
+            for files in dirs:
+                files.check_dir()
+        finished = sum(read_status(files.dir) in FINISHED for files in dirs)
         log.info("study %s: %d jobs (%d finished already, skipped) in %s", config.study, len(jobs), finished, sweep_dir)
+        held = [f"{files.dir.name} ({holder})" for files in dirs if (holder := files.holder()) is not None]
+        if held:  # each of these jobs stops at once, leaving its directory to the process that holds it
+            log.warning("%d held by another process, skipped: %s", len(held), "; ".join(held))
 
 
 def cpu_share(launcher: Mapping[str, Any], cpus: Optional[int] = None) -> Optional[int]:

@@ -32,6 +32,7 @@ from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule
 from wgan.schema import ConfigError
 from wgan.speed import Speed
+from wgan.study import is_identity
 
 log = logging.getLogger(__name__)
 
@@ -93,11 +94,15 @@ def frozen(module: torch.nn.Module):
         module.train(was_training)
 
 
+def batch_norms(module: torch.nn.Module) -> list[torch.nn.Module]:
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
 @contextlib.contextmanager
 def sampling_mode(generator: torch.nn.Module, batch_stats: bool):
     """Eval mode for sampling, except that with `batch_stats` batch norm layers normalize with the
     statistics of each batch (as the official code samples) without updating their running ones."""
-    norms = [m for m in generator.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    norms = batch_norms(generator)
     saved = [m.track_running_stats for m in norms]
     with frozen(generator):
         if batch_stats:
@@ -109,6 +114,24 @@ def sampling_mode(generator: torch.nn.Module, batch_stats: bool):
         finally:
             for norm, tracked in zip(norms, saved):
                 norm.track_running_stats = tracked
+
+
+def check_sampling_batches(settings: DictConfig, generator: torch.nn.Module) -> None:
+    """With `metrics.batch_stats`, batch norm in the generator normalizes each sampling batch by
+    its own statistics, which a batch of one sample does not have: refuse before training rather
+    than fail (or score nonsense) at the first evaluation."""
+    if not settings.batch_stats or not batch_norms(generator):
+        return
+    size = settings.batch_size
+    counts = {"metrics.num_samples": settings.num_samples, "metrics.final_num_samples": settings.final_num_samples}
+    lone = [f"{key}={n}" for key, n in counts.items() if n is not None and n % size == 1]
+    if size == 1 or lone:
+        batches = "batches of one sample" if size == 1 else f"a last batch of one sample ({lone[0]})"
+        raise ConfigError(
+            f"metrics.batch_size={size} makes {batches}, but the generator has batch norm and metrics.batch_stats=true "
+            "normalizes each sampling batch by its own statistics, which one sample does not have: choose another "
+            "metrics.batch_size, or set metrics.batch_stats=false (running averages)"
+        )
 
 
 def gradient_sum(module: torch.nn.Module) -> torch.Tensor:
@@ -131,6 +154,7 @@ class Trainer:
         self.loss = build(cfg.loss)
         self.speed = Speed(cfg.speed, self.device, image=self.dataset.kind == "image")
         self.generator = self.speed.network(self.arch.generator(self.dataset.shape).to(self.device))
+        check_sampling_batches(cfg.metrics, self.generator)
         critic = self.arch.critic(self.dataset.shape, self.lipschitz.critic_norm)
         self.critic = self.speed.network(self.lipschitz.wrap_critic(critic).to(self.device))
         self.opt_g, self.opt_d = build_optimizers(cfg.optimizer, self.generator, self.critic,
@@ -241,8 +265,9 @@ class Trainer:
         return values
 
     def evaluation_rng(self) -> torch.Generator:
-        """A generator of its own per evaluation: evaluating never shifts the training RNG stream."""
-        return torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + self.step)
+        """A generator of its own per evaluation: evaluating never shifts the training RNG stream.
+        Its seed wraps around at 2**64, the most torch takes, as seeds go up to that."""
+        return torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + self.step) % 2**64)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -318,7 +343,8 @@ class Trainer:
         self.checkpointed_step = self.step
 
     def resume(self) -> bool:
-        """Restore everything from the run directory's checkpoint; False if there is none."""
+        """Restore everything from the run directory's checkpoint; False if there is none (a
+        RunDirError if there are checkpoints but none can be read)."""
         state = self.files.load_checkpoint()
         if state is None:
             return False
@@ -338,7 +364,6 @@ class Trainer:
         self.checkpointed_step = self.step
         self.last_eval, self.best = state["last_eval"], state["best"]
         self.wandb_run_id = state["wandb_run_id"]
-        self.files.drop_metrics_after(self.step)
         log.info("resumed from %s at iteration %d", self.files.checkpoint, self.step)
         return True
 
@@ -410,11 +435,6 @@ class Trainer:
         }
 
 
-# Settings that may change between the starts of one run: where and how it runs, not what it
-# computes (arch.count sizes the study's sweep, so a study can grow by more architectures).
-RESTARTABLE_WITH_OTHER = ("device", "threads", "logger", "metrics.cache_dir", "arch.count", "speed")
-
-
 def refuse_other_config(files: RunFiles, cfg: DictConfig) -> None:
     """A run directory holds one config's run: resuming or skipping it under another config would
     mix results (e.g. a study command changed between two launches)."""
@@ -423,13 +443,13 @@ def refuse_other_config(files: RunFiles, cfg: DictConfig) -> None:
 
 
 def refuse_if_different(saved: DictConfig, cfg: DictConfig, what: str) -> None:
-    """Raise a ConfigError starting with `what` and naming the differing keys, if any differ
-    (beyond the RESTARTABLE_WITH_OTHER ones)."""
+    """Raise a ConfigError starting with `what` and naming the differing keys, if any of a run's
+    identity differ (the settings of where and how it runs, wgan.study.NOT_IDENTITY, may)."""
     saved_values = flatten(OmegaConf.to_container(saved, resolve=True))
     current = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     differences = sorted(
         key for key in set(saved_values) | set(current)
-        if saved_values.get(key) != current.get(key) and not key.startswith(RESTARTABLE_WITH_OTHER)
+        if saved_values.get(key) != current.get(key) and is_identity(key)
     )
     if differences:
         shown = ", ".join(f"{k}: {saved_values.get(k)!r} there, {current.get(k)!r} now" for k in differences[:5])
@@ -446,19 +466,42 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
+def fit_to_an_end(trainer: Trainer) -> tuple[dict[str, Any] | None, int, int | None]:
+    """Train to the end, or until the run diverges or a stop signal arrives: (the results of a run
+    that ended, the exit code, the stop signal). Any other exception goes on."""
+    try:
+        trainer.fit()
+        return trainer.results("complete"), 0, None
+    except Diverged as diverged:
+        log.warning("diverged: %s", diverged)
+        return trainer.results("diverged", diverged_at=diverged.step, reason=str(diverged)), 0, None
+    except Stopped as signalled:
+        log.warning("%s: checkpointed, stopping; the same command resumes from here", signalled)
+        return None, 1, signalled.signum
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train (or resume, or skip) the run that `cfg` describes in `run_dir`; return its results."""
+    """Train (or resume, or skip) the run that `cfg` describes in `run_dir`; return its results.
+    The directory is held for the whole run: another process in it stops before touching it."""
     validate(cfg)
     files = RunFiles(run_dir)
+    files.check_dir()
+    with files.held():
+        return run_held(cfg, files)
+
+
+def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
     refuse_other_config(files, cfg)
     previous = files.read_results()
     if previous is not None and previous["status"] in FINISHED:
-        log.info("%s already holds a finished run (%s); not training again", run_dir, previous["status"])
+        log.info("%s already holds a finished run (%s); not training again", files.dir, previous["status"])
         return previous
-    files.dir.mkdir(parents=True, exist_ok=True)
-    OmegaConf.save(cfg, files.config, resolve=True)
     trainer = Trainer(cfg, files)
     resumed = trainer.resume()
+    # Written only once the run can start: a config that fails to build, or a directory whose
+    # checkpoints cannot be read, leaves the directory as it was.
+    files.write_config(OmegaConf.to_yaml(cfg, resolve=True))
+    files.drop_metrics_after(trainer.step)  # evaluations after it are redone (all of them when starting over)
     trainer.logger = build(cfg.logger)
     trainer.logger.start(
         run_dir=files.dir,
@@ -474,26 +517,21 @@ def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     results, exit_code, stopped = None, 1, None
     with stop_signals() as (trainer.stop_requests, previous_handlers):
         try:
-            trainer.fit()
-            results, exit_code = trainer.results("complete"), 0
-        except Diverged as diverged:
-            log.warning("diverged: %s", diverged)
-            results, exit_code = trainer.results("diverged", diverged_at=diverged.step, reason=str(diverged)), 0
-        except Stopped as signalled:
-            log.warning("%s: checkpointed, stopping; the same command resumes from here", signalled)
-            stopped = signalled.signum
+            results, exit_code, stopped = fit_to_an_end(trainer)
+            if results is not None:
+                files.write_results(results)
         except Exception as error:
             full = as_disk_full(error)
             if full is not None:  # not a crash: the run stops unfinished and resumes once there is space
+                results, exit_code = None, 1  # unfinished, also to W&B (results.json may be what failed)
                 raise DiskFull(
                     f"{full}. The newest checkpoint, {files.checkpoint}, is intact (iteration "
                     f"{trainer.checkpointed_step}): free some space and run the same command to resume from it"
                 ) from error
             results = trainer.results("crashed", traceback=traceback.format_exc())
+            files.write_results(results)
             raise
         finally:
-            if results is not None:
-                files.write_results(results)
             trainer.logger.finish({k: v for k, v in (results or {}).items() if k != "traceback"}, exit_code)
     if stopped is not None:
         hand_on(stopped, previous_handlers.get(stopped))

@@ -60,7 +60,7 @@ class NetSpaceConfig:
 class RandomArchConfig(ArchConfig):
     _target_: str = "wgan.arch.random.RandomArch"
     name: str = "random"
-    seed: int = bounded(0, ge=0)  # which architecture of the space
+    seed: int = bounded(0, ge=0, lt=2**64)  # which architecture of the space (a 64-bit seed, as `seed`)
     count: int = bounded(200, ge=1)  # architectures a multirun study sweeps: seeds 0..count-1 (the paper's 200)
     noise_dim: int = bounded(128, ge=1)
     g: NetSpaceConfig = field(default_factory=NetSpaceConfig)

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from wgan import metrics
 from wgan.config import build, compose_config, validate
 from wgan.dataset import ImageFolder
-from wgan.files import RunFiles
+from wgan.files import RunDirError, RunFiles
 from wgan.schema import ConfigError
 
 log = logging.getLogger("wgan")
@@ -122,7 +122,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse(argv)
     try:
         report = score(args)
-    except ConfigError as error:
+    except (ConfigError, RunDirError) as error:  # RunDirError: a run directory without a readable checkpoint
         log.error("%s", error)
         return 2
     if args.json:
