@@ -2,6 +2,7 @@
 
 `python run.py --help` lists the config groups and their options; `-m` sweeps (multirun).
 """
+import os
 from pathlib import Path
 
 import hydra
@@ -20,8 +21,10 @@ register_configs()
 def main(cfg: DictConfig) -> None:
     hydra = HydraConfig.get()
     limit_threads(cfg.threads or cpu_share(hydra.launcher))
-    if hydra.mode == RunMode.MULTIRUN and "joblib" in hydra.launcher.get("_target_", ""):
-        stop_when_orphaned()  # this job runs in a worker process, which must not outlive the launcher
+    if hydra.mode == RunMode.MULTIRUN:
+        os.environ.setdefault("WANDB_QUIET", "true")  # a study's jobs: no W&B summary block per job
+        if "joblib" in hydra.launcher.get("_target_", ""):
+            stop_when_orphaned()  # this job runs in a worker process, which must not outlive the launcher
     with reported(reraise=hydra.mode == RunMode.MULTIRUN):
         run(cfg, Path(hydra.runtime.output_dir))
 

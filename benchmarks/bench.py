@@ -18,6 +18,9 @@ every ratio is the median of the ratios of neighbouring A/B pairs of the same ru
 - cache: reference statistics of a small dataset computed with the cache empty and read from it warm.
 - study: jobs per hour of a tiny robustness study with the joblib launcher against the basic one.
 - startup: seconds from launching `python run.py` to the start of the first training iteration.
+- busy: wall time of a short default run (`python run.py`, all cores) with the project's OpenMP
+  wait policy (passive, wgan/__init__.py) against OpenMP's spinning default, on the idle machine and
+  with one other CPU-bound process running: the case of a shared laptop or workstation.
 """
 from __future__ import annotations
 
@@ -49,7 +52,7 @@ from wgan.train import Trainer
 
 ROOT = Path(__file__).resolve().parents[1]
 CIFAR_JPEG = ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
-ROWS = ("step", "peak", "inception", "cache", "study", "startup")
+ROWS = ("step", "peak", "inception", "cache", "study", "startup", "busy")
 
 
 @dataclass
@@ -65,12 +68,16 @@ class Settings:
     reference_images: int  # dataset size for the reference-statistics cache
     study_reps: int
     startup_reps: int
+    busy_iterations: int  # of the default run in the busy rows
+    busy_reps: int
 
 
 FULL = Settings(reps=5, toy_reps=9, toy_iterations=6, image_iterations=2, critic_steps=20, images=192,
-                inception_batch=32, inception_reps=3, reference_images=32, study_reps=3, startup_reps=3)
+                inception_batch=32, inception_reps=3, reference_images=32, study_reps=3, startup_reps=3,
+                busy_iterations=60, busy_reps=3)
 QUICK = Settings(reps=2, toy_reps=2, toy_iterations=2, image_iterations=1, critic_steps=5, images=16,
-                 inception_batch=8, inception_reps=2, reference_images=8, study_reps=1, startup_reps=1)
+                 inception_batch=8, inception_reps=2, reference_images=8, study_reps=1, startup_reps=1,
+                 busy_iterations=10, busy_reps=1)
 
 
 @dataclass
@@ -567,11 +574,57 @@ def startup_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
     return rows
 
 
+# --- 6. a busy machine ---------------------------------------------------------------------------
+
+
+def default_run_seconds(wait_policy: str, iterations: int, run_dir: Path, device: str) -> float:
+    """Wall seconds of `python run.py` (the default run, shortened) under an OpenMP wait policy."""
+    command = [sys.executable, "run.py", f"train.iterations={iterations}", f"eval.every={iterations}",
+               f"ckpt.every={iterations}", "logger=none", f"hydra.run.dir={run_dir}", f"device={device}"]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True,
+                          env={**os.environ, "OMP_WAIT_POLICY": wait_policy})
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
+    return time.perf_counter() - started
+
+
+def busy_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
+    runs = iter(range(10**6))
+    policies = {"passive (ours)": "PASSIVE", "spinning (OpenMP default)": "ACTIVE"}
+    rows = []
+    for machine_state in ("idle", "busy"):
+        seconds: dict[str, list[float]] = {k: [] for k in policies}
+
+        def variant(name: str) -> Callable[[], None]:
+            return lambda: seconds[name].append(default_run_seconds(
+                policies[name], settings.busy_iterations, tmp / f"busy-{next(runs)}", device))
+
+        load = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if machine_state == "busy" else None
+        try:
+            interleaved({k: variant(k) for k in policies}, settings.busy_reps, torch.device("cpu"))
+        finally:
+            if load is not None:
+                load.kill()
+                load.wait()
+        ours, spinning = (seconds[k] for k in policies)
+        ratio = median_ratio(spinning, ours)
+        NOTES.append(f"busy, {machine_state}: {settings.busy_reps} reps; passive {spread(ours)} s, "
+                     f"spinning {spread(spinning)} s")
+        target = (">= 2.00x", verdict(ratio, 2.0, True, "x")) if load else (">= 0.90x", verdict(ratio, 0.9, True, "x"))
+        rows.append(Row(f"6. `python run.py train.iterations={settings.busy_iterations}`, {machine_state} machine"
+                        + (" (one other CPU-bound process)" if load else ""),
+                        f"{statistics.median(ours):.1f} s (passive wait)", f"{statistics.median(spinning):.1f} s "
+                        "(spinning wait)", f"{ratio:.2f}x", *target))
+    progress("busy: " + "; ".join(f"{r.measure}: {r.figure}" for r in rows))
+    return rows
+
+
 # --- the table -----------------------------------------------------------------------------------
 
 
 MEASURES = {"step": step_rows, "peak": peak_rows, "inception": inception_rows, "cache": cache_rows,
-            "study": study_rows, "startup": startup_rows}
+            "study": study_rows, "startup": startup_rows, "busy": busy_rows}
 
 
 def cpu_seconds() -> tuple[float, float]:
@@ -632,7 +685,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(table(rows))
     print()
     print(f"Medians of {settings.reps} interleaved repetitions (toy step and peak rows: {settings.toy_reps}, "
-          f"Inception: {settings.inception_reps}, study: {settings.study_reps}, start-up: {settings.startup_reps}); "
+          f"Inception: {settings.inception_reps}, study: {settings.study_reps}, start-up: {settings.startup_reps}, busy: {settings.busy_reps}); "
           "ratios are medians of the ratios of neighbouring pairs. "
           f"Total {time.perf_counter() - started:.0f} s.")
     for note in NOTES:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from wgan.config import CONF_DIR, compose_config  # noqa: F401  (re-exported for the tests)
+from wgan.config import compose_config, config_dir  # noqa: F401  (re-exported for the tests)
 from wgan.train import run
 
+CONF_DIR = config_dir()  # the source checkout's conf/, which the tests run from
 # GPU-only tests are not collected where there is no GPU (CI): their CPU fallbacks are tested.
 collect_ignore = [] if torch.cuda.is_available() else ["gpu"]
 

@@ -303,6 +303,23 @@ def test_cli_rejects_bad_value_before_training(tmp_path):
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results.json").exists()
 
 
+@pytest.mark.parametrize("override,message", [
+    ("+iterations=20", "invalid config: iterations: no such setting; did you mean train.iterations?"),
+    ("+train.iteratons=5", "invalid config: train.iteratons: no such setting; did you mean train.iterations?"),
+    ("+arch.widht=3", "invalid config: arch.widht: no such setting; did you mean arch.width?"),
+    ("+optimizer.critic.lrr=1", "invalid config: optimizer.critic.lrr: no such setting; did you mean "
+                                "optimizer.critic.lr or optimizer.generator.lr?"),
+])
+def test_added_keys_that_no_schema_has_are_refused_before_training(override, message, tmp_path):
+    """Hydra's `+key=value` adds a key to any node (and suggests it for a mistyped key): the closed
+    structured config refuses it, naming the close matches, instead of training without it."""
+    result = subprocess.run([sys.executable, "run.py", override, "logger=none", f"hydra.run.dir={tmp_path}"],
+                            cwd=Path(CONF_DIR).parent, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert message in result.stderr + result.stdout
+    assert not (tmp_path / "checkpoints").exists()
+
+
 def numeric_settings(cfg: DictConfig, prefix: str = "") -> dict[str, dict]:
     """{key: bounds} of every numeric setting of `cfg` (numbers, lists of numbers, Optional
     numbers), with the range its dataclass declares (empty if none)."""
@@ -370,3 +387,23 @@ def test_incompatible_choices_fail_before_training(tmp_path, overrides, message)
     with pytest.raises(ConfigError, match=re.escape(message)):
         run(compose_config(["logger=none", *overrides]), tmp_path)
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_help_is_the_projects_own_page_listed_from_the_config_folders():
+    result = subprocess.run([sys.executable, "run.py", "--help", "sweeps=robustness_toy"], cwd=Path(CONF_DIR).parent,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    page = result.stdout
+    assert "schema/" not in page and "powered by Hydra" not in page
+    groups = sorted(p.name for p in Path(CONF_DIR).iterdir() if p.is_dir() and p.name != "hydra")
+    for group in groups:  # every option of every group, the chosen one in brackets
+        options = [p.stem for p in (Path(CONF_DIR) / group).glob("*.yaml")]
+        line = next(line for line in page.splitlines() if line.startswith(f"  {group}: "))
+        assert sorted(o.strip("[]") for o in line.split(": ", 1)[1].split(", ")) == sorted(options)
+    assert "  arch: dcgan" in page and "[random]" in page and "[toy_8gaussians]" in page
+    for study in ("figure2", "figure3", "robustness_paper", "robustness_toy", "robustness_fmnist", "table3_resnet"):
+        assert f"\n  {study}: " in page
+    assert "wandb_lambda_lr" not in page  # a W&B sweep file, not a Hydra study
+    for launcher in ("basic", "joblib", "submitit_local", "submitit_slurm", "slurm"):
+        assert f"\n  {launcher}: " in page
+    assert "train.iterations=600" in page and "study=robustness_toy" in page  # the command's values

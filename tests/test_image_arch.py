@@ -12,6 +12,7 @@ from hydra.utils import instantiate
 from torch import nn
 
 from conftest import compose_config
+from wgan.arch.init import WEIGHT_LAYERS
 from wgan.config import validate
 from wgan.lipschitz import GradientPenalty
 from wgan.schema import ConfigError
@@ -19,7 +20,6 @@ from wgan.schema import ConfigError
 IMAGE_ARCHS = ["dcgan", "dcgan_constfilter", "dcgan_nonorm", "dcgan_gated", "dcgan_tanh", "mlp_generator",
                "resnet101", "resnet_cifar", "random"]
 SHAPES = [(c, s, s) for s in (32, 64) for c in (1, 3)]
-WEIGHT_LAYERS = (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)
 # Small widths keep the test fast; the structure is the same at any width.
 RANDOM_SMALL = ["arch.g.filters=[8]", "arch.d.filters=[8]", "arch.g.width=[16]", "arch.d.width=[16]"]
 SMALL = {"random": [*RANDOM_SMALL, "arch.g.depth=[8]", "arch.d.depth=[8]"],

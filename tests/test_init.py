@@ -26,8 +26,10 @@ SQRT3 = math.sqrt(3)
         (nn.Conv2d(128, 128, 3, padding=1), math.sqrt(4 / (2 * 128 * 9))),
         (glorot(nn.Conv2d(64, 128, 1)), math.sqrt(2 / (64 + 128))),  # he_init=False (shortcuts)
         (nn.ConvTranspose2d(256, 128, 5, stride=2), math.sqrt(4 / (256 * 25 // 4 + 128 * 25))),  # fan_in / 4
+        (nn.Conv1d(512, 512, 5, padding=2), math.sqrt(4 / (2 * 512 * 5))),  # tflib Conv1D (gan_language.py)
+        (nn.ConvTranspose1d(64, 32, 4, stride=2), math.sqrt(4 / (64 * 4 // 2 + 32 * 4))),
     ],
-    ids=["linear-glorot", "linear-he", "conv-stride2", "conv-3x3", "conv-glorot", "deconv"],
+    ids=["linear-glorot", "linear-he", "conv-stride2", "conv-3x3", "conv-glorot", "deconv", "conv1d", "deconv1d"],
 )
 def test_each_layer_types_std_is_tflibs_formula(layer, expected):
     assert tflib_std(layer) == pytest.approx(expected, rel=1e-12)
@@ -145,3 +147,19 @@ def test_torchs_default_initialization_starts_a_third_of_them_dead():
     """The same check fails with torch's defaults: this is why the official one is the default."""
     dead = dead_networks("torch", (3, 32, 32), range(20))
     assert len(dead) >= 4, dead
+
+
+def test_initialization_weight_decay_and_spectral_norm_cover_the_same_layers():
+    """One list of weight layers: every layer initialize() draws is decayed by the normalized
+    critic's weight decay and spectrally normalized, and nothing else is."""
+    from wgan.lipschitz import SpectralNorm
+    from wgan.optimizer import critic_parameters
+
+    layers = [nn.Linear(4, 4), nn.Conv1d(4, 4, 1), nn.Conv2d(4, 4, 1), nn.ConvTranspose2d(4, 4, 1)]
+    net = nn.Sequential(*layers, nn.GroupNorm(1, 4))
+    initialize(net, Init.official)
+    assert all(torch.count_nonzero(m.bias) == 0 for m in layers)
+    decayed = {id(p) for p in critic_parameters(net, 0.0, 1e-3)[0]["params"]}
+    assert decayed == {id(m.weight) for m in layers}
+    SpectralNorm().wrap_critic(net)
+    assert [nn.utils.parametrize.is_parametrized(m, "weight") for m in net] == [True] * len(layers) + [False]

@@ -3,6 +3,7 @@ the joblib and submitit launchers, and one failing job not stopping the others."
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import CONF_DIR, compose_config
 from wgan.files import RunFiles
@@ -41,6 +43,21 @@ def test_arch_random_sweeps_200_architectures_crossed_with_the_command_line():
     # An explicit seed wins over the option's sweep.
     assert expand_jobs(["arch=random", "arch.seed=3", "lipschitz=gp,clip"], params) == [
         ["arch.seed=3", "arch=random", "lipschitz=gp"], ["arch.seed=3", "arch=random", "lipschitz=clip"]]
+
+
+@pytest.mark.parametrize("overrides", [
+    ["arch=random", "lipschitz=gp,clip"], ["method=dcgan,wgan_gp", "seed=range(3)", "arch.seed=1", "seed=4,5"],
+    ["+x=choice(1,2)", "train.iterations=10"], ["a=1,2", "b=3,4", "a=5"],
+])
+def test_jobs_expand_as_hydras_basic_sweeper_launches_them(overrides):
+    """expand_jobs uses Hydra's public override parser; the oracle is the sweeper Hydra runs."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = {"arch.seed": "range(4)", "a": "0"}
+    arguments = [f"{key}={value}" for key, value in params.items()] + overrides
+    (hydra_jobs,) = BasicSweeper.split_arguments(OverridesParser.create().parse_overrides(arguments), None)
+    assert expand_jobs(overrides, params) == hydra_jobs
 
 
 @pytest.mark.parametrize("study,jobs,swept", [
@@ -227,3 +244,30 @@ def test_a_study_directory_refuses_a_job_of_another_config(tmp_path):
         run(compose_config(tiny + ["lipschitz.lam=0.5"]), tmp_path)
     # Where and how it runs may change: a finished run is then just skipped.
     assert run(compose_config(tiny + ["device=cpu", "threads=1"]), tmp_path)["status"] == "complete"
+
+
+@pytest.mark.parametrize("given,expected", [(None, "PASSIVE"), ("ACTIVE", "ACTIVE")])
+def test_openmp_waits_passively_unless_the_user_says_otherwise(given, expected):
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | ({"OMP_WAIT_POLICY": given} if given else {})
+    out = subprocess.run([sys.executable, "-c", "import wgan, os; print(os.environ['OMP_WAIT_POLICY'])"],
+                         env=env, capture_output=True, text=True, check=True).stdout
+    assert out.strip() == expected
+
+
+def test_a_busy_machine_is_named_with_the_threads_to_use(caplog):
+    from wgan.study import limit_threads
+
+    before = torch.get_num_threads()
+    cpus = os.cpu_count()
+    try:
+        with caplog.at_level(logging.WARNING, logger="wgan.study"):
+            limit_threads(cpus, load=cpus - 1.0)  # one core free
+            limit_threads(1, load=cpus - 1.0)  # fits: no warning
+    finally:
+        torch.set_num_threads(before)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if cpus > 1:
+        assert warnings == [f"the machine is busy (load {cpus - 1.0:.1f} on {cpus} cores) and this run uses {cpus} "
+                            f"CPU threads: if it is slow, set threads=1 (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']})"]
+    else:
+        assert warnings == []

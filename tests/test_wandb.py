@@ -81,3 +81,11 @@ def test_a_wrong_wandb_mode_names_the_key(monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "sometimes")
     with pytest.raises(ValidationError, match="Invalid value 'sometimes', expected one of \\[offline, online, disabled\\]"):
         validate(compose_config())
+
+
+def test_each_drawn_architecture_gets_its_own_run_name():
+    from wgan.train import run_name
+
+    names = {run_name("wgan_gp", compose_config(["arch=random", f"arch.seed={s}"])) for s in range(3)}
+    assert names == {f"wgan_gp-random{s}-toy_8gaussians-s0" for s in range(3)}
+    assert run_name("gan", compose_config(["dataset=cifar10", "arch=dcgan", "seed=2"])) == "gan-dcgan-cifar10-s2"

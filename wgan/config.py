@@ -23,7 +23,7 @@ from wgan.device import Device, resolve_device
 from wgan.lipschitz import GradientPenaltyConfig, NoConstraintConfig, SpectralNormConfig, WeightClippingConfig
 from wgan.loss import LossConfig
 from wgan.optimizer import AdamPairConfig, RMSpropPairConfig
-from wgan.schema import ConfigError, bounded, check_bounds
+from wgan.schema import ConfigError, bounded, check_schema
 from wgan.speed import SpeedConfig
 from wgan.study import check_study_name, job_dir_name
 
@@ -93,8 +93,58 @@ SCHEMAS = {
 }
 
 
+def studies_dir() -> Path:
+    """sweeps/: beside conf/ in a source checkout, inside it in an installed wheel."""
+    conf = config_dir()
+    return conf / "sweeps" if (conf / "sweeps").is_dir() else conf.parent / "sweeps"
+
+
+# Launchers of the installed Hydra plugins (hydra-core, hydra-joblib-launcher, hydra-submitit-launcher).
+PLUGIN_LAUNCHERS = {
+    "basic": "one job after another in this process (the default)",
+    "joblib": "N local processes (hydra.launcher.n_jobs; threads split between them)",
+    "submitit_local": "local processes through submitit, as SLURM would run them",
+    "submitit_slurm": "SLURM, Hydra's stock settings",
+}
+
+
+def first_sentence(path: Path, width: int = 96) -> str:
+    """What a config file is: the first sentence of its leading comment, cut to `width` characters."""
+    words = []
+    for line in path.read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        if not line.startswith("# @package"):
+            words += line.lstrip("#").split()
+    text = " ".join(words)
+    text = text[:text.find(". ") + 1] if ". " in text else text
+    return text if len(text) <= width else text[:width - 3].rstrip() + "..."
+
+
+def help_section(section: str, *, _root_: DictConfig) -> str:
+    """A section of `python run.py --help` (conf/hydra/help/wgan.yaml), listed from the config
+    folders themselves so that the page cannot fall behind them."""
+    conf = config_dir()
+    if section == "groups":
+        choices = _root_.hydra.runtime.choices
+        lines = []
+        for group in sorted(p.name for p in conf.iterdir() if p.is_dir() and p.name not in ("hydra", "sweeps")):
+            chosen = choices.get(group)
+            options = [f"[{o}]" if o == chosen else o for o in sorted(p.stem for p in (conf / group).glob("*.yaml"))]
+            lines.append(f"  {group}: {', '.join(options)}")
+        return "\n".join(lines)
+    if section == "studies":
+        studies = [p for p in sorted(studies_dir().glob("*.yaml")) if p.read_text().startswith("# @package _global_")]
+        return "\n".join(f"  {p.stem}: {first_sentence(p)}" for p in studies)
+    if section == "launchers":
+        ours = {p.stem: first_sentence(p) for p in sorted((conf / "hydra" / "launcher").glob("*.yaml"))}
+        return "\n".join(f"  {name}: {text}" for name, text in {**PLUGIN_LAUNCHERS, **ours}.items())
+    raise ValueError(f"no help section {section!r}")
+
+
 def register_configs() -> None:
     OmegaConf.register_new_resolver("wgan.job_dir", job_dir_name, replace=True)
+    OmegaConf.register_new_resolver("wgan.help", help_section, replace=True)
     store = ConfigStore.instance()
     store.store(name="base_config", node=Config)
     for group, schemas in SCHEMAS.items():
@@ -102,18 +152,26 @@ def register_configs() -> None:
             store.store(group=f"schema/{group}", name=name, node=node)
 
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
+def config_dir() -> Path:
+    """The project's `conf/`: the copy an installed wheel holds (wgan/conf, with sweeps/ inside it:
+    pyproject.toml), else the source checkout's, which an editable install and run.py read."""
+    package = Path(__file__).resolve().parent
+    return package / "conf" if (package / "conf" / "config.yaml").is_file() else package.parent / "conf"
 
 
 def compose_config(overrides: Sequence[str] = (), return_hydra_config: bool = False) -> DictConfig:
     """The config `python run.py <overrides>` would get, for tools that run outside Hydra's main
-    (the metrics command, tests). Reads `conf/` of the source checkout this package is installed from."""
-    if not CONF_DIR.is_dir():
-        raise ConfigError(f"no config folder at {CONF_DIR}: install wgan from its source checkout (pip install -e .)")
+    (the metrics command, the report, tests), from any working directory."""
+    conf = config_dir()
+    if not (conf / "config.yaml").is_file():
+        raise ConfigError(f"no config folder at {conf}: reinstall wgan (pip install . or pip install -e .)")
     register_configs()
     GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return compose(config_name="config", overrides=list(overrides), return_hydra_config=return_hydra_config)
+    # A source checkout's studies are in sweeps/ beside conf/; conf/config.yaml's searchpath finds them
+    # from the repository root only, this from anywhere.
+    sweeps = [f"hydra.searchpath=[file://{conf.parent}]"] if (conf.parent / "sweeps").is_dir() else []
+    with initialize_config_dir(config_dir=str(conf), version_base="1.3"):
+        return compose(config_name="config", overrides=[*sweeps, *overrides], return_hydra_config=return_hydra_config)
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:
@@ -140,7 +198,7 @@ def method_name(cfg: DictConfig) -> str:
 
 def validate(cfg: DictConfig) -> None:
     """Every check that needs no data or model: ranges, the device, metric names, W&B access."""
-    check_bounds(cfg)
+    check_schema(cfg)
     check_study_name(cfg.study)
     resolve_device(cfg.device)
     speed.check(cfg)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wgan.arch.init import WEIGHT_LAYERS
 from wgan.schema import bounded
 
 
@@ -126,14 +127,12 @@ class SpectralNorm(NoConstraint):
 
     critic_norm = "none"
 
-    WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d)
-
     def __init__(self, name: str = "sn", n_power_iterations: int = 1) -> None:
         super().__init__(name)
         self.n_power_iterations = n_power_iterations
 
     def wrap_critic(self, critic):
         for module in list(critic.modules()):
-            if isinstance(module, self.WEIGHT_LAYERS):
+            if isinstance(module, WEIGHT_LAYERS):
                 nn.utils.parametrizations.spectral_norm(module, n_power_iterations=self.n_power_iterations)
         return critic

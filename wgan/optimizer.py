@@ -15,14 +15,13 @@ import torch
 from torch import nn
 from torch.optim.lr_scheduler import LinearLR, LRScheduler
 
+from wgan.arch.init import WEIGHT_LAYERS
 from wgan.schema import bounded
 from wgan.speed import make_optimizer
 
 log = logging.getLogger(__name__)
 
-# The layers whose weights the normalized critic's weight decay applies to, and the layers that
-# make a critic "normalized" (layer norm is GroupNorm(1, C) here: wgan/arch/layers.py).
-WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+# The layers that make a critic "normalized" (layer norm is GroupNorm(1, C) here: wgan/arch/layers.py).
 NORM_LAYERS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.GroupNorm, nn.LayerNorm)
 
 

@@ -1,14 +1,16 @@
 """Structured-config helpers: range-checked fields and a validator that names the offending key.
 
 OmegaConf already rejects wrong types and unknown keys (naming the key) when a YAML option is
-merged into its dataclass schema. What it cannot know is that `train.n_critic=0` or a negative
-penalty weight is meaningless; fields declared with `bounded(...)` carry their valid range, and
-`check_bounds` walks a composed config and reports the first value outside it (or, for a float,
+merged into its dataclass schema, but Hydra's `+key=value` adds a key to any node. And it cannot
+know that `train.n_critic=0` or a negative penalty weight is meaningless; fields declared with
+`bounded(...)` carry their valid range. `check_schema` walks a composed config and reports the first
+key its schema does not have (with the close matches) or value outside its range (or, for a float,
 not finite).
 """
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import operator
 from typing import Any
@@ -54,18 +56,42 @@ def _check_value(key: str, value: Any, bounds: dict[str, float]) -> None:
                 raise ConfigError(f"{key}={value} is out of range: must be {symbol} {limit}")
 
 
-def check_bounds(cfg: DictConfig, prefix: str = "") -> None:
-    """Raise ConfigError for the first bounded field of `cfg` (recursively) outside its range."""
+def dotted_keys(cfg: DictConfig, prefix: str = "") -> list[str]:
+    """Every key of `cfg`, nested ones dotted (train.iterations)."""
+    keys = []
+    for key in cfg:
+        keys.append(f"{prefix}{key}")
+        node = cfg._get_node(key)
+        if isinstance(node, DictConfig) and not node._is_missing():
+            keys += dotted_keys(node, f"{prefix}{key}.")
+    return keys
+
+
+def unknown_key(cfg: DictConfig, key: str, prefix: str, fields: list[str]) -> ConfigError:
+    """The error for a key its schema lacks (Hydra's `+key=value` adds any), naming close matches:
+    siblings, then keys anywhere whose last part is close (`+iterations` -> train.iterations)."""
+    full_key = f"{prefix}{key}"
+    elsewhere = [k for k in dotted_keys(cfg._get_root()) if k != full_key
+                 and difflib.get_close_matches(str(key), [k.rsplit(".", 1)[-1]], cutoff=0.8)]
+    siblings = [f"{prefix}{c}" for c in difflib.get_close_matches(str(key), fields, n=3, cutoff=0.75)]
+    close = list(dict.fromkeys(siblings + elsewhere))[:3]
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return ConfigError(f"{full_key}: no such setting{hint} (the settings of {prefix.rstrip('.') or 'the top level'}: "
+                       f"{', '.join(sorted(fields))})")
+
+
+def check_schema(cfg: DictConfig, prefix: str = "") -> None:
+    """Raise ConfigError for the first key of `cfg` (recursively) that its dataclass schema lacks,
+    or bounded field outside its range."""
     schema = OmegaConf.get_type(cfg)
-    bounds_by_field = (
-        {f.name: f.metadata["bounds"] for f in dataclasses.fields(schema) if "bounds" in f.metadata}
-        if dataclasses.is_dataclass(schema)
-        else {}
-    )
+    fields = {f.name: f for f in dataclasses.fields(schema)} if dataclasses.is_dataclass(schema) else {}
+    bounds_by_field = {name: f.metadata["bounds"] for name, f in fields.items() if "bounds" in f.metadata}
     for key in cfg:
         full_key = f"{prefix}{key}"
+        if fields and key not in fields:
+            raise unknown_key(cfg, key, prefix, list(fields))
         value = cfg[key]
         if key in bounds_by_field and value is not None:
             _check_value(full_key, value, bounds_by_field[key])
         if isinstance(value, DictConfig):
-            check_bounds(value, prefix=f"{full_key}.")
+            check_schema(value, prefix=f"{full_key}.")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import itertools
 import logging
 import os
 import signal
@@ -25,7 +26,6 @@ from pathlib import Path
 from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
-from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
@@ -40,9 +40,12 @@ def expand_jobs(task_overrides: Sequence[str], sweeper_params: Optional[Mapping[
     """The override list of every job, as Hydra's basic sweeper expands them: the config's sweeper
     params first, the command line's overrides replacing any with the same key."""
     arguments = [f"{key}={value}" for key, value in (sweeper_params or {}).items()] + list(task_overrides)
-    overrides = OverridesParser.create().parse_overrides(arguments)
-    (jobs,) = BasicSweeper.split_arguments(overrides, max_batch_size=None)
-    return jobs
+    choices: dict[str, list[str]] = {}  # key -> its "key=value" choices; a later override replaces, in place
+    for override in OverridesParser.create().parse_overrides(arguments):
+        key = override.get_key_element()
+        values = override.sweep_string_iterator() if override.is_sweep_override() else [override.get_value_element_as_str()]
+        choices[key] = [f"{key}={value}" for value in values]
+    return [list(job) for job in itertools.product(*choices.values())]
 
 
 # Settings of where and how a run goes, not of what it computes, each with the keys below it: not
@@ -145,10 +148,19 @@ def cpu_share(launcher: Mapping[str, Any], cpus: Optional[int] = None) -> Option
     return max(1, cpus // min(max(parallel, 1), cpus))
 
 
-def limit_threads(threads: Optional[int]) -> None:
+def limit_threads(threads: Optional[int], load: Optional[float] = None) -> None:
+    """Use `threads` torch threads (None: torch's, one per core), warning when other processes
+    already keep the cores busy (`load`: the 1-minute load average, read when not given)."""
     if threads is not None:
         torch.set_num_threads(threads)
         log.info("using %d CPU thread%s", threads, "s"[: threads > 1])
+    cpus = os.cpu_count() or 1
+    load = os.getloadavg()[0] if load is None else load
+    free = max(1, round(cpus - load))
+    if torch.get_num_threads() > free:
+        log.warning("the machine is busy (load %.1f on %d cores) and this run uses %d CPU threads: if it is slow, "
+                    "set threads=%d (OMP_WAIT_POLICY=%s)", load, cpus, torch.get_num_threads(), free,
+                    os.environ.get("OMP_WAIT_POLICY", "unset"))
 
 
 def stop_when_orphaned(poll_seconds: float = 1.0) -> None:

@@ -480,6 +480,13 @@ def fit_to_an_end(trainer: Trainer) -> tuple[dict[str, Any] | None, int, int | N
         return None, 1, signalled.signum
 
 
+def run_name(method: str, cfg: DictConfig) -> str:
+    """The W&B run's name: method, architecture (with its seed, one per drawn architecture),
+    dataset and seed, e.g. wgan_gp-random7-toy_8gaussians-s0."""
+    arch = f"{cfg.arch.name}{cfg.arch.seed}" if "seed" in cfg.arch else cfg.arch.name
+    return f"{method}-{arch}-{cfg.dataset.name}-s{cfg.seed}"
+
+
 def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
     """Train (or resume, or skip) the run that `cfg` describes in `run_dir`; return its results.
     The directory is held for the whole run: another process in it stops before touching it."""
@@ -505,7 +512,7 @@ def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
     trainer.logger = build(cfg.logger)
     trainer.logger.start(
         run_dir=files.dir,
-        name=f"{trainer.method}-{cfg.arch.name}-{cfg.dataset.name}-s{cfg.seed}",
+        name=run_name(trainer.method, cfg),
         group=cfg.study,
         job_type=trainer.method,
         config={**OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "arch_choices": trainer.arch_choices},

@@ -52,22 +52,24 @@ def glorot(layer: nn.Module) -> nn.Module:
     return layer
 
 
-def tflib_std(layer: nn.Linear | nn.Conv2d | nn.ConvTranspose2d) -> float:
+# The layers that hold a weight matrix, the one definition the project uses: initialized here, decayed
+# by the normalized critic's weight decay (wgan/optimizer.py), spectrally normalized (wgan/lipschitz.py).
+WEIGHT_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)
+
+
+def tflib_std(layer: nn.Module) -> float:
     """The standard deviation tflib draws this layer's weights with."""
     if isinstance(layer, nn.Linear):
         fan_in, fan_out = layer.in_features, layer.out_features
         return math.sqrt(2 / fan_in) if getattr(layer, _HE, False) else math.sqrt(2 / (fan_in + fan_out))
     taps = math.prod(layer.kernel_size)
     stride_area = math.prod(layer.stride)
-    if isinstance(layer, nn.ConvTranspose2d):
+    if layer.transposed:
         fan_in, fan_out = layer.in_channels * taps // stride_area, layer.out_channels * taps
     else:
         fan_in, fan_out = layer.in_channels * taps, layer.out_channels * taps // stride_area
     gain = 4 if getattr(layer, _HE, True) else 2
     return math.sqrt(gain / (fan_in + fan_out))
-
-
-WEIGHT_LAYERS = (nn.Linear, nn.Conv2d, nn.ConvTranspose2d)
 
 
 @torch.no_grad()
