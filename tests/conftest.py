@@ -33,6 +33,15 @@ def train_tiny(tmp_path):
     return train
 
 
+@pytest.fixture(autouse=True)
+def cache_home(tmp_path_factory, monkeypatch) -> Path:
+    """Each test's default cache directory ($XDG_CACHE_HOME/wgan), a folder of its own: tests never
+    write into the user's ~/.cache, nor read what another test left there."""
+    home = tmp_path_factory.mktemp("xdg-cache")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home))
+    return home / "wgan"
+
+
 @pytest.fixture(scope="session")
 def classifier_cache(tmp_path_factory):
     """One metrics cache for the session, so the Fashion-MNIST classifier is trained at most once."""

@@ -24,7 +24,7 @@ from wgan.dataset import DatasetNotFound, Fit
 from wgan.dataset.image_files import conform, image_files
 from wgan.dataset.images import StreamingImages
 from wgan.metrics import EvalContext, to_uint8
-from wgan.metrics.cache import cache_path
+from wgan.cache import cache_path
 from wgan.metrics.inception import reference, reference_images
 from wgan.schema import ConfigError
 
@@ -95,15 +95,15 @@ def test_image_options_set_the_image_batch_and_no_toy_metrics():
     assert compose_config(["dataset=synthetic", "train.batch_size=32"]).train.batch_size == 32
 
 
-def test_imagefolder_round_trips_exact_pixels_through_loader_and_cache(tmp_path, monkeypatch):
+def test_imagefolder_round_trips_exact_pixels_through_loader_and_cache(tmp_path, monkeypatch, cache_home):
     in_order = write_folder(tmp_path, random_images(20, 3, 32))
     dataset = build("imagefolder", f"dataset.root={tmp_path}")
     assert (dataset.name, dataset.kind, dataset.shape) == ("imagefolder", "image", (3, 32, 32))
     assert torch.equal(dataset.images, in_order)
     batch = dataset.sample(50, generator=torch.Generator().manual_seed(1))
     assert torch.equal(batch, expected_batch(in_order, 50, seed=1))
-    [cache] = (tmp_path / ".wgan-cache").iterdir()
-    assert cache.name.startswith("folder-") and cache.name.endswith("-skip-32-3-resize.pt")
+    [cache] = cache_home.iterdir()
+    assert cache.name.startswith("images-folder-skip-") and cache.suffix == ".pt"
 
     def no_decoding(*args, **kwargs):
         raise AssertionError("decoded although the cache holds the images")
@@ -112,7 +112,7 @@ def test_imagefolder_round_trips_exact_pixels_through_loader_and_cache(tmp_path,
     assert torch.equal(build("imagefolder", f"dataset.root={tmp_path}").images, in_order)
 
 
-def test_imagefolder_converts_sizes_and_channels_and_skips_corrupt_files(tmp_path, caplog):
+def test_imagefolder_converts_sizes_and_channels_and_skips_corrupt_files(tmp_path, caplog, cache_home):
     write_png(random_images(1, 3, 48)[0, :, :, 4:44], tmp_path / "wide.png")  # 48 high, 40 wide
     write_png(random_images(1, 1, 32)[0], tmp_path / "gray.png")
     (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
@@ -120,7 +120,7 @@ def test_imagefolder_converts_sizes_and_channels_and_skips_corrupt_files(tmp_pat
     with caplog.at_level(logging.WARNING):
         dataset = build("imagefolder", f"dataset.root={tmp_path}", "dataset.cache=false")
     assert f"1 of 3 image files in {tmp_path} do not decode (e.g. broken.jpg): skipped" in caplog.text
-    assert dataset.images.shape == (2, 3, 32, 32) and not (tmp_path / ".wgan-cache").exists()
+    assert dataset.images.shape == (2, 3, 32, 32) and not cache_home.exists()
     gray = build("imagefolder", f"dataset.root={tmp_path}", "dataset.channels=1", "dataset.resolution=64")
     assert gray.sample(3).shape == (3, 1, 64, 64)
     # Refusing them is a setting; a cache written while skipping does not stand in for it.
@@ -167,7 +167,7 @@ def test_conform_pads_28_to_32_and_converts_channels():
     assert torch.equal(conform(white, 32, 1, Fit.pad), torch.full((1, 1, 32, 32), 255, dtype=torch.uint8))
 
 
-def test_mnist_reads_torchvisions_files_and_pads_them(tmp_path):
+def test_mnist_reads_torchvisions_files_and_pads_them(tmp_path, cache_home):
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
     digits = random_images(6, 1, 28)[:, 0]
@@ -177,7 +177,7 @@ def test_mnist_reads_torchvisions_files_and_pads_them(tmp_path):
     dataset = build("mnist", f"dataset.root={tmp_path}")
     assert dataset.shape == (1, 32, 32)
     assert torch.equal(dataset.images[:, 0, 2:30, 2:30], digits) and dataset.images.sum() == digits.sum()
-    assert (tmp_path / ".wgan-cache" / "mnist-train-32-1-pad.pt").exists()
+    assert len(list(cache_home.glob("images-mnist-train-*.pt"))) == 1
     assert build("mnist", f"dataset.root={tmp_path}", "dataset.split=test").images.shape == (2, 1, 32, 32)
 
 
@@ -194,12 +194,13 @@ def test_fashion_mnist_falls_back_to_gzipped_idx_files(tmp_path):
 
 
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="needs Debian's Fashion-MNIST: apt-get install dataset-fashion-mnist")
-def test_fashion_mnist_from_the_debian_package(tmp_path):
+def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     dataset = build("fashion_mnist", f"dataset.root={tmp_path}")
     assert dataset.images.shape == (60_000, 1, 32, 32) and dataset.images.dtype == torch.uint8
     assert dataset.images[:, :, :2].max() == 0 and dataset.images.max() == 255
-    cached = build("fashion_mnist", f"dataset.root={tmp_path}", "dataset.system_root=/nonexistent")
-    assert torch.equal(cached.images, dataset.images)
+    with monkeypatch.context() as patch:
+        patch.setattr("wgan.dataset.images.read_idx", lambda path: pytest.fail("read although cached"))
+        assert torch.equal(build("fashion_mnist", f"dataset.root={tmp_path}").images, dataset.images)
     test = build("fashion_mnist", f"dataset.root={tmp_path}", "dataset.split=test", "dataset.cache=false")
     assert test.images.shape == (10_000, 1, 32, 32)
 
@@ -213,7 +214,7 @@ def write_oord(root: Path, train: torch.Tensor, valid: torch.Tensor) -> None:
             write_png(image, root / folder / f"{i:0{digits}d}.png")
 
 
-def test_imagenet32_reads_the_oord_png_folders_of_the_study(tmp_path):
+def test_imagenet32_reads_the_oord_png_folders_of_the_study(tmp_path, cache_home):
     train, valid = random_images(12, 3, 32, seed=1), random_images(3, 3, 32, seed=2)
     write_oord(tmp_path, train, valid)
     np.savez(tmp_path / "val_data.npz", data=random_images(2, 3, 32).reshape(2, 3072).numpy())  # not read
@@ -221,13 +222,13 @@ def test_imagenet32_reads_the_oord_png_folders_of_the_study(tmp_path):
     assert dataset.images.shape == (12, 3, 32, 32) and torch.equal(dataset.images, train)  # 0000010.png after 9
     for split in ("valid", "test"):
         assert torch.equal(build("imagenet32", f"dataset.root={tmp_path}", f"dataset.split={split}").images, valid)
-    caches = sorted(path.name for path in (tmp_path / ".wgan-cache").iterdir())
-    assert [name.split("-folder-")[0] for name in caches] == ["oord-train_32x32", "oord-valid_32x32"]
+    caches = sorted(path.name.split("-folder-")[0] for path in cache_home.iterdir())
+    assert caches == ["images-oord-train_32x32", "images-oord-valid_32x32"]
     batch = dataset.sample(40, generator=torch.Generator().manual_seed(4))
     assert torch.equal(batch, expected_batch(train, 40, seed=4))
 
 
-def test_imagenet32_reads_the_chrabaszcz_npz_batches_channel_major(tmp_path):
+def test_imagenet32_reads_the_chrabaszcz_npz_batches_channel_major(tmp_path, cache_home):
     rows = random_images(12, 3, 32).reshape(12, 3072).numpy()
     for number, part in [(1, rows[:4]), (2, rows[4:7]), (10, rows[7:])]:  # batch 10 comes last
         np.savez(tmp_path / f"train_data_batch_{number}.npz", data=part, labels=np.arange(len(part)))
@@ -239,8 +240,8 @@ def test_imagenet32_reads_the_chrabaszcz_npz_batches_channel_major(tmp_path):
     assert torch.equal(dataset.images[2, 1], torch.from_numpy(rows[2, 1024:2048]).reshape(32, 32))  # the G plane
     valid = build("imagenet32", f"dataset.root={tmp_path}", "dataset.layout=chrabaszcz", "dataset.split=valid")
     assert torch.equal(valid.images, torch.from_numpy(val).reshape(5, 3, 32, 32))
-    assert (tmp_path / ".wgan-cache" / "chrabaszcz-train-32-3-pad.pt").exists()
-    assert (tmp_path / ".wgan-cache" / "chrabaszcz-val-32-3-pad.pt").exists()
+    caches = sorted(path.name.rsplit("-", 1)[0] for path in cache_home.iterdir())
+    assert caches == ["images-chrabaszcz-train", "images-chrabaszcz-val"]
     # The oord cache of the same root is another file, so neither layout reads the other's images.
     assert build("imagenet32", f"dataset.root={tmp_path}").images.shape == (2, 3, 32, 32)
 
@@ -256,7 +257,7 @@ def test_in_memory_sampling_moves_the_images_once_and_follows_the_global_rng(tmp
 
 def test_streaming_images_refill_from_the_loader():
     images = random_images(8, 3, 32)
-    dataset = StreamingImages("stream", [(image, 0) for image in images], 32, 3, loader_batch_size=3, num_workers=0)
+    dataset = StreamingImages("stream", [(image, 0) for image in images], 32, 3, "stream", loader_batch_size=3, num_workers=0)
     torch.manual_seed(0)
     epoch = torch.cat([dataset.sample(4), dataset.sample(4)])
     as_uint8 = ((epoch + 1) * 127.5).round().to(torch.uint8)
@@ -307,7 +308,7 @@ def test_scores_read_the_stored_pixels_not_the_dequantized_batches(tmp_path):
     assert torch.equal(reference_images(in_memory, 4), in_order[fixed_permutation[:4]])
     # A stream (LSUN's) has no tensor of every image: its reference images are drawn as stored.
     images = random_images(8, 3, 32)
-    stream = StreamingImages("stream", [(image, 0) for image in images], 32, 3, loader_batch_size=4, num_workers=0,
+    stream = StreamingImages("stream", [(image, 0) for image in images], 32, 3, "stream", loader_batch_size=4, num_workers=0,
                              dequantize=True)
     torch.manual_seed(0)
     reference = reference_images(EvalContext(fake=None, real=None, dataset=stream, cfg=None), 8)
@@ -320,14 +321,14 @@ def test_scores_read_the_stored_pixels_not_the_dequantized_batches(tmp_path):
 
 def test_reference_statistics_of_the_two_imagenet_releases_are_kept_apart(tmp_path, monkeypatch):
     keys = []
-    monkeypatch.setattr("wgan.metrics.inception.cached_tensors", lambda folder, key, compute: keys.append(key))
+    monkeypatch.setattr("wgan.metrics.inception.cached", lambda folder, name, key, sources, compute: keys.append(key))
     for layout in ("oord", "chrabaszcz", "oord"):
         cfg = compose_config(["dataset=imagenet32", f"dataset.root={tmp_path}", f"dataset.layout={layout}",
                               f"metrics.cache_dir={tmp_path}"])
-        context = EvalContext(fake=None, real=None, dataset=None, cfg=cfg)
+        context = EvalContext(fake=None, real=None, dataset=SimpleNamespace(fingerprint="images"), cfg=cfg)
         reference(context, SimpleNamespace(name="inception"), cfg.metrics.inception, batch_size=8)
     assert [key["layout"] for key in keys] == [f"ImageNetLayout.{name}" for name in ("oord", "chrabaszcz", "oord")]
-    assert cache_path(tmp_path, keys[0]) != cache_path(tmp_path, keys[1]) and keys[0] == keys[2]
+    assert cache_path(tmp_path, "stats", keys[0]) != cache_path(tmp_path, "stats", keys[1]) and keys[0] == keys[2]
 
 
 def test_synthetic_reference_images_are_its_blobs_on_the_uint8_grid():

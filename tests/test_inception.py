@@ -13,7 +13,8 @@ import torch
 from conftest import compose_config, require_fid_helper
 from wandb_records import read_run
 from wgan.config import validate
-from wgan.metrics import EvalContext, cache, cli, inception
+from wgan import cache
+from wgan.metrics import EvalContext, cli, inception
 from wgan.metrics.scores import inception_score
 from wgan.schema import ConfigError
 from wgan.train import run
@@ -83,12 +84,13 @@ def synthetic_context(tmp_path: Path, *overrides: str, n: int = 16) -> EvalConte
 def test_reference_statistics_are_computed_once_and_read_from_the_cache(tmp_path):
     context = synthetic_context(tmp_path)
     network = inception.load_network("fid_helper", torch.device("cpu"))
-    computed, seen = cache.computed[network.name], network.images_seen
+    entry = f"stats-{network.name}-synthetic"
+    computed, seen = cache.computed[entry], network.images_seen
     first = inception.inception_scores(context)
-    assert cache.computed[network.name] == computed + 1 and network.images_seen == seen + 16 + 16
+    assert cache.computed[entry] == computed + 1 and network.images_seen == seen + 16 + 16
     second = inception.inception_scores(synthetic_context(tmp_path))
     # No second pass over real images: only the 16 generated ones went through the network.
-    assert cache.computed[network.name] == computed + 1 and network.images_seen == seen + 16 + 16 + 16
+    assert cache.computed[entry] == computed + 1 and network.images_seen == seen + 16 + 16 + 16
     assert second == first and set(first) == {"fid_16", "kid_16", "kid_std_16"}
     assert len(list(tmp_path.glob("stats-inception-v3-folded-*-synthetic-*.pt"))) == 1
 

@@ -18,7 +18,7 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from wgan import arch, dataset, logger, metrics, speed
+from wgan import arch, cache, dataset, logger, metrics, speed
 from wgan.device import Device, resolve_device
 from wgan.lipschitz import GradientPenaltyConfig, NoConstraintConfig, SpectralNormConfig, WeightClippingConfig
 from wgan.loss import LossConfig
@@ -184,6 +184,12 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         if isinstance(error.__cause__, ConfigError):
             raise error.__cause__ from None
         raise
+
+
+def build_dataset(cfg: DictConfig) -> Any:
+    """The run's dataset; an option that reads files keeps what it caches in `metrics.cache_dir`."""
+    where = {"cache_dir": str(cache.directory(cfg.metrics.cache_dir))} if "root" in cfg.dataset else {}
+    return build(cfg.dataset, **where)
 
 
 def method_name(cfg: DictConfig) -> str:

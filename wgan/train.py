@@ -24,7 +24,7 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from wgan import metrics
-from wgan.config import LRDecay, build, method_name, validate
+from wgan.config import LRDecay, build, build_dataset, method_name, validate
 from wgan.device import resolve_device
 from wgan.figures import image_grid, toy_figure
 from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full
@@ -148,7 +148,7 @@ class Trainer:
         self.files = files
         self.device = resolve_device(cfg.device)
         torch.manual_seed(cfg.seed)
-        self.dataset = build(cfg.dataset)
+        self.dataset = build_dataset(cfg)
         self.arch = build(cfg.arch)
         self.lipschitz = build(cfg.lipschitz)
         self.loss = build(cfg.loss)

@@ -1,34 +1,28 @@
-"""Reading image data from disk into one uint8 tensor (N, C, H, W), and the cache that makes the
-next start fast.
+"""Reading image data from disk into one uint8 tensor (N, C, H, W).
 
 Every reader returns the images as stored; `conform` then brings them to the configured
-resolution and channel count once, so the training loop never transforms single images. The
-decoded tensor is saved with `torch.save` under `<root>/.wgan-cache/` (written atomically) and
-read back with `weights_only=True`: a cache is data, loading it never runs pickled code.
+resolution and channel count once, so the training loop never transforms single images (the
+decoded tensor is then cached by `wgan.cache`, keyed by the files it was read from).
 """
 from __future__ import annotations
 
 import gzip
-import hashlib
 import logging
 import os
 from enum import Enum
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 from tqdm import tqdm
 
-from wgan.files import atomic_save
 from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
 # What Pillow reads (and is worth finding in a folder of training images).
 IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
-CACHE_DIR = ".wgan-cache"
 
 
 class DatasetNotFound(ConfigError):
@@ -71,22 +65,9 @@ def conform_image(image: Image.Image, resolution: int, channels: int, fit: Fit) 
     return conform(TF.pil_to_tensor(rgb_or_gray)[None], resolution, channels, fit)[0]
 
 
-def cached(path: Path | None, read: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """`read()`'s tensor, loaded from `path` if a previous start saved it there (None: no cache)."""
-    if path is not None and path.exists():
-        return torch.load(path, weights_only=True)
-    images = read()
-    if path is not None:
-        try:
-            atomic_save(path, images)
-        except OSError as err:  # a read-only data folder: train anyway, decode again next time
-            log.warning("could not write the image cache %s: %s", path, err)
-    return images
-
-
 def image_files(root: Path) -> list[str]:
-    """Every image below `root`, as paths relative to it, in a fixed order; hidden folders (the
-    cache) are skipped. Plain strings and os.walk: 50,000 files in a twentieth of a second."""
+    """Every image below `root`, as paths relative to it, in a fixed order; hidden folders are
+    skipped. Plain strings and os.walk: 50,000 files in a twentieth of a second."""
     def unreadable(error: OSError) -> None:  # os.walk would otherwise skip the folder silently
         if isinstance(error, FileNotFoundError):
             return  # no folder: no images, which the caller reports with where to put them
@@ -100,11 +81,6 @@ def image_files(root: Path) -> list[str]:
         files += [os.path.normpath(os.path.join(relative, name)) for name in names
                   if os.path.splitext(name)[1].lower() in IMAGE_SUFFIXES]
     return sorted(files)
-
-
-def files_key(files: list[str]) -> str:
-    """A short digest of the file list: a folder that gains or loses images gets a new cache."""
-    return hashlib.sha1("\n".join(files).encode()).hexdigest()[:12]
 
 
 def decode_folder(root: Path, files: list[str], resolution: int, channels: int, fit: Fit,

@@ -2,7 +2,7 @@
 pixels x as x/127.5 - 1, or dequantized (`dequantize`) as the official CIFAR-10 ResNet does.
 
 Data that fits in memory (CIFAR-10, MNIST, Fashion-MNIST, ImageNet 32x32, image folders) is
-decoded once into a uint8 tensor, cached on disk under `<root>/.wgan-cache/`, kept on the
+decoded once into a uint8 tensor, cached in the cache directory (`wgan.cache`), kept on the
 device it is first sampled on and indexed there: a batch costs one gather and one conversion,
 with no per-image Python in the training loop. LSUN is too large for that and streams through a
 torch DataLoader with worker processes. `synthetic` draws images on the fly, without files.
@@ -22,17 +22,15 @@ import torch
 from omegaconf import MISSING
 from torch.utils.data import DataLoader
 
+from wgan.cache import cached, digest, directory, file_stats, folder_stats
 from wgan.dataset.image_files import (
-    CACHE_DIR,
     IMAGE_SUFFIXES,
     DatasetNotFound,
     Fit,
     Undecodable,
-    cached,
     conform,
     conform_image,
     decode_folder,
-    files_key,
     image_files,
     read_idx,
     read_npz_batches,
@@ -66,7 +64,7 @@ class ImageFilesConfig(ImageConfig):
 
 @dataclass
 class InMemoryImagesConfig(ImageFilesConfig):
-    cache: bool = True  # keep the decoded tensor under <root>/.wgan-cache/ for the next start
+    cache: bool = True  # keep the decoded tensor in metrics.cache_dir for the next start
 
 
 class TorchvisionSource(Enum):
@@ -184,23 +182,26 @@ def dequantized(images: torch.Tensor, generator: torch.Generator | None = None) 
 
 
 class ImageData:
-    """What every image option shares: its name, kind and sample shape."""
+    """What every image option shares: its name, kind and sample shape, and its `fingerprint`,
+    a digest of what its images are made from (files and settings), which keys every cache of
+    something computed from them (the reference statistics of the scores)."""
 
     kind = "image"
 
-    def __init__(self, name: str, resolution: int, channels: int) -> None:
+    def __init__(self, name: str, resolution: int, channels: int, fingerprint: str) -> None:
         if channels not in (1, 3):
             raise ConfigError(f"dataset.channels={channels}: must be 1 (gray) or 3 (RGB)")
         self.name = name
         self.shape = (channels, resolution, resolution)
+        self.fingerprint = fingerprint
 
 
 class StoredImages(ImageData):
     """Images stored as uint8: a subclass's `sample_uint8` draws them as stored (what the scores
     compare generated images with), `sample` turns its draw into training batches in [-1, 1]."""
 
-    def __init__(self, name: str, resolution: int, channels: int, dequantize: bool) -> None:
-        super().__init__(name, resolution, channels)
+    def __init__(self, name: str, resolution: int, channels: int, fingerprint: str, dequantize: bool) -> None:
+        super().__init__(name, resolution, channels, fingerprint)
         self.dequantize = dequantize
 
     def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
@@ -212,15 +213,20 @@ class InMemoryImages(StoredImages):
     """A uint8 tensor of every image, decoded by `read` (or loaded from the cache) when built.
 
     `read()` returns uint8 images (N, C, H, W) of any size with C in {1, 3}; they are conformed to
-    the configured resolution and channels before they are cached.
+    the configured resolution and channels before they are cached (in `cache_dir`, the setting
+    `metrics.cache_dir`; None: the default), under `kind` (what of `root` is read) and keyed by
+    `sources`, the fingerprint of the files `read` reads.
     """
 
-    def __init__(self, name: str, root: str, key: str, read: Callable[[], torch.Tensor], resolution: int,
-                 channels: int, fit: Fit | str, cache: bool, dequantize: bool) -> None:
-        super().__init__(name, resolution, channels, dequantize)
+    def __init__(self, name: str, root: str, kind: str, sources: str, read: Callable[[], torch.Tensor],
+                 resolution: int, channels: int, fit: Fit | str, cache: bool, cache_dir: Optional[str],
+                 dequantize: bool) -> None:
         fit = Fit(fit)
-        cache_path = Path(root) / CACHE_DIR / f"{key}-{resolution}-{channels}-{fit.value}.pt" if cache else None
-        self.images = cached(cache_path, lambda: conform(read(), resolution, channels, fit))
+        key = {"images": kind, "root": str(Path(root).expanduser().resolve()), "resolution": resolution,
+               "channels": channels, "fit": fit.value}
+        super().__init__(name, resolution, channels, digest([key, sources]), dequantize)
+        self.images = cached(directory(cache_dir) if cache else None, f"images-{kind}", key, sources,
+                             lambda: conform(read(), resolution, channels, fit))
         self._on_device = {}  # device -> the images there, moved at the first sample on it
 
     def sample_uint8(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
@@ -260,30 +266,38 @@ def read_idx_folder(folder: Path, split: Split) -> torch.Tensor:
     return read_idx(idx_file(folder, split, "images"))[:, None]
 
 
+def torchvision_files(source: TorchvisionSource, root: Path, system_root: str | None) -> str:
+    """The fingerprint of every file a torchvision source may be read from (images and labels of
+    both splits, in torchvision's folder and the IDX fallback)."""
+    return digest([folder_stats(root / source.folder), system_root and folder_stats(Path(system_root))])
+
+
 class TorchvisionImages(InMemoryImages):
     """CIFAR-10, MNIST or Fashion-MNIST, read by torchvision (and downloaded if asked)."""
 
     def __init__(self, name: str, root: str, source: TorchvisionSource | str, resolution: int = 32,
                  channels: int = 3, fit: Fit | str = Fit.pad, cache: bool = True, split: Split | str = Split.train,
-                 download: bool = False, system_root: str | None = None, dequantize: bool = False) -> None:
+                 download: bool = False, system_root: str | None = None, dequantize: bool = False,
+                 cache_dir: str | None = None) -> None:
         source, split = TorchvisionSource(source), Split(split)
         read = functools.partial(read_torchvision, source, Path(root), split, download, system_root)
-        super().__init__(name, root, f"{source.value}-{split.value}", read, resolution, channels, fit, cache,
-                         dequantize)
+        sources = torchvision_files(source, Path(root), system_root)
+        super().__init__(name, root, f"{source.value}-{split.value}", sources, read, resolution, channels, fit, cache,
+                         cache_dir, dequantize)
 
 
 def folder_reader(root: Path, resolution: int, channels: int, fit: Fit,
-                  undecodable: Undecodable) -> tuple[str, Callable[[], torch.Tensor]]:
-    """The cache key and reader of every image file below `root` (the key says whether files
-    that do not decode were skipped: such a cache never stands in for a refusing read)."""
+                  undecodable: Undecodable) -> tuple[str, str, Callable[[], torch.Tensor]]:
+    """The cache kind, sources and reader of every image file below `root` (the kind says whether
+    files that do not decode were skipped: such a cache never stands in for a refusing read)."""
     files = image_files(root)
     if not files:
         raise DatasetNotFound(
             f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {root}: put the images there "
             "(any folder tree) or set dataset.root"
         )
-    key = f"folder-{files_key(files)}-{undecodable.value}"
-    return key, functools.partial(decode_folder, root, files, resolution, channels, fit, undecodable)
+    read = functools.partial(decode_folder, root, files, resolution, channels, fit, undecodable)
+    return f"folder-{undecodable.value}", file_stats(root, files), read
 
 
 class ImageFolder(InMemoryImages):
@@ -295,26 +309,27 @@ class ImageFolder(InMemoryImages):
 
     def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.resize,
                  cache: bool = True, undecodable: Undecodable | str = Undecodable.skip,
-                 dequantize: bool = False) -> None:
-        key, read = folder_reader(Path(root), resolution, channels, Fit(fit), Undecodable(undecodable))
-        super().__init__(name, root, key, read, resolution, channels, fit, cache, dequantize)
+                 dequantize: bool = False, cache_dir: str | None = None) -> None:
+        kind, sources, read = folder_reader(Path(root), resolution, channels, Fit(fit), Undecodable(undecodable))
+        super().__init__(name, root, kind, sources, read, resolution, channels, fit, cache, cache_dir, dequantize)
 
 
 def imagenet_reader(root: Path, layout: ImageNetLayout, split: Split, resolution: int, channels: int, fit: Fit,
-                    undecodable: Undecodable) -> tuple[str, Callable[[], torch.Tensor]]:
-    """The cache key and reader of one split of one release. The key names the layout: the two
-    releases are different images, and a root may hold both."""
+                    undecodable: Undecodable) -> tuple[str, str, Callable[[], torch.Tensor]]:
+    """The cache kind, sources and reader of one split of one release. The kind names the layout:
+    the two releases are different images, and a root may hold both."""
     files = layout.files(split)
     if layout is ImageNetLayout.oord:
         if not (root / files).is_dir():
             raise layout.missing(root, split)
         # The PNGs are numbered with leading zeros (0000001.png): sorted names are the release's order.
-        key, read = folder_reader(root / files, resolution, channels, fit, undecodable)
-        return f"oord-{files}-{key}", read
+        kind, sources, read = folder_reader(root / files, resolution, channels, fit, undecodable)
+        return f"oord-{files}-{kind}", sources, read
     batches = sorted(root.glob(files), key=lambda path: (len(path.name), path.name))  # batch 10 after batch 9
     if not batches:
         raise layout.missing(root, split)
-    return f"chrabaszcz-{'train' if split is Split.train else 'val'}", functools.partial(read_npz_batches, batches)
+    kind = f"chrabaszcz-{'train' if split is Split.train else 'val'}"
+    return kind, file_stats(root, [path.name for path in batches]), functools.partial(read_npz_batches, batches)
 
 
 class ImageNet32(InMemoryImages):
@@ -325,10 +340,10 @@ class ImageNet32(InMemoryImages):
     def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.pad,
                  cache: bool = True, split: Split | str = Split.train,
                  layout: ImageNetLayout | str = ImageNetLayout.oord, undecodable: Undecodable | str = Undecodable.skip,
-                 dequantize: bool = False) -> None:
-        key, read = imagenet_reader(Path(root), ImageNetLayout(layout), Split(split), resolution, channels, Fit(fit),
-                                    Undecodable(undecodable))
-        super().__init__(name, root, key, read, resolution, channels, fit, cache, dequantize)
+                 dequantize: bool = False, cache_dir: str | None = None) -> None:
+        kind, sources, read = imagenet_reader(Path(root), ImageNetLayout(layout), Split(split), resolution, channels,
+                                              Fit(fit), Undecodable(undecodable))
+        super().__init__(name, root, kind, sources, read, resolution, channels, fit, cache, cache_dir, dequantize)
 
 
 class StreamingImages(StoredImages):
@@ -340,9 +355,9 @@ class StreamingImages(StoredImages):
     uninterrupted one. The workers start at the first `sample`, after the models are built.
     """
 
-    def __init__(self, name: str, dataset: torch.utils.data.Dataset, resolution: int, channels: int,
+    def __init__(self, name: str, dataset: torch.utils.data.Dataset, resolution: int, channels: int, fingerprint: str,
                  loader_batch_size: int, num_workers: int, dequantize: bool = False) -> None:
-        super().__init__(name, resolution, channels, dequantize)
+        super().__init__(name, resolution, channels, fingerprint, dequantize)
         self.loader = DataLoader(dataset, batch_size=loader_batch_size, shuffle=True, num_workers=num_workers,
                                  persistent_workers=num_workers > 0)
         self._batches = self._forever()
@@ -381,7 +396,10 @@ class LSUN(StreamingImages):
         from torchvision.datasets import LSUN
 
         dataset = LSUN(root, classes=[database], transform=transform)
-        super().__init__(name, dataset, resolution, channels, loader_batch_size, num_workers, dequantize)
+        # The images are what data.mdb holds (lock.mdb changes at every opening).
+        files = file_stats(Path(root) / f"{database}_lmdb", ["data.mdb"])
+        fingerprint = digest([files, resolution, channels, Fit(fit).value])
+        super().__init__(name, dataset, resolution, channels, fingerprint, loader_batch_size, num_workers, dequantize)
 
 
 class SyntheticImages(ImageData):
@@ -390,7 +408,7 @@ class SyntheticImages(ImageData):
     The same generator state gives the same images."""
 
     def __init__(self, name: str, resolution: int = 32, channels: int = 3, blobs: int = 3) -> None:
-        super().__init__(name, resolution, channels)
+        super().__init__(name, resolution, channels, digest(["synthetic", resolution, channels, blobs]))
         self.blobs = blobs
 
     def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):

@@ -12,7 +12,6 @@ from wgan.metrics.inception import InceptionConfig
 from wgan.metrics.registry import (  # noqa: F401
     REGISTRY,
     EvalContext,
-    cache_dir,
     compute,
     is_improvement,
     protocol_name,
@@ -32,5 +31,7 @@ class MetricsConfig:
     # Batch norm in the generator normalizes with each sampling batch's statistics, as the official
     # code does when it samples for scores; false: with the running averages (eval mode).
     batch_stats: bool = True
-    cache_dir: Optional[str] = None  # networks and reference statistics; None: $XDG_CACHE_HOME/wgan, else ~/.cache/wgan
+    # Every cache (decoded datasets, classifier, reference statistics; see wgan.cache);
+    # None: $XDG_CACHE_HOME/wgan, else ~/.cache/wgan
+    cache_dir: Optional[str] = None
     inception: InceptionConfig = field(default_factory=InceptionConfig)

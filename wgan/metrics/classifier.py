@@ -17,10 +17,9 @@ from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from wgan.dataset.image_files import read_idx
-from wgan.dataset.images import Split, TorchvisionSource, idx_file, to_unit_range
-from wgan.files import atomic_save
+from wgan.cache import cached, digest, payload_checksum
+from wgan.dataset.images import Split, TorchvisionSource, idx_file, to_unit_range, torchvision_files
 from wgan.metrics.registry import EvalContext, protocol_name, register
-from wgan.metrics.cache import cached_tensors
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score
 from wgan.schema import ConfigError
 
@@ -85,30 +84,35 @@ def accuracy(net: ClassifierNet, images: torch.Tensor, labels: torch.Tensor) -> 
     return float((apply(net, to_unit_range(images)).argmax(1) == labels).double().mean())
 
 
+def cache_entry(dataset: DictConfig, what: str) -> tuple[dict[str, str], str]:
+    """The cache key of the classifier's `what` for a dataset config, and the fingerprint of the
+    files it is computed from (images and labels of both splits). One entry per dataset, not per
+    root: it follows the files of the root in use (an empty root reading system_root included)."""
+    key = {"network": f"classifier-v{CACHE_VERSION}", "what": what, "dataset": dataset.name}
+    return key, torchvision_files(TorchvisionSource(dataset.source), Path(dataset.root), dataset.system_root)
+
+
 def load_or_train(
-    cache_dir: Path, dataset_name: str, splits: Callable[[], tuple[torch.Tensor, ...]]
+    cache_dir: Path, dataset: DictConfig, splits: Callable[[], tuple[torch.Tensor, ...]]
 ) -> tuple[ClassifierNet, float]:
-    """The classifier of a dataset and its test accuracy, trained on the first call and loaded from
-    `cache_dir / classifier-<name>-v<version>.pt` afterwards. `splits()` returns (train images,
-    train labels, test images, test labels); it is called only to train, since reading the data
-    costs more than loading the cached network at every evaluation."""
-    path = Path(cache_dir) / f"classifier-{dataset_name}-v{CACHE_VERSION}.pt"
+    """The classifier of a dataset config and its test accuracy, trained on the first call and
+    loaded from `cache_dir` afterwards (trained again when the dataset's files change).
+    `splits()` returns (train images, train labels, test images, test labels); it is called only
+    to train, since reading the data costs more than loading the cached network at every evaluation."""
+    def train() -> dict:
+        train_images, train_labels, test_images, test_labels = splits()
+        net = train_classifier(train_images, train_labels)
+        test_accuracy = accuracy(net, test_images, test_labels)
+        log.info("classifier for %s: test accuracy %.4f", dataset.name, test_accuracy)
+        return {"state_dict": net.state_dict(), "test_accuracy": test_accuracy}
+
+    saved = cached(cache_dir, f"classifier-{dataset.name}", *cache_entry(dataset, "weights"), train)
     net = ClassifierNet()
-    if path.exists():
-        # weights_only: a cache is data; loading one never runs pickled code.
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        net.load_state_dict(saved["state_dict"])
-        return net.eval(), saved["test_accuracy"]
-    train_images, train_labels, test_images, test_labels = splits()
-    net = train_classifier(train_images, train_labels)
-    test_accuracy = accuracy(net, test_images, test_labels)
-    log.info("classifier for %s: test accuracy %.4f, saved to %s", dataset_name, test_accuracy, path)
-    saved = {"state_dict": net.state_dict(), "test_accuracy": test_accuracy}
-    atomic_save(path, saved)
-    return net, test_accuracy
+    net.load_state_dict(saved["state_dict"])
+    return net.eval(), saved["test_accuracy"]
 
 
-def labeled_split(dataset: DictConfig, split: Split | str) -> tuple[torch.Tensor, torch.Tensor]:
+def labeled_split(dataset: DictConfig, split: Split | str, cache_dir: Path) -> tuple[torch.Tensor, torch.Tensor]:
     """uint8 images (N, 1, 32, 32) and int64 labels (N,) of one split of a `mnist` or `fashion_mnist`
     dataset config, the images built (and cached) by the dataset option itself.
 
@@ -117,7 +121,7 @@ def labeled_split(dataset: DictConfig, split: Split | str) -> tuple[torch.Tensor
     """
     split = Split(split)
     config = OmegaConf.merge(dataset, {"split": split.value, "resolution": 32, "channels": 1, "fit": "pad"})
-    images = instantiate(config).images
+    images = instantiate(config, cache_dir=str(cache_dir)).images
     return images, read_labels(TorchvisionSource(config.source), Path(config.root), split, config.system_root)
 
 
@@ -149,16 +153,17 @@ def classifier_scores(context: EvalContext) -> dict[str, float]:
     cfg = context.cfg.dataset
 
     def splits():
-        return (*labeled_split(cfg, Split.train), *labeled_split(cfg, Split.test))
+        return (*labeled_split(cfg, Split.train, context.cache_dir), *labeled_split(cfg, Split.test, context.cache_dir))
 
     def training_statistics():
-        images, _ = labeled_split(cfg, Split.train)
+        images, _ = labeled_split(cfg, Split.train, context.cache_dir)
         mu, sigma = feature_statistics(apply(net.features, to_unit_range(images)))
         return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma)}
 
-    net, test_accuracy = load_or_train(context.cache_dir, cfg.name, splits)
-    key = {"network": f"classifier-v{CACHE_VERSION}", "dataset": cfg.name, "root": str(cfg.root), "split": "train"}
-    real = cached_tensors(context.cache_dir, key, training_statistics)
+    net, test_accuracy = load_or_train(context.cache_dir, cfg, splits)
+    key, files = cache_entry(cfg, "training statistics")
+    sources = digest([files, payload_checksum(net.state_dict())])  # computed from the images through the network
+    real = cached(context.cache_dir, f"stats-classifier-{cfg.name}", key, sources, training_statistics)
     n = len(context.fake)
     fake_features = apply(net.features, to_unit_range(context.fake))
     with torch.no_grad():

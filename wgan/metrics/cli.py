@@ -21,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from wgan import metrics
-from wgan.config import build, compose_config, validate
+from wgan.config import build_dataset, compose_config, validate
 from wgan.dataset import ImageFolder
 from wgan.files import RunDirError, RunFiles
 from wgan.schema import ConfigError
@@ -54,8 +54,8 @@ def configure(args: argparse.Namespace) -> tuple[DictConfig, Optional[DictConfig
         if run_cfg is None:
             raise ConfigError(f"--reference: {args.generated} is a folder of images, so name a dataset or folder to "
                               "compare it with")
-    elif Path(args.reference).is_dir():  # read in place: no decoded-image cache written into the user's folder
-        overrides += ["dataset=imagefolder", f"dataset.root={args.reference}", "dataset.cache=false"]
+    elif Path(args.reference).is_dir():
+        overrides += ["dataset=imagefolder", f"dataset.root={args.reference}"]
         if run_cfg is not None:
             overrides += [f"dataset.resolution={run_cfg.dataset.resolution}", f"dataset.channels={run_cfg.dataset.channels}"]
     else:
@@ -90,7 +90,7 @@ def generated_images(args: argparse.Namespace, cfg: DictConfig, run_cfg: Optiona
 def score(args: argparse.Namespace) -> dict[str, Any]:
     cfg, run_cfg = configure(args)
     fake, generated = generated_images(args, cfg, run_cfg)
-    dataset = build(cfg.dataset)
+    dataset = build_dataset(cfg)
     values = metrics.compute(list(cfg.metrics.names), metrics.EvalContext(fake, None, dataset, cfg))
     return {
         "values": values,

@@ -15,7 +15,8 @@ this project's CPU (`make bench`). `metrics.inception.weights` chooses:
   runs as it is.
 
 Scores follow the reference implementations (`wgan.metrics.scores`). The reference statistics are
-computed once per (dataset, split, resolution, channels, count, network) and cached.
+computed once per (dataset, split, resolution, channels, count, network) and cached, keyed by the
+dataset's fingerprint (its files and settings): changed images compute them again.
 """
 from __future__ import annotations
 
@@ -35,9 +36,9 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
+from wgan.cache import cached
 from wgan.device import resolve_device
 from wgan.metrics.registry import EvalContext, protocol_name, register, to_uint8
-from wgan.metrics.cache import cached_tensors
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from wgan.schema import ConfigError, bounded
 
@@ -319,7 +320,7 @@ def reference(context: EvalContext, network: Network, settings: DictConfig, batc
         kid = features[torch.randperm(len(features), generator=torch.Generator().manual_seed(0))[:KID_REFERENCE]]
         return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "kid_features": kid}
 
-    return cached_tensors(context.cache_dir, key, compute)
+    return cached(context.cache_dir, f"stats-{network.name}-{cfg.name}", key, context.dataset.fingerprint, compute)
 
 
 def inception_scores(context: EvalContext) -> dict[str, float]:

@@ -10,13 +10,14 @@ mixed up.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
 import torch
 from omegaconf import DictConfig
+
+from wgan import cache
 
 
 @dataclass
@@ -28,7 +29,7 @@ class EvalContext:
 
     @property
     def cache_dir(self) -> Path:
-        return cache_dir(self.cfg.metrics.cache_dir)
+        return cache.directory(self.cfg.metrics.cache_dir)
 
 
 MetricFn = Callable[[EvalContext], dict[str, float]]
@@ -62,12 +63,6 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
     gan_64x64.py, gan_cifar_resnet.py), which splits [-1, 1] into 256 equal bins and maps every
     real image's pixels back to themselves."""
     return ((images + 1) * (255.99 / 2)).clamp(0, 255).to(torch.uint8)
-
-
-def cache_dir(setting: Optional[str]) -> Path:
-    if setting is not None:
-        return Path(setting).expanduser()
-    return Path(os.environ.get("XDG_CACHE_HOME", "~/.cache")).expanduser() / "wgan"
 
 
 def protocol_name(key: str, num_samples: int) -> str:

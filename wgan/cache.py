@@ -1,0 +1,142 @@
+"""Every cache the project writes, in one place: where it goes, what it is keyed by and how it is
+checked when read.
+
+A cache file lives in the cache directory (`metrics.cache_dir`; default `$XDG_CACHE_HOME/wgan`,
+else `~/.cache/wgan`), never in the repository or a data folder. Its name comes from the
+settings it answers (`key`: what was asked, e.g. a dataset's root, split and resolution); inside
+it are those settings again, the fingerprint of the files it was computed from (`sources`:
+their names, sizes and modification and change times) and a SHA-256 of its payload. A read
+that finds other sources (images replaced under the same names), a payload that does not match
+its checksum (flipped bytes) or a file that does not load (cut short) computes again, saying
+why; a cache that cannot be written (a read-only or full disk) keeps the result in memory with a
+warning. None of this stops a run.
+
+Files are written atomically (a temporary name renamed into place), so the jobs of a study can
+share one cache directory: two jobs computing the same entry both write the same numbers.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any, Callable, Iterable, Optional, TypeVar
+
+import torch
+
+from wgan.files import atomic_save, first_sentence
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# How often each kind of entry (the `name` of `cached`) was computed rather than read in this
+# process: what tests (and curious users) check to see that the cache is hit.
+computed: Counter = Counter()
+
+
+def directory(setting: Optional[str]) -> Path:
+    """The directory `metrics.cache_dir` names; None: `$XDG_CACHE_HOME/wgan`, else `~/.cache/wgan`
+    (an empty or relative XDG_CACHE_HOME is ignored, as the XDG specification says)."""
+    if setting is not None:
+        return Path(setting).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    return (Path(xdg) if os.path.isabs(xdg) else Path.home() / ".cache") / "wgan"
+
+
+def digest(value: Any) -> str:
+    """A SHA-256 of a JSON-able value, for keys and fingerprints."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def file_stats(root: Path, names: Iterable[str]) -> str:
+    """The fingerprint of files below `root`: each name (relative to it) with its size and its
+    modification and change times (a file replaced under the same name, even with its old mtime,
+    changes it). A missing file is recorded as missing."""
+    stats = []
+    for name in names:
+        try:
+            stat = os.stat(os.path.join(root, name))
+            stats.append([name, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns])
+        except FileNotFoundError:
+            stats.append([name, None])
+    return digest(stats)
+
+
+def folder_stats(folder: Path) -> str:
+    """The fingerprint (`file_stats`) of every file below `folder`; an empty one if there is none."""
+    names = [os.path.relpath(os.path.join(where, name), folder)
+             for where, _, files in os.walk(folder) for name in files]
+    return file_stats(folder, sorted(names))
+
+
+def payload_checksum(payload: Any) -> str:
+    """A SHA-256 of tensors (dtype, shape and bytes), numbers and strings, through dicts and lists,
+    in key order: stored beside the payload, so that flipped bytes are found when it is read."""
+    sha = hashlib.sha256()
+
+    def add(value: Any) -> None:
+        if isinstance(value, torch.Tensor):
+            flat = value.detach().cpu().contiguous().reshape(-1)
+            sha.update(f"tensor {flat.dtype} {tuple(value.shape)}:".encode())
+            sha.update(flat.view(torch.uint8).numpy())
+        elif isinstance(value, dict):
+            for k in sorted(value):
+                sha.update(f"{k!r}=".encode())
+                add(value[k])
+        elif isinstance(value, (list, tuple)):
+            sha.update(f"[{len(value)}]".encode())
+            for item in value:
+                add(item)
+        else:
+            sha.update(f"{type(value).__name__} {value!r};".encode())
+
+    add(payload)
+    return sha.hexdigest()
+
+
+def cache_path(directory: Path, name: str, key: dict[str, Any]) -> Path:
+    return Path(directory) / f"{name}-{digest(key)[:16]}.pt"
+
+
+def cached(directory: Optional[Path], name: str, key: dict[str, Any], sources: str, compute: Callable[[], T]) -> T:
+    """`compute()`'s result for `key` computed from `sources`, read from `directory` if an earlier
+    computation saved it there and it checks out, else computed and saved (None: not cached).
+    `name` starts the file's name (say what it holds); `compute` returns tensors, numbers and
+    strings in dicts and lists, which load as data: a cache never runs pickled code."""
+    if directory is None:
+        return compute()
+    path = cache_path(directory, name, key)
+    saved = read(path) if path.exists() else None
+    if saved is not None:
+        if saved["key"] == digest(key) and saved["sources"] == sources:
+            return saved["payload"]
+        why = "its files changed since it was written" if saved["key"] == digest(key) else "it holds another key"
+        log.info("cache %s: %s; computing it again", path, why)
+    result = compute()
+    computed[name] += 1
+    try:
+        atomic_save(path, {"key": digest(key), "sources": sources, "checksum": payload_checksum(result),
+                           "payload": result})
+        log.info("%s saved to %s", name, path)
+    except OSError as error:  # a read-only or full disk, a file where the directory should be
+        log.warning("could not write the cache %s (%s): kept in memory, computed again next time", path,
+                    first_sentence(error))
+    return result
+
+
+def read(path: Path) -> Optional[dict[str, Any]]:
+    """The entry saved at `path`, or None for one that does not load or whose payload does not
+    match its checksum, reported as a warning naming the file."""
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)  # data only, never code
+        if not isinstance(saved, dict) or set(saved) != {"key", "sources", "checksum", "payload"}:
+            raise ValueError("not a cache entry of this project")
+        if payload_checksum(saved["payload"]) != saved["checksum"]:
+            raise ValueError("its contents do not match their checksum (corrupt)")
+        return saved
+    except Exception as error:  # cut short, flipped bytes, unreadable: torch raises several kinds
+        log.warning("cache %s is damaged or unreadable (%s); computing it again", path, first_sentence(error))
+        return None
