@@ -99,6 +99,7 @@ def load_or_train(
         saved = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["state_dict"])
         return net.eval(), saved["test_accuracy"]
+    log.info("training the classifier for %s (once; about 30 s on 2 CPU cores; cached as %s)", dataset_name, path)
     train_images, train_labels, test_images, test_labels = splits()
     net = train_classifier(train_images, train_labels)
     test_accuracy = accuracy(net, test_images, test_labels)
