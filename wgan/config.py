@@ -114,8 +114,8 @@ def compose_config(overrides: Sequence[str] = (), return_hydra_config: bool = Fa
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         # sweeps/ is found beside conf/ wherever the tool runs (run.py's searchpath is its working directory).
-        searchpath = f"hydra.searchpath=[file://{CONF_DIR.parent}]"
-        return compose(config_name="config", overrides=[searchpath, *overrides], return_hydra_config=return_hydra_config)
+        overrides = [f"hydra.searchpath=[file://{CONF_DIR.parent}]", *overrides]
+        return compose(config_name="config", overrides=overrides, return_hydra_config=return_hydra_config)
 
 
 def build(node: DictConfig, **kwargs: Any) -> Any:

@@ -80,7 +80,8 @@ def project_targets() -> frozenset[str]:
     trees = [OmegaConf.to_container(OmegaConf.structured(schema)) for schemas in SCHEMAS.values()
              for schema in schemas.values()]
     trees += [yaml.safe_load(option.read_text()) or {} for option in CONF_DIR.rglob("*.yaml")]
-    return frozenset(value for tree in trees for key, value in flatten(tree).items() if key.split(".")[-1] == "_target_" and value != MISSING)
+    return frozenset(value for tree in trees for key, value in flatten(tree).items()
+                     if key.split(".")[-1] == "_target_" and value != MISSING)
 
 
 def check_targets(cfg: DictConfig) -> None:

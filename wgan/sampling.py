@@ -129,6 +129,7 @@ def load_generator(cfg: DictConfig, data_shape: tuple[int, ...], state: dict[str
     try:
         generator.load_state_dict(state["generator"])
     except (KeyError, RuntimeError) as error:  # a checkpoint of another architecture, or no generator at all
-        raise RunDirError(f"the checkpoint's generator does not fit arch={cfg.arch.name} ({first_sentence(error)})") from None
+        raise RunDirError(f"the checkpoint's generator does not fit arch={cfg.arch.name} "
+                          f"({first_sentence(error)})") from None
     check_sampling_batches(cfg.metrics, generator)
     return generator.to(device)
