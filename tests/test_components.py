@@ -15,7 +15,7 @@ from wgan.loss import HingeLoss, LeastSquaresLoss, StandardGANLoss, WassersteinL
 from wgan.metrics import EvalContext, protocol_name
 from wgan.metrics.toy import modes_and_quality, wasserstein1
 from wgan.schema import ConfigError
-from wgan.train import sampling_mode
+from wgan.sampling import sampling_mode
 
 
 def linear_critic(weights: list[float]) -> nn.Module:

@@ -155,8 +155,11 @@ def test_a_short_image_run_logs_protocol_named_scores_to_results_and_wandb(tmp_p
     assert {"eval/fid_20", "eval/kid_20", "eval/fid_40"} <= keys and not any(k.startswith("eval/is") for k in keys)
     assert wandb["summary"]["final"]["fid_40"] == pytest.approx(results["final"]["fid_40"])
     assert wandb["summary"]["unavailable"] == results["unavailable"]
-    # The metrics command scores the run's generator through the same code: the same numbers.
-    assert cli.main([str(tmp_path / "run"), *TORCHSCRIPT, "metrics.num_samples=40", *overrides[7:10], "--json"]) == 0
+    # The metrics command scores the run's generator through the same code, with the run's own
+    # metric settings (its weights, counts and cache, from the overrides `python run.py` records): the same numbers.
+    (tmp_path / "run" / ".hydra").mkdir()
+    (tmp_path / "run" / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in overrides))
+    assert cli.main([str(tmp_path / "run"), "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["values"] == {k: v for k, v in results["final"].items() if k != "step"}
     assert scored["generated"].startswith("40 samples of the generator in") and "iteration 4" in scored["generated"]

@@ -30,6 +30,7 @@ from wgan.figures import image_grid, toy_figure
 from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule
+from wgan.sampling import check_sampling_batches, evaluation_context, frozen
 from wgan.schema import ConfigError
 from wgan.speed import Speed
 from wgan.study import is_identity
@@ -80,58 +81,6 @@ class Diverged(Exception):
     def __init__(self, step: int, values: dict[str, float]) -> None:
         super().__init__(f"non-finite value at iteration {step}: {values}")
         self.step = step
-
-
-@contextlib.contextmanager
-def frozen(module: torch.nn.Module):
-    """Eval mode for a look at a network that must not change it (spectral norm's power
-    iteration and batch norm's running statistics update only in training mode)."""
-    was_training = module.training
-    module.eval()
-    try:
-        yield module
-    finally:
-        module.train(was_training)
-
-
-def batch_norms(module: torch.nn.Module) -> list[torch.nn.Module]:
-    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
-
-
-@contextlib.contextmanager
-def sampling_mode(generator: torch.nn.Module, batch_stats: bool):
-    """Eval mode for sampling, except that with `batch_stats` batch norm layers normalize with the
-    statistics of each batch (as the official code samples) without updating their running ones."""
-    norms = batch_norms(generator)
-    saved = [m.track_running_stats for m in norms]
-    with frozen(generator):
-        if batch_stats:
-            for norm in norms:  # training mode without tracking: batch statistics, no updates
-                norm.train()
-                norm.track_running_stats = False
-        try:
-            yield generator
-        finally:
-            for norm, tracked in zip(norms, saved):
-                norm.track_running_stats = tracked
-
-
-def check_sampling_batches(settings: DictConfig, generator: torch.nn.Module) -> None:
-    """With `metrics.batch_stats`, batch norm in the generator normalizes each sampling batch by
-    its own statistics, which a batch of one sample does not have: refuse before training rather
-    than fail (or score nonsense) at the first evaluation."""
-    if not settings.batch_stats or not batch_norms(generator):
-        return
-    size = settings.batch_size
-    counts = {"metrics.num_samples": settings.num_samples, "metrics.final_num_samples": settings.final_num_samples}
-    lone = [f"{key}={n}" for key, n in counts.items() if n is not None and n % size == 1]
-    if size == 1 or lone:
-        batches = "batches of one sample" if size == 1 else f"a last batch of one sample ({lone[0]})"
-        raise ConfigError(
-            f"metrics.batch_size={size} makes {batches}, but the generator has batch norm and metrics.batch_stats=true "
-            "normalizes each sampling batch by its own statistics, which one sample does not have: choose another "
-            "metrics.batch_size, or set metrics.batch_stats=false (running averages)"
-        )
 
 
 def gradient_sum(module: torch.nn.Module) -> torch.Tensor:
@@ -264,11 +213,6 @@ class Trainer:
         )
         return values
 
-    def evaluation_rng(self) -> torch.Generator:
-        """A generator of its own per evaluation: evaluating never shifts the training RNG stream.
-        Its seed wraps around at 2**64, the most torch takes, as seeds go up to that."""
-        return torch.Generator().manual_seed((self.cfg.seed * 1_000_003 + self.step) % 2**64)
-
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
         values = self.score() if self.cfg.metrics.names else {}
@@ -282,31 +226,12 @@ class Trainer:
     def score(self) -> dict[str, float]:
         """The configured metrics on `metrics.num_samples` generated samples, or at the last
         iteration on `metrics.final_num_samples` (the paper's protocol)."""
-        settings = self.cfg.metrics
-        final = self.step == self.cfg.train.iterations and settings.final_num_samples is not None
-        n = settings.final_num_samples if final else settings.num_samples
-        rng = self.evaluation_rng()
-        fake = self.generate(n, rng)
-        real = self.dataset.sample(n, "cpu", rng) if self.dataset.kind == "toy" else None
-        names = list(settings.names)
-        values = metrics.compute(names, metrics.EvalContext(fake, real, self.dataset, self.cfg))
+        names = list(self.cfg.metrics.names)
+        values = metrics.compute(names, evaluation_context(self.generator, self.dataset, self.cfg, self.step))
         for key, value in values.items():
             if metrics.is_improvement(names, key, value, self.best.get(key)):
                 self.best[key] = value
         return values
-
-    @torch.inference_mode()
-    def generate(self, n: int, rng: torch.Generator) -> torch.Tensor:
-        """`n` samples on the CPU in batches of `metrics.batch_size`; images as uint8, the grid real
-        images come from, so generated and real images are scored at the same precision."""
-        noise = self.generator.sample_noise(n, self.device, rng)
-        batches = noise.split(self.cfg.metrics.batch_size)
-        with sampling_mode(self.generator, self.cfg.metrics.batch_stats):
-            samples = [self.generator(batch).cpu() for batch in tqdm(
-                batches, desc=f"sampling {n}", unit="batch", disable=None if len(batches) > 10 else True, leave=False
-            )]
-        samples = torch.cat(samples)
-        return metrics.to_uint8(samples) if self.dataset.kind == "image" else samples
 
     @torch.no_grad()
     def save_figure(self, path: Path) -> Path:

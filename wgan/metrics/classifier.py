@@ -100,6 +100,8 @@ def load_or_train(
     `splits()` returns (train images, train labels, test images, test labels); it is called only
     to train, since reading the data costs more than loading the cached network at every evaluation."""
     def train() -> dict:
+        log.info("training the classifier for %s (once; about 30 s on 2 CPU cores; then cached in %s)",
+                 dataset.name, cache_dir)
         train_images, train_labels, test_images, test_labels = splits()
         net = train_classifier(train_images, train_labels)
         test_accuracy = accuracy(net, test_images, test_labels)

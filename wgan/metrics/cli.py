@@ -1,32 +1,42 @@
-"""`python -m wgan.metrics` (or `wgan-metrics`): score a folder of images, or the generator of a run
-directory, against a dataset option or another folder, with the metrics code training uses.
+"""`python -m wgan.metrics` (or `wgan-metrics`): score the generator of a run directory, or a folder
+of images, against a dataset option or another folder, with the metrics code training uses.
 
-    python -m wgan.metrics outputs/default/2026-11-23_10-00-00                 # the run's dataset
+    python -m wgan.metrics outputs/default/2026-11-23_10-00-00                 # the run's dataset and metrics
     python -m wgan.metrics samples/ --reference cifar10 dataset.root=/data/cifar10
     python -m wgan.metrics fakes/ --reference reals/ metrics.inception.weights=fid_helper
 
-Trailing `key=value` arguments are Hydra overrides of the training config (`metrics=classifier`,
-`metrics.num_samples=50000`, `metrics.inception.weights=...`, `dataset.root=...`); the metrics
-default to `metrics=inception`.
+A run directory's generator is rebuilt from the project's config groups and the run's recorded
+overrides (`wgan.run_config`), never from its files, and sampled as training samples it. Trailing
+`key=value` arguments are Hydra overrides of the training config, applied after the run's
+(`metrics=classifier`, `metrics.num_samples=50000`, `dataset.root=...`); the metrics default to
+the run's own, else to those of the reference's dataset option.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig, OmegaConf
 
 from wgan import metrics
-from wgan.config import build_dataset, compose_config, validate
+from wgan.config import build_dataset, config_dir, validate
 from wgan.dataset import ImageFolder
+from wgan.device import resolve_device
 from wgan.files import RunDirError, RunFiles
+from wgan.run_config import OVERRIDES, compose, rebuild
+from wgan.sampling import evaluation_context, evaluation_count, load_generator, read_checkpoint
 from wgan.schema import ConfigError
 
 log = logging.getLogger("wgan")
+
+# The scorer's own settings, after the run's: it logs nowhere and runs where it is started.
+SCORER = ["logger=none", "device=auto"]
 
 
 def parse(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -34,7 +44,8 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
         prog="python -m wgan.metrics", description=__doc__.split("\n\n")[0],
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("generated", type=Path, help="a folder of images, or a run directory (config.yaml + checkpoint)")
+    parser.add_argument("generated", type=Path, help="a run directory (a checkpoint and Hydra's recorded "
+                                                     "overrides), or a folder of images")
     parser.add_argument("--reference", help="a folder of images or a dataset option (cifar10, fashion_mnist, ...); "
                                             "default: the run directory's dataset")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -43,61 +54,86 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
 
 
 def is_run_dir(path: Path) -> bool:
-    return (path / "config.yaml").is_file() and RunFiles(path).checkpoint.is_file()
+    """Whether `path` holds a run (what `python run.py` writes first), checkpointed or not."""
+    return RunFiles(path).config.is_file() or (path / OVERRIDES).is_file()
 
 
-def configure(args: argparse.Namespace) -> tuple[DictConfig, Optional[DictConfig]]:
-    """(the scoring config, the run's config if `generated` is a run directory)."""
-    run_cfg = OmegaConf.load(args.generated / "config.yaml") if is_run_dir(args.generated) else None
-    overrides = ["logger=none"]
-    if args.reference is None:
-        if run_cfg is None:
-            raise ConfigError(f"--reference: {args.generated} is a folder of images, so name a dataset or folder to "
-                              "compare it with")
-    elif Path(args.reference).is_dir():
-        overrides += ["dataset=imagefolder", f"dataset.root={args.reference}"]
-        if run_cfg is not None:
-            overrides += [f"dataset.resolution={run_cfg.dataset.resolution}", f"dataset.channels={run_cfg.dataset.channels}"]
-    else:
-        overrides.append(f"dataset={args.reference}")
-    if not any(o.startswith("metrics=") for o in args.overrides):
-        overrides.append("metrics=inception")
-    cfg = compose_config(overrides + list(args.overrides))
-    if args.reference is None:
-        cfg.dataset = run_cfg.dataset
+DATASET_OPTIONS = sorted(p.stem for p in (config_dir() / "dataset").glob("*.yaml"))
+
+
+def reference_overrides(reference: Optional[str], generated: Path, run: Optional[DictConfig]) -> list[str]:
+    """The overrides that make `--reference` the config's dataset (none: the run's own)."""
+    if reference is None:
+        if run is None:
+            raise ConfigError(f"--reference: {generated} is a folder of images, so name a dataset option or a folder "
+                              "to compare it with")
+        return []
+    if Path(reference).is_dir():  # decoded once into the cache directory, keyed by the folder's files
+        overrides = ["dataset=imagefolder", f"dataset.root={reference}"]
+        if run is not None:  # as the generator draws them
+            overrides += [f"dataset.resolution={run.dataset.resolution}", f"dataset.channels={run.dataset.channels}"]
+        return overrides
+    if reference not in DATASET_OPTIONS:
+        raise ConfigError(f"--reference {reference}: no such folder, and not a dataset option "
+                          f"({', '.join(DATASET_OPTIONS)})")
+    return [f"dataset={reference}"]
+
+
+@dataclass
+class Scoring:
+    cfg: DictConfig  # the config the metrics run under: the run's (if any), the reference, the overrides
+    run: Optional[DictConfig]  # the run's config, rebuilt, if `generated` is a run directory
+    checkpoint: Optional[dict[str, Any]]  # and its newest readable checkpoint
+
+
+def configure(args: argparse.Namespace) -> Scoring:
+    if not args.generated.exists():
+        raise ConfigError(f"{args.generated}: no such run directory or folder of images")
+    if not args.generated.is_dir():
+        raise ConfigError(f"{args.generated} is a file: name a run directory or a folder of images")
+    run, recorded, checkpoint = None, [], None
+    if is_run_dir(args.generated):
+        files = RunFiles(args.generated)
+        run, recorded = rebuild(files, SCORER)
+        checkpoint = read_checkpoint(files)
+        if args.reference is not None:  # the reference's dataset option replaces the run's
+            recorded = [o.input_line for o in OverridesParser.create().parse_overrides(recorded)
+                        if o.key_or_group.split(".")[0] != "dataset"]
+    cfg = compose(recorded + reference_overrides(args.reference, args.generated, run) + SCORER + list(args.overrides))
     validate(cfg)
-    return cfg, run_cfg
+    return Scoring(cfg, run, checkpoint)
 
 
-def generated_images(args: argparse.Namespace, cfg: DictConfig, run_cfg: Optional[DictConfig]) -> tuple[torch.Tensor, str]:
-    """uint8 images (N, C, H, W) at the reference's resolution, and a description of them."""
-    if run_cfg is None:
+def generated_images(args: argparse.Namespace, scoring: Scoring, dataset: Any) -> tuple[metrics.EvalContext, str]:
+    """What is scored, as the metrics take it, and a description of it."""
+    cfg = scoring.cfg
+    if scoring.run is None:
         folder = ImageFolder("generated", str(args.generated), cfg.dataset.resolution, cfg.dataset.channels, cache=False)
-        return folder.images, f"{len(folder.images):,} images in {args.generated}"
-    from wgan.train import Trainer  # the training code samples, so scores here equal those of training
-
-    run_cfg = OmegaConf.merge(run_cfg, {"metrics": cfg.metrics, "device": cfg.device})
-    files = RunFiles(args.generated)
-    trainer = Trainer(run_cfg, files)
-    state = files.load_checkpoint()
-    trainer.generator.load_state_dict(state["generator"])
-    trainer.step = state["step"]
-    n = cfg.metrics.num_samples
-    return trainer.generate(n, trainer.evaluation_rng()), f"{n:,} samples of the generator in {args.generated} " \
-                                                          f"(iteration {state['step']})"
+        return metrics.EvalContext(folder.images, None, dataset, cfg), f"{len(folder.images):,} images in {args.generated}"
+    run_dataset = dataset if args.reference is None else build_dataset(scoring.run)
+    generator = load_generator(scoring.run, run_dataset.shape, scoring.checkpoint, resolve_device(cfg.device))
+    step = scoring.checkpoint["step"]
+    what = f"{evaluation_count(cfg, step):,} samples of the generator in {args.generated} (iteration {step})"
+    log.info("sampling %s", what)
+    return evaluation_context(generator, dataset, cfg, step), what
 
 
 def score(args: argparse.Namespace) -> dict[str, Any]:
-    cfg, run_cfg = configure(args)
-    fake, generated = generated_images(args, cfg, run_cfg)
+    scoring = configure(args)
+    cfg = scoring.cfg
     dataset = build_dataset(cfg)
-    values = metrics.compute(list(cfg.metrics.names), metrics.EvalContext(fake, None, dataset, cfg))
+    context, generated = generated_images(args, scoring, dataset)
+    names = list(cfg.metrics.names)
+    log.info("scoring against %s with %s", cfg.dataset.name, ", ".join(names) or "no metrics")
+    with torch.no_grad():
+        values = metrics.compute(names, context)
+    root = f"{cfg.dataset.root}, " if "root" in cfg.dataset else ""
+    shape = "x".join(map(str, dataset.shape)) if dataset.kind == "image" else f"{dataset.shape[0]}-D points"
     return {
         "values": values,
         "unavailable": metrics.unavailable(cfg),
         "generated": generated,
-        "reference": f"{cfg.dataset.name} ({cfg.dataset.get('root', 'generated')}, "
-                     f"{cfg.dataset.resolution}x{cfg.dataset.resolution}x{cfg.dataset.channels})",
+        "reference": f"{cfg.dataset.name} ({root}{shape})",
         "metrics": OmegaConf.to_container(cfg.metrics, resolve=True),
     }
 
