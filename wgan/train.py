@@ -291,7 +291,7 @@ class Trainer:
         names = list(settings.names)
         values = metrics.compute(names, metrics.EvalContext(fake, real, self.dataset, self.cfg))
         for key, value in values.items():
-            if metrics.is_improvement(names, key, value, self.best.get(key)):
+            if metrics.is_improvement(key, value, self.best.get(key)):
                 self.best[key] = value
         return values
 

@@ -11,9 +11,11 @@ from wgan.metrics import classifier, inception, toy  # noqa: F401  (register the
 from wgan.metrics.inception import InceptionConfig
 from wgan.metrics.registry import (  # noqa: F401
     REGISTRY,
+    Better,
     EvalContext,
     cache_dir,
     compute,
+    direction,
     is_improvement,
     protocol_name,
     register,
