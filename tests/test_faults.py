@@ -18,11 +18,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONF_DIR, TINY
+from conftest import CONF_DIR, TINY, compose_config
 from wandb_records import records as wandb_records
 from wgan.files import RunDirError, RunFiles
 from wgan.report import records_from_dir
 from wgan.schema import ConfigError
+from wgan.train import run
 
 ROOT = Path(CONF_DIR).parent
 
@@ -422,3 +423,139 @@ def test_files_are_created_with_the_users_umask(tmp_path):
     written = [files.config, files.results, files.metrics, files.checkpoint, files.previous_checkpoint]
     assert {path.name: oct(path.stat().st_mode & 0o777) for path in written} == {
         path.name: "0o664" for path in written}
+
+
+def damage_results(path: Path, how: str) -> None:
+    """Replace a finished run's results.json by a damaged or hostile one."""
+    path.unlink()
+    if how == "a folder":
+        path.mkdir()
+        (path / "notes.txt").write_text("kept")
+    elif how == "a FIFO":
+        os.mkfifo(path)  # a plain read would block for ever
+    else:
+        path.write_bytes(DAMAGED_RESULTS[how])
+
+
+DAMAGED_RESULTS = {
+    "empty": b"",
+    "a list": b"[]",
+    "not UTF-8": b'{"status": "complete", "method": "\xff\xfe"}',
+    "an object without a status": b'{"final": {"w1": 0.1}}',
+    "an unknown status": b'{"status": "done"}',
+    "nested 100,000 deep": b'{"status": "complete", "final": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
+    "larger than 16 MiB": b'{"status": "complete", "traceback": "' + b"x" * (17 * 2**20) + b'"}',
+}
+
+
+@pytest.mark.parametrize("how", [*DAMAGED_RESULTS, "a folder", "a FIFO"])
+def test_a_damaged_results_file_reads_as_no_results(tmp_path, how):
+    files = RunFiles(tmp_path)
+    files.write_results({"status": "complete"})
+    assert files.read_results() == {"status": "complete"}
+    damage_results(files.results, how)
+    assert files.read_results() is None
+
+
+def test_damaged_results_are_unfinished_jobs_for_the_study_the_report_and_the_run(tmp_path):
+    """A study whose finished results.json files were damaged (empty, a list, not UTF-8, a folder):
+    the report lists those jobs as unfinished, and the same study command counts them unfinished
+    and trains them again, each from its checkpoint; a folder is moved aside, its contents kept."""
+    ways = ["empty", "a list", "not UTF-8", "a folder"]
+    command = [sys.executable, "run.py", "-m", "seed=0,1,2,3", *TINY, "study=damaged", f"hydra.sweep.dir={tmp_path}"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
+    jobs = {RunFiles(job).read_results()["seed"]: RunFiles(job) for job in tmp_path.iterdir() if job.is_dir()}
+    finals = {seed: files.read_results()["final"] for seed, files in jobs.items()}
+    for seed, how in enumerate(ways):
+        damage_results(jobs[seed].results, how)
+    assert [job.status for job in records_from_dir(tmp_path)] == ["unfinished"] * 4
+
+    again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "study damaged: 4 jobs (0 finished already, skipped)" in again.stdout
+    assert again.stdout.count("resumed from") == 4 and "already holds a finished run" not in again.stdout
+    for seed, files in jobs.items():
+        assert files.read_results()["status"] == "complete" and files.read_results()["final"] == finals[seed]
+    [aside] = jobs[3].dir.glob("results.json.folder-*")
+    assert (aside / "notes.txt").read_text() == "kept"
+    assert f"{jobs[3].results} is a folder, not a run's results: moved to {aside}" in again.stdout
+    assert [job.status for job in records_from_dir(tmp_path)] == ["complete"] * 4
+
+
+def test_a_damaged_config_file_does_not_lock_out_the_checkpoint_that_holds_the_config(tmp_path):
+    """config.yaml is written atomically, but a copy or an editor can still cut it short: the run
+    killed mid-training resumes from its checkpoint, whose config decides, and writes config.yaml
+    again; a damaged config.yaml beside the checkpoint of another config is still refused."""
+    overrides = [*TINY, "train.iterations=600", "ckpt.every=20", "eval.every=600", f"hydra.run.dir={tmp_path}"]
+    command = [sys.executable, "run.py", *overrides]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    files = RunFiles(tmp_path)
+    deadline = time.monotonic() + 120
+    while checkpoint_step(files) < 20:
+        assert time.monotonic() < deadline and process.poll() is None, "training never checkpointed"
+        time.sleep(0.05)
+    process.kill()
+    process.wait()
+    killed_at = checkpoint_step(files)
+    config = files.config.read_bytes()
+    for damaged in (b"- a list\n", config[:1000] + b"\xff\n", config[: len(config) // 2]):
+        files.config.write_bytes(damaged)
+        with pytest.raises(ConfigError, match=f"^{files.config} is not a|^{tmp_path} holds a run of another config"):
+            run(compose_config([*overrides[:-1], "arch.width=48"]), tmp_path)  # another config is still refused
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)  # cut in half
+    assert resumed.returncode == 0, resumed.stdout[-3000:]
+    assert (f"{files.config} is damaged or edited: the checkpoint {files.checkpoint}, which holds this run's config, "
+            "decides (") in resumed.stdout
+    assert f"resumed from {files.checkpoint} at iteration {killed_at}" in resumed.stdout
+    assert files.config.read_bytes() == config and files.read_results()["status"] == "complete"
+
+
+def test_the_report_survives_a_hostile_study_tree_with_exact_counts(tmp_path):
+    """Symlink loops, a results.json nested 100,000 deep, one of 50 MB, a FIFO: the report ends
+    within seconds, counts each job once and lists the damaged ones as unfinished."""
+    study = tmp_path / "study"
+    for seed in range(3):
+        job = study / "runs" / f"seed={seed}"
+        job.mkdir(parents=True)
+        (job / "results.json").write_text(json.dumps({
+            "status": "complete", "method": "wgan_gp", "dataset": "toy", "arch": "mlp", "arch_seed": None,
+            "seed": seed, "final": {"w1": 0.1 * seed}}))
+    (study / "runs" / "loop").symlink_to("..")  # study/runs/loop/runs/loop/...
+    (study / "self").symlink_to(".")
+    (study / "runs" / "seed=0" / "samples").mkdir()
+    (study / "runs" / "again").symlink_to("seed=0")  # the same job through a link: counted once
+    for name, content in (("deep", DAMAGED_RESULTS["nested 100,000 deep"]),
+                          ("huge", b'{"status": "complete", "traceback": "' + b"x" * (50 * 2**20) + b'"}')):
+        (study / name).mkdir()
+        (study / name / "results.json").write_bytes(content)
+    (study / "fifo").mkdir()
+    os.mkfifo(study / "fifo" / "results.json")
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "wgan.report", str(study), "--metric", "w1", "--thresholds", "0.15",
+                           "--out", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    seconds = time.monotonic() - started
+    assert done.returncode == 0, done.stderr
+    assert "Jobs: 3 complete, 0 diverged (fail at every threshold), 0 crashed, 3 unfinished" in done.stdout
+    assert "| 0.15 | 2/3 |" in done.stdout
+    assert "## Unfinished (3)\n\n- `deep`\n- `fifo`\n- `huge`\n" in done.stdout
+    assert seconds < 60  # torch's import is most of it (about 15 s on this loaded 2-core machine)
+
+
+def test_the_report_writes_each_file_atomically_and_a_full_disk_keeps_the_old_ones(small_disk, tmp_path):
+    study = tmp_path / "study"
+    job = study / "a"
+    job.mkdir(parents=True)
+    record = {"status": "complete", "method": "gan", "dataset": "toy", "arch": "mlp", "seed": 0, "final": {"w1": 0.1}}
+    (job / "results.json").write_text(json.dumps(record))
+    report = [sys.executable, "-m", "wgan.report", str(study), "--metric", "w1", "--thresholds", "0.2",
+              "--out", str(small_disk)]
+    subprocess.run(report, cwd=ROOT, check=True, capture_output=True)
+    written = {path.name: path.read_bytes() for path in small_disk.iterdir()}
+    assert sorted(written) == ["report.csv", "report.md", "success.png"]
+    (job / "results.json").write_text(json.dumps({**record, "final": {"w1": 0.3}}))  # a new report would differ
+    filler = fill(small_disk)
+    done = subprocess.run(report, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert f"No space left on device while writing {small_disk / 'report.md'}; it was left as it was" in done.stderr
+    filler.unlink()
+    assert {path.name: path.read_bytes() for path in small_disk.iterdir()} == written  # no temporary file left

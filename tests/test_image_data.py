@@ -8,6 +8,7 @@ import importlib.util
 import logging
 import os
 import struct
+import zlib
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -119,15 +120,68 @@ def test_imagefolder_converts_sizes_and_channels_and_skips_corrupt_files(tmp_pat
     (tmp_path / "notes.txt").write_text("not an image")
     with caplog.at_level(logging.WARNING):
         dataset = build("imagefolder", f"dataset.root={tmp_path}", "dataset.cache=false")
-    assert f"1 of 3 image files in {tmp_path} do not decode (e.g. broken.jpg): skipped" in caplog.text
+    assert f"1 of 3 image files in {tmp_path} do not decode (e.g. broken.jpg (UnidentifiedImageError)): skipped" \
+        in caplog.text
     assert dataset.images.shape == (2, 3, 32, 32) and not cache_home.exists()
     gray = build("imagefolder", f"dataset.root={tmp_path}", "dataset.channels=1", "dataset.resolution=64")
     assert gray.sample(3).shape == (3, 1, 64, 64)
     # Refusing them is a setting; a cache written while skipping does not stand in for it.
     assert str(build_error("imagefolder", f"dataset.root={tmp_path}", "dataset.undecodable=refuse")) == (
-        f"1 of 3 image files in {tmp_path} do not decode (e.g. broken.jpg): repair or remove them, "
+        f"1 of 3 image files in {tmp_path} do not decode (e.g. broken.jpg (UnidentifiedImageError)): repair or remove "
+        "them, "
         "or set dataset.undecodable=skip to train without them"
     )
+
+
+def png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def test_a_decompression_bomb_is_an_undecodable_file(tmp_path, caplog):
+    """A 200 KB PNG whose header claims 20000 x 20000 pixels (twice Pillow's MAX_IMAGE_PIXELS and
+    more) is refused by Pillow before decoding: it is counted with the files that do not decode."""
+    write_png(random_images(1, 3, 32)[0], tmp_path / "a.png")
+    header = struct.pack(">IIBBBBB", 20000, 20000, 8, 0, 0, 0, 0)  # 8-bit gray
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + png_chunk(b"IHDR", header)
+                                        + png_chunk(b"IDAT", zlib.compress(bytes(20001 * 10))) + png_chunk(b"IEND", b""))
+    with caplog.at_level(logging.WARNING):
+        dataset = build("imagefolder", f"dataset.root={tmp_path}", "dataset.cache=false")
+    assert dataset.images.shape == (1, 3, 32, 32)
+    assert (f"1 of 2 image files in {tmp_path} do not decode (e.g. bomb.png (DecompressionBombError: Image size "
+            "(400000000 pixels) exceeds limit of 178956970 pixels, could be decompression bomb DOS attack)): "
+            "skipped") in caplog.text
+
+
+def test_16_bit_and_float_images_are_scaled_not_clipped(tmp_path):
+    """Pillow's convert() clips 16-bit and float pixels at 255; they are scaled by their full
+    scale instead: round(v / 65535 * 255) for 16 bits, round(x * 255) for floats in [0, 1]."""
+    deep = np.arange(32 * 32, dtype=np.uint16).reshape(32, 32) * 64  # 0 .. 65472
+    unit = np.linspace(-0.25, 1.25, 32 * 32, dtype=np.float32).reshape(32, 32)  # beyond [0, 1]: clipped
+    Image.fromarray(deep).save(tmp_path / "a_16bit.png")
+    Image.fromarray(unit).save(tmp_path / "b_float.tif")
+    assert [Image.open(tmp_path / name).mode for name in ("a_16bit.png", "b_float.tif")] == ["I;16", "F"]
+    dataset = build("imagefolder", f"dataset.root={tmp_path}", "dataset.channels=1", "dataset.cache=false")
+    expected_16 = (deep.astype(np.int64) * 255 + 32767) // 65535  # round half up, in integers
+    expected_float = np.floor(np.clip(unit.astype(np.float64), 0, 1) * 255 + 0.5)
+    assert np.array_equal(dataset.images[0, 0].numpy(), expected_16)
+    assert np.array_equal(dataset.images[1, 0].numpy(), expected_float)
+    assert len(torch.unique(dataset.images[0])) == 256  # clipped, 1020 of its 1024 pixels would be 255
+    # the model's range: x / 127.5 - 1
+    batch = dataset.sample(64, generator=torch.Generator().manual_seed(0))
+    index = torch.randint(2, (64,), generator=torch.Generator().manual_seed(0))
+    expected = torch.from_numpy(np.stack([expected_16, expected_float])).float()[index, None] / 127.5 - 1
+    assert torch.equal(batch, expected)
+    assert batch.min() == -1 and batch.max() == 1
+
+
+def test_32_bit_integer_images_do_not_decode_for_lack_of_a_full_scale(tmp_path, caplog):
+    write_png(random_images(1, 1, 32)[0], tmp_path / "a.png")
+    Image.fromarray(np.full((32, 32), 70000, dtype=np.int32)).save(tmp_path / "b.tif")
+    with caplog.at_level(logging.WARNING):
+        dataset = build("imagefolder", f"dataset.root={tmp_path}", "dataset.channels=1", "dataset.cache=false")
+    assert dataset.images.shape == (1, 1, 32, 32)
+    assert "(e.g. b.tif (UnknownRange: 32-bit integer pixels (mode I): their full scale is unknown; save them as " \
+           "16-bit)): skipped" in caplog.text
 
 
 @contextlib.contextmanager

@@ -105,9 +105,10 @@ def test_markdown_and_files(study_dir, tmp_path, capsys):
     out = tmp_path / "out"
     assert main([str(study_dir), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "| min is_50k | only gan | only wgan_gp | both succeeded | both failed |" in printed
+    assert "| min is_50k (higher is better) | only gan | only wgan_gp | both succeeded | both failed |" in printed
     assert "| 4.0 | 1 | 2 | 0 | 1 |" in printed
     assert "| 3.0 | 2/7 | 4/4 |" in printed
+    assert "Success: final `is_50k` > threshold (higher is better)" in printed
     assert "11 complete, 1 diverged (fail at every threshold), 1 crashed, 2 unfinished; 1 missing" in printed
     assert "- `2026-01-01_00-00-00/wgan_gp-3`: RuntimeError: CUDA out of memory" in printed
     assert "- dataset=imagenet32, arch=random, arch_seed=5, seed=0: wgan_gp" in printed
@@ -126,7 +127,7 @@ def test_options_metric_thresholds_methods(study_dir, tmp_path, capsys):
     argv = [str(study_dir), "--metric", "is_50k", "--thresholds", "3,4.25", "--methods", "wgan_gp,gan"]
     assert main(argv + ["--out", str(tmp_path / "o")]) == 0
     printed = capsys.readouterr().out
-    assert "| min is_50k | only wgan_gp | only gan | both succeeded | both failed |" in printed
+    assert "| min is_50k (higher is better) | only wgan_gp | only gan | both succeeded | both failed |" in printed
     assert "| 3.0 | 3 | 0 | 1 | 0 |" in printed and "| 4.25 | 2 | 1 | 0 | 1 |" in printed
     assert main([str(study_dir), "--metric", "fid_50k"]) == 2
     assert "--thresholds is required for metric fid_50k" in capsys.readouterr().err
@@ -146,6 +147,39 @@ def test_default_metric_choice():
     report = build_report(jobs({"hq_fraction": 0.86}, {"hq_fraction": 0.25}))
     assert report.thresholds == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
     assert report.pair is None and report.successes[GAN][0.2] == 2 and report.successes[GAN][0.3] == 1
+
+
+def test_a_metric_whose_lower_values_are_better_counts_values_below_the_threshold(tmp_path, capsys):
+    """W1 (like FID and KID) is better when lower, as the metric registry declares: a job succeeds
+    below the threshold, a diverged job still fails at every threshold, and the header says so."""
+    w1 = {0: (0.05, 0.02), 1: (0.3, 0.08), 2: ("diverged", 0.15), 3: (0.1, 0.1)}  # arch_seed -> (gan, wgan_gp)
+    for seed, outcomes in w1.items():
+        for method, outcome in zip((GAN, WGAN), outcomes):
+            record = results(method, seed, 1.0)
+            record["final"] = {"step": 800, "w1": outcome, "hq_fraction": 0.5}
+            if outcome == "diverged":
+                record.update(status="diverged", final={"step": 120, "w1": 0.001})  # its last w1 must not count
+            write_job(tmp_path / "study" / f"{method}-{seed}", record)
+    assert main([str(tmp_path / "study"), "--metric", "w1", "--thresholds", "0.06,0.1,0.2"]) == 0
+    printed = capsys.readouterr().out
+    assert "Success: final `w1` < threshold (lower is better)" in printed
+    assert "| max w1 (lower is better) | only gan | only wgan_gp | both succeeded | both failed |" in printed
+    # w1 < 0.06: gan 0.05 (seed 0); wgan_gp 0.02. < 0.1: gan 0.05; wgan_gp 0.02, 0.08 (0.1 is not below 0.1)
+    assert "| 0.06 | 0 | 0 | 1 | 3 |" in printed and "| 0.1 | 0 | 1 | 1 | 2 |" in printed
+    assert "| 0.2 | 0 | 2 | 2 | 0 |" in printed
+    assert "| max w1 (lower is better) | gan | wgan_gp |" in printed and "| 0.2 | 2/4 | 4/4 |" in printed
+    assert main([str(tmp_path / "study"), "--metric", "step", "--thresholds", "1"]) == 2
+    assert ("--metric step: no metric of wgan.metrics declares it, so whether higher or lower is better is unknown"
+            in capsys.readouterr().err)
+
+
+@pytest.mark.parametrize("key, better", [("w1", "lower"), ("fid_50k", "lower"), ("kid_5k", "lower"),
+                                         ("cls_fid_5k", "lower"), ("is_std_50k", "lower"), ("is_50k", "higher"),
+                                         ("cls_is_5k", "higher"), ("hq_fraction", "higher"), ("modes", "higher")])
+def test_the_direction_of_each_metric_is_the_registrys(key, better):
+    from wgan.metrics import direction
+
+    assert direction(key).value == better
 
 
 def test_paper_columns_for_robustness_paper(tmp_path, capsys):

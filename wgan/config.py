@@ -108,7 +108,7 @@ PLUGIN_LAUNCHERS = {
 }
 
 
-def first_sentence(path: Path, width: int = 96) -> str:
+def leading_comment(path: Path, width: int = 96) -> str:
     """What a config file is: the first sentence of its leading comment, cut to `width` characters."""
     words = []
     for line in path.read_text().splitlines():
@@ -135,9 +135,9 @@ def help_section(section: str, *, _root_: DictConfig) -> str:
         return "\n".join(lines)
     if section == "studies":
         studies = [p for p in sorted(studies_dir().glob("*.yaml")) if p.read_text().startswith("# @package _global_")]
-        return "\n".join(f"  {p.stem}: {first_sentence(p)}" for p in studies)
+        return "\n".join(f"  {p.stem}: {leading_comment(p)}" for p in studies)
     if section == "launchers":
-        ours = {p.stem: first_sentence(p) for p in sorted((conf / "hydra" / "launcher").glob("*.yaml"))}
+        ours = {p.stem: leading_comment(p) for p in sorted((conf / "hydra" / "launcher").glob("*.yaml"))}
         return "\n".join(f"  {name}: {text}" for name, text in {**PLUGIN_LAUNCHERS, **ours}.items())
     raise ValueError(f"no help section {section!r}")
 

@@ -20,6 +20,7 @@ import math
 import os
 import secrets
 import socket
+import time
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 
@@ -30,6 +31,9 @@ from wgan.schema import ConfigError
 log = logging.getLogger(__name__)
 
 FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
+RECORDED = (*FINISHED, "crashed")  # the statuses a run writes into results.json
+# A run's results.json holds a few kilobytes (a long traceback: hundreds); a larger file is not one.
+MAX_RESULTS_BYTES = 16 * 2**20
 
 
 # The errors of a full disk (or quota, or file-size limit): reported as such, not as a crash.
@@ -88,6 +92,24 @@ def atomic_save(path: Path, data: Any) -> None:
 
 def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda file: file.write(text.encode()))
+
+
+def read_results(path: Path) -> dict[str, Any] | None:
+    """The results a run wrote at `path`, or None where there are none: no file, or one that a
+    run did not write whole (cut short by a kill, empty, damaged, not UTF-8, not a JSON object
+    with a recorded status, nested too deep to parse, larger than MAX_RESULTS_BYTES) or that is
+    no regular file (a folder, a FIFO, which would block a read). None is an unfinished run."""
+    try:
+        if not path.is_file():
+            return None
+        with open(path, "rb") as file:
+            data = file.read(MAX_RESULTS_BYTES + 1)
+        if len(data) > MAX_RESULTS_BYTES:
+            return None
+        results = json.loads(data.decode())
+    except (OSError, ValueError, RecursionError):  # ValueError: UnicodeDecodeError, JSONDecodeError
+        return None
+    return results if isinstance(results, dict) and results.get("status") in RECORDED else None
 
 
 def first_sentence(error: BaseException) -> str:
@@ -171,10 +193,15 @@ class RunFiles:
             atomic_write_text(self.config, text)
 
     def read_results(self) -> dict[str, Any] | None:
-        try:
-            return json.loads(self.results.read_text())
-        except (FileNotFoundError, json.JSONDecodeError):
-            return None
+        return read_results(self.results)
+
+    def move_aside_results_folder(self) -> None:
+        """A folder named results.json would stop the results from being written at the end of
+        training: it is renamed to results.json.folder-<time>, its contents kept, before training."""
+        if self.results.is_dir() and not self.results.is_symlink():  # a symlink is replaced as a file is
+            aside = self.results.with_name(f"{self.results.name}.folder-{time.strftime('%Y%m%d-%H%M%S')}")
+            os.rename(self.results, aside)
+            log.warning("%s is a folder, not a run's results: moved to %s", self.results, aside)
 
     def write_results(self, results: dict[str, Any]) -> None:
         atomic_write_text(self.results, json.dumps(results, indent=2) + "\n")

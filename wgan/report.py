@@ -5,16 +5,17 @@ and Appendix B) from the `results.json` of its jobs, or from their W&B runs.
     python -m wgan.report multirun/robustness_paper --metric is_50k --thresholds 3,5,7
     python -m wgan.report --wandb me/wgan --group robustness_toy --out reports/toy
 
-A job succeeds at threshold t when its final success metric is > t; a diverged job fails at every
-threshold; crashed, unfinished, unscored and missing jobs are listed, never counted. Prints
-Markdown and writes `report.md`, `report.csv` and `success.png` into `--out` (default: the study dir).
+A job succeeds at threshold t when its final success metric is better than t: greater, or smaller
+for a metric whose lower values are better (W1, FID, KID: as the metric registry declares it); a
+diverged job fails at every threshold; crashed, unfinished, unscored and missing jobs are listed,
+never counted. Prints Markdown and writes `report.md`, `report.csv` and `success.png` into `--out`
+(default: the study dir), each atomically.
 """
 from __future__ import annotations
 
 import argparse
 import csv
-import json
-import math
+import io
 import re
 import sys
 from collections import Counter
@@ -22,8 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
+from wgan.files import RECORDED, DiskFull, atomic_write, atomic_write_text, read_results
+from wgan.metrics import Better, direction
+
 RESULTS = "results.json"
-RECORDED = ("complete", "diverged", "crashed")
 IS_THRESHOLDS = [1.0 + 0.5 * i for i in range(17)]
 HQ_THRESHOLDS = [round(0.1 * i, 1) for i in range(1, 10)]
 # Appendix B of the paper (200 ImageNet 32x32 architectures, GAN vs WGAN-GP): min IS -> the four columns.
@@ -54,6 +57,7 @@ class Job:
 class Report:
     study: str
     metric: str
+    better: Better  # the metric's direction: a success is a value better than the threshold
     thresholds: list[float]
     methods: list[str]  # every method of the study, for the per-method table
     pair: Optional[tuple[str, str]]  # (A, B) of the two-method table; None with fewer than two methods
@@ -83,26 +87,32 @@ def job_from_results(where: str, results: Any) -> Job:
 
 
 def is_job_dir(path: Path) -> bool:
-    return (path / RESULTS).is_file() or (path / "config.yaml").is_file() or (path / ".hydra").is_dir()
+    # exists(): a results.json that is a folder still marks a job (an unfinished one)
+    return (path / RESULTS).exists() or (path / "config.yaml").is_file() or (path / ".hydra").is_dir()
 
 
 def find_job_dirs(study_dir: Path) -> list[Path]:
-    """Job directories at any depth; a job's own subfolders (.hydra, wandb, samples) are not searched."""
-    found, pending = [], [study_dir]
-    while pending:
-        path = pending.pop()
-        if path != study_dir and is_job_dir(path):
-            found.append(path)
-            continue
-        pending.extend(child for child in path.iterdir() if child.is_dir() and not child.name.startswith("."))
+    """Job directories at any depth; a job's own subfolders (.hydra, wandb, samples) are not searched.
+    Each folder is visited once however many paths lead to it, so a symlink loop ends and no job is
+    counted twice; links are followed after every real path, so a job is named by its real path
+    where it has one. A folder that cannot be read is named on stderr."""
+    found, seen, pending, linked = [], set(), [study_dir], []
+    while pending or linked:
+        path = pending.pop() if pending else linked.pop()
+        try:
+            stat = path.stat()
+            if (stat.st_dev, stat.st_ino) in seen:
+                continue
+            seen.add((stat.st_dev, stat.st_ino))
+            if path != study_dir and is_job_dir(path):
+                found.append(path)
+                continue
+            for child in path.iterdir():
+                if child.is_dir() and not child.name.startswith("."):
+                    (linked if child.is_symlink() else pending).append(child)
+        except OSError as error:
+            print(f"wgan-report: warning: skipped {path}: {error.strerror or error}", file=sys.stderr)
     return sorted(found)
-
-
-def read_results(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):  # killed mid-write or not written yet
-        return None
 
 
 def records_from_dir(study_dir: Path) -> list[Job]:
@@ -162,10 +172,18 @@ def default_thresholds(metric: str) -> list[float]:
     raise ReportError(f"--thresholds is required for metric {metric} (it has no default thresholds)")
 
 
-def score(job: Job, metric: str) -> Optional[float]:
-    """The job's score; -inf for a diverged job (it fails at every threshold); None when unscored."""
+def metric_direction(metric: str) -> Better:
+    better = direction(metric)
+    if better is None:
+        raise ReportError(f"--metric {metric}: no metric of wgan.metrics declares it, so whether higher or lower "
+                          "is better is unknown")
+    return better
+
+
+def score(job: Job, metric: str, better: Better) -> Optional[float]:
+    """The job's score; the worst value for a diverged job (it fails at every threshold); None when unscored."""
     if job.status == "diverged":
-        return -math.inf
+        return better.worst
     value = job.final.get(metric)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
@@ -187,12 +205,13 @@ def sort_key(key: tuple) -> tuple:
 def build_report(jobs: list[Job], metric: Optional[str] = None, thresholds: Optional[list[float]] = None,
                  methods: Optional[list[str]] = None, study: str = "") -> Report:
     metric = metric or default_metric(jobs)
+    better = metric_direction(metric)
     thresholds = sorted(thresholds or default_thresholds(metric))
     results = [job for job in jobs if job.status != "unfinished"]
     scores: dict[tuple, dict[str, float]] = {}  # key -> method -> score
     no_score = []
     for job in results:  # a re-run of the same job (a later sweep dir) replaces the earlier one
-        value = score(job, metric) if job.status != "crashed" else None
+        value = score(job, metric, better) if job.status != "crashed" else None
         if value is not None:
             scores.setdefault(job.key, {})[job.method] = value
         elif job.status == "complete":
@@ -204,10 +223,10 @@ def build_report(jobs: list[Job], metric: Optional[str] = None, thresholds: Opti
     present = {(job.key, job.method) for job in results}
     studies = {job.study for job in results if job.study}
     return Report(
-        study=study or ", ".join(sorted(studies)), metric=metric, thresholds=thresholds, methods=seen_methods,
-        pair=pair, paired=len(both),
-        pair_counts={t: pair_row(both, pair, t) for t in thresholds} if pair else {},
-        successes={m: {t: sum(s.get(m, -math.inf) > t for s in scores.values()) for t in thresholds}
+        study=study or ", ".join(sorted(studies)), metric=metric, better=better, thresholds=thresholds,
+        methods=seen_methods, pair=pair, paired=len(both),
+        pair_counts={t: pair_row(both, pair, t, better) for t in thresholds} if pair else {},
+        successes={m: {t: sum(better.beats(s.get(m, better.worst), t) for s in scores.values()) for t in thresholds}
                    for m in seen_methods},
         scored={method: scored[method] for method in seen_methods},
         status_counts=Counter(job.status for job in jobs),
@@ -220,14 +239,21 @@ def build_report(jobs: list[Job], metric: Optional[str] = None, thresholds: Opti
     )
 
 
-def pair_row(both: list[dict[str, float]], pair: tuple[str, str], t: float) -> tuple[int, int, int, int]:
+def pair_row(both: list[dict[str, float]], pair: tuple[str, str], t: float, better: Better
+             ) -> tuple[int, int, int, int]:
     a, b = pair
-    wins = [(s[a] > t, s[b] > t) for s in both]
+    wins = [(better.beats(s[a], t), better.beats(s[b], t)) for s in both]
     return (wins.count((True, False)), wins.count((False, True)), wins.count((True, True)), wins.count((False, False)))
 
 
 def fmt(threshold: float) -> str:
     return f"{threshold:.1f}" if round(threshold, 1) == threshold else f"{threshold:g}"
+
+
+def threshold_label(report: Report) -> str:
+    """The threshold column's header: `min is_50k (higher is better)`, `max w1 (lower is better)`."""
+    bound = "min" if report.better is Better.higher else "max"
+    return f"{bound} {report.metric} ({report.better.value} is better)"
 
 
 def pair_labels(report: Report) -> list[str]:
@@ -247,11 +273,12 @@ def describe_key(key: tuple) -> str:
 def to_markdown(report: Report) -> str:
     c = report.status_counts
     lines = [f"# Robustness report: {report.study or 'study'}", "",
-             f"Success: final `{report.metric}` > threshold. Jobs: {c['complete']} complete, {c['diverged']} diverged "
+             f"Success: final `{report.metric}` {'>' if report.better is Better.higher else '<'} threshold "
+             f"({report.better.value} is better). Jobs: {c['complete']} complete, {c['diverged']} diverged "
              f"(fail at every threshold), {c['crashed']} crashed, {c['unfinished']} unfinished; "
              f"{len(report.missing)} missing, {len(report.no_score)} without a score.", ""]
     if report.pair:
-        header = [f"min {report.metric}"] + pair_labels(report)
+        header = [threshold_label(report)] + pair_labels(report)
         rows = [[fmt(t), *report.pair_counts[t]] for t in report.thresholds]
         if report.paper:
             header += [f"paper: {label}" for label in pair_labels(report)]
@@ -259,7 +286,7 @@ def to_markdown(report: Report) -> str:
         lines += [f"## {report.pair[0]} vs {report.pair[1]} ({report.paired} architectures scored for both)", "",
                   *table(header, rows), ""]
     lines += ["## Successful jobs per method", "",
-              *table([f"min {report.metric}"] + report.methods,
+              *table([threshold_label(report)] + report.methods,
                      [[fmt(t)] + [f"{report.successes[m][t]}/{report.scored[m]}" for m in report.methods]
                       for t in report.thresholds]), ""]
     sections = [("Crashed", [f"`{job.where}`: {job.error}" for job in report.crashed]),
@@ -293,28 +320,35 @@ def plot_success(report: Report, path: Path) -> None:
         n = report.scored[method]
         axes.plot(report.thresholds, [report.successes[method][t] / n if n else 0.0 for t in report.thresholds],
                   marker="o", label=f"{method} (n={n})")
-    axes.set(title=f"{report.study}: {report.metric}", xlabel=f"threshold (min {report.metric})",
+    axes.set(title=f"{report.study}: {report.metric}", xlabel=f"threshold ({threshold_label(report)})",
              ylabel="fraction successful", ylim=(-0.02, 1.02))
     axes.grid(alpha=0.3)
     axes.legend()
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
+    atomic_write(path, lambda file: figure.savefig(file, format="png", dpi=120))
+
+
+def csv_text(report: Report) -> str:
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(["threshold", "column", "count", "out_of"])
+    writer.writerows(csv_rows(report))
+    return text.getvalue()
 
 
 def write_outputs(report: Report, markdown: str, out: Path) -> None:
+    """Each file atomically: a report rewritten over an older one is the old or the new one, whole."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.md").write_text(markdown + "\n")
-    with open(out / "report.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["threshold", "column", "count", "out_of"])
-        writer.writerows(csv_rows(report))
+    atomic_write_text(out / "report.md", markdown + "\n")
+    atomic_write_text(out / "report.csv", csv_text(report))
     plot_success(report, out / "success.png")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="wgan-report", description=__doc__.split("\n\n")[0])
     parser.add_argument("study_dir", nargs="?", type=Path, help="folder holding the study's job directories")
-    parser.add_argument("--metric", help="key of results['final'] (default: largest is_<n>, cls_is_<n>, hq_fraction)")
+    parser.add_argument("--metric", help="key of results['final'] (default: largest is_<n>, cls_is_<n>, hq_fraction); "
+                                         "its direction (lower is better for w1, FID, KID) is the metric's")
     parser.add_argument("--thresholds", help="comma-separated, e.g. 1,1.5,2 (default: the paper's 17 for IS)")
     parser.add_argument("--methods", help="the two methods of the paired table, A,B")
     parser.add_argument("--out", type=Path, help="where report.md, report.csv, success.png go (default: study dir)")
@@ -349,7 +383,11 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     markdown = to_markdown(report)
     print(markdown)
-    write_outputs(report, markdown, out)
+    try:
+        write_outputs(report, markdown, out)
+    except DiskFull as error:  # each file is the old or the new one, whole
+        print(f"wgan-report: error: {error}", file=sys.stderr)
+        return 1
     return 0
 
 

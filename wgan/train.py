@@ -27,7 +27,7 @@ from wgan import metrics
 from wgan.config import LRDecay, build, build_dataset, method_name, validate
 from wgan.device import resolve_device
 from wgan.figures import image_grid, toy_figure
-from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full
+from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full, first_sentence
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule
 from wgan.sampling import check_sampling_batches, evaluation_context, frozen
@@ -229,7 +229,7 @@ class Trainer:
         names = list(self.cfg.metrics.names)
         values = metrics.compute(names, evaluation_context(self.generator, self.dataset, self.cfg, self.step))
         for key, value in values.items():
-            if metrics.is_improvement(names, key, value, self.best.get(key)):
+            if metrics.is_improvement(key, value, self.best.get(key)):
                 self.best[key] = value
         return values
 
@@ -273,9 +273,7 @@ class Trainer:
         state = self.files.load_checkpoint()
         if state is None:
             return False
-        if "config" in state:
-            refuse_if_different(OmegaConf.create(state["config"]), self.cfg,
-                                f"checkpoint {self.files.checkpoint} was written by another config")
+        refuse_other_checkpoint(self.files, state, self.cfg)
         self.generator.load_state_dict(state["generator"])
         self.critic.load_state_dict(state["critic"])
         self.opt_g.load_state_dict(state["opt_g"])
@@ -362,9 +360,41 @@ class Trainer:
 
 def refuse_other_config(files: RunFiles, cfg: DictConfig) -> None:
     """A run directory holds one config's run: resuming or skipping it under another config would
-    mix results (e.g. a study command changed between two launches)."""
-    if files.config.exists():
-        refuse_if_different(OmegaConf.load(files.config), cfg, f"{files.dir} holds a run of another config")
+    mix results (e.g. a study command changed between two launches). The checkpoint holds the
+    config too and decides where config.yaml disagrees with it: a config.yaml damaged after it was
+    written (cut short by a copy, edited) does not lock out the run its checkpoint can resume."""
+    if not files.config.exists():
+        return
+    try:
+        refuse_if_different(read_config(files.config), cfg, f"{files.dir} holds a run of another config")
+    except ConfigError as mismatch:
+        state = files.load_checkpoint()
+        if state is None or "config" not in state:
+            raise
+        try:
+            refuse_other_checkpoint(files, state, cfg)
+        except ConfigError:
+            raise mismatch from None  # both are another config's: config.yaml's differences say so
+        log.warning("%s is damaged or edited: the checkpoint %s, which holds this run's config, decides (%s)",
+                    files.config, files.checkpoint, mismatch)
+
+
+def refuse_other_checkpoint(files: RunFiles, state: dict[str, Any], cfg: DictConfig) -> None:
+    if "config" in state:
+        refuse_if_different(OmegaConf.create(state["config"]), cfg,
+                            f"checkpoint {files.checkpoint} was written by another config")
+
+
+def read_config(path: Path) -> DictConfig:
+    """A run's config.yaml; a ConfigError (as a config of another run) for one that is not a
+    YAML mapping (cut short mid-line, not UTF-8)."""
+    try:
+        saved = OmegaConf.load(path)
+    except Exception as error:  # YAML, decoding and OmegaConf errors: the file is not a config
+        raise ConfigError(f"{path} is not a readable config ({first_sentence(error)})") from error
+    if not isinstance(saved, DictConfig):
+        raise ConfigError(f"{path} is not a config (a YAML mapping)")
+    return saved
 
 
 def refuse_if_different(saved: DictConfig, cfg: DictConfig, what: str) -> None:
@@ -428,6 +458,7 @@ def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
     if previous is not None and previous["status"] in FINISHED:
         log.info("%s already holds a finished run (%s); not training again", files.dir, previous["status"])
         return previous
+    files.move_aside_results_folder()
     trainer = Trainer(cfg, files)
     resumed = trainer.resume()
     # Written only once the run can start: a config that fails to build, or a directory whose

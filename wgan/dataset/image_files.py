@@ -14,15 +14,20 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from wgan.files import first_sentence
 from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
 # What Pillow reads (and is worth finding in a folder of training images).
 IMAGE_SUFFIXES = {".bmp", ".gif", ".jpeg", ".jpg", ".png", ".tif", ".tiff", ".webp"}
+# The full scale of the pixel modes beyond 8 bits that Pillow reads (16-bit PNG and TIFF, float
+# TIFF, by convention in [0, 1]): scaled onto 0..255, where Pillow's convert() would clip them at
+# 255 and turn a 16-bit image white.
+FULL_SCALE = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "F": 1.0}
 
 
 class DatasetNotFound(ConfigError):
@@ -57,11 +62,26 @@ def conform(images: torch.Tensor, resolution: int, channels: int, fit: Fit) -> t
     return TF.center_crop(images, [resolution, resolution]).contiguous()
 
 
+class UnknownRange(ValueError):
+    """Pixels whose full scale is unknown (32-bit integers): the image does not decode."""
+
+
+def to_8_bit(image: Image.Image) -> Image.Image:
+    """A 16-bit or float image as 8-bit gray, round(value / full scale * 255), clipped to [0, 255];
+    any other image as it is."""
+    if image.mode == "I":
+        raise UnknownRange("32-bit integer pixels (mode I): their full scale is unknown; save them as 16-bit")
+    if image.mode not in FULL_SCALE:
+        return image
+    unit = np.nan_to_num(np.asarray(image, dtype=np.float64) / FULL_SCALE[image.mode])
+    return Image.fromarray(np.floor(np.clip(unit, 0.0, 1.0) * 255 + 0.5).astype(np.uint8))
+
+
 def conform_image(image: Image.Image, resolution: int, channels: int, fit: Fit) -> torch.Tensor:
     """A Pillow image as a conformed uint8 tensor (C, H, W)."""
     from torchvision.transforms.v2 import functional as TF  # imported on use, as in `conform`
 
-    rgb_or_gray = image.convert("RGB" if channels == 3 else "L")
+    rgb_or_gray = to_8_bit(image).convert("RGB" if channels == 3 else "L")
     return conform(TF.pil_to_tensor(rgb_or_gray)[None], resolution, channels, fit)[0]
 
 
@@ -86,16 +106,20 @@ def image_files(root: Path) -> list[str]:
 def decode_folder(root: Path, files: list[str], resolution: int, channels: int, fit: Fit,
                   undecodable: Undecodable = Undecodable.skip) -> torch.Tensor:
     """Decode and conform every file; files that do not decode are skipped and reported, or
-    refused (`undecodable`)."""
+    refused (`undecodable`), with the first few and why."""
     images, failed = [], []
     for path in tqdm(files, desc=f"decoding {root}", unit="img", disable=None):
         try:
             with Image.open(root / path) as image:
                 images.append(conform_image(image, resolution, channels, fit))
-        except OSError:  # Pillow's UnidentifiedImageError, truncated and unreadable files
-            failed.append(path)
+        # OSError: Pillow's UnidentifiedImageError, truncated and unreadable files; a decompression
+        # bomb is an image too large to decode (over twice Image.MAX_IMAGE_PIXELS)
+        except (OSError, Image.DecompressionBombError, UnknownRange) as error:
+            # UnidentifiedImageError's message only repeats the path
+            reason = type(error).__name__ if isinstance(error, UnidentifiedImageError) else first_sentence(error)
+            failed.append(f"{path} ({reason})")
     if failed:
-        what = f"{len(failed)} of {len(files)} image files in {root} do not decode (e.g. {', '.join(failed[:3])})"
+        what = f"{len(failed)} of {len(files)} image files in {root} do not decode (e.g. {'; '.join(failed[:3])})"
         if undecodable is Undecodable.refuse:
             raise ConfigError(f"{what}: repair or remove them, or set dataset.undecodable=skip to train without them")
         log.warning("%s: skipped (dataset.undecodable=refuse stops instead)", what)

@@ -11,8 +11,10 @@ from wgan.metrics import classifier, inception, toy  # noqa: F401  (register the
 from wgan.metrics.inception import InceptionConfig
 from wgan.metrics.registry import (  # noqa: F401
     REGISTRY,
+    Better,
     EvalContext,
     compute,
+    direction,
     is_improvement,
     protocol_name,
     register,

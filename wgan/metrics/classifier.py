@@ -19,7 +19,7 @@ from torch import nn
 from wgan.dataset.image_files import read_idx
 from wgan.cache import cached, digest, payload_checksum
 from wgan.dataset.images import Split, TorchvisionSource, idx_file, to_unit_range, torchvision_files
-from wgan.metrics.registry import EvalContext, protocol_name, register
+from wgan.metrics.registry import Better, EvalContext, protocol_name, register
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score
 from wgan.schema import ConfigError
 
@@ -147,7 +147,8 @@ def check_dataset(cfg: DictConfig) -> None:
         )
 
 
-@register("classifier", higher_is_better={"cls_accuracy": True, "cls_is": True, "cls_fid": False}, check=check_dataset)
+@register("classifier", better={"cls_accuracy": Better.higher, "cls_is": Better.higher, "cls_fid": Better.lower},
+          check=check_dataset)
 def classifier_scores(context: EvalContext) -> dict[str, float]:
     """Classifier Inception Score of the generated samples and classifier FID against the whole
     training split (statistics computed once, cached), with the classifier's test accuracy (what

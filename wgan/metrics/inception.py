@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from wgan.cache import cached
 from wgan.device import resolve_device
-from wgan.metrics.registry import EvalContext, protocol_name, register, to_uint8
+from wgan.metrics.registry import Better, EvalContext, protocol_name, register, to_uint8
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from wgan.schema import ConfigError, bounded
 
@@ -348,7 +348,7 @@ def inception_scores(context: EvalContext) -> dict[str, float]:
 
 register(
     "inception",
-    higher_is_better={"is_std": False, "is": True, "fid": False, "kid": False},
+    better={"is_std": Better.lower, "is": Better.higher, "fid": Better.lower, "kid": Better.lower},
     check=check,
     unavailable=unavailable,
 )(inception_scores)

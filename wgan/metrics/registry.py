@@ -1,8 +1,8 @@
 """The metric registry: named functions from an `EvalContext` to a dict of named floats.
 
 A metric function returns an empty dict where it is undefined for the data. `register` declares,
-by key prefix, which values are better when higher (so a run keeps the best of each over its
-evaluations), a `check` run before training (raises ConfigError for data or settings it cannot
+by key prefix, the `Better` direction of each value (a run keeps the best of each over its
+evaluations; the report counts a success on that side of a threshold), a `check` run before training (raises ConfigError for data or settings it cannot
 score), and `unavailable`, the values it will not compute with the resources at hand and why.
 Metrics whose value depends on the sample count carry it in their names
 (`protocol_name("cls_fid", 5000)` is `cls_fid_5k`), so numbers of different protocols are never
@@ -10,7 +10,9 @@ mixed up.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -36,10 +38,26 @@ MetricFn = Callable[[EvalContext], dict[str, float]]
 Check = Callable[[DictConfig], None]
 
 
+class Better(Enum):
+    """Which way a metric's values improve."""
+
+    higher = "higher"
+    lower = "lower"
+
+    def beats(self, value: float, other: float) -> bool:
+        """Whether `value` is strictly better than `other` (NaN is never better)."""
+        return value > other if self is Better.higher else value < other
+
+    @property
+    def worst(self) -> float:
+        """A value every other beats: what a diverged run scores."""
+        return -math.inf if self is Better.higher else math.inf
+
+
 @dataclass
 class Metric:
     fn: MetricFn
-    higher_is_better: dict[str, bool]
+    better: dict[str, Better]  # value key prefix -> direction
     check: Optional[Check]
     unavailable: Optional[Callable[[DictConfig], dict[str, str]]]
 
@@ -47,13 +65,21 @@ class Metric:
 REGISTRY: dict[str, Metric] = {}
 
 
-def register(name: str, higher_is_better: dict[str, bool], check: Optional[Check] = None,
+def register(name: str, better: dict[str, Better], check: Optional[Check] = None,
              unavailable: Optional[Callable[[DictConfig], dict[str, str]]] = None):
     def decorate(fn: MetricFn) -> MetricFn:
-        REGISTRY[name] = Metric(fn, higher_is_better, check, unavailable)
+        REGISTRY[name] = Metric(fn, better, check, unavailable)
         return fn
 
     return decorate
+
+
+def direction(key: str) -> Optional[Better]:
+    """The direction of the value `key` (e.g. `fid_50k`), from the registered prefix that matches
+    it longest (`is_std` before `is`); None for a key no metric declares."""
+    matches = [(len(prefix), better) for metric in REGISTRY.values() for prefix, better in metric.better.items()
+               if key.startswith(prefix)]
+    return max(matches, key=lambda match: match[0])[1] if matches else None
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
@@ -87,10 +113,5 @@ def unavailable(cfg: DictConfig) -> dict[str, str]:
     return missing
 
 
-def is_improvement(names: list[str], key: str, new: float, old: float | None) -> bool:
-    if old is None:
-        return True
-    higher = next(
-        better for n in names for prefix, better in REGISTRY[n].higher_is_better.items() if key.startswith(prefix)
-    )
-    return new > old if higher else new < old
+def is_improvement(key: str, new: float, old: float | None) -> bool:
+    return old is None or direction(key).beats(new, old)

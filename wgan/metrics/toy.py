@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from wgan.metrics.registry import EvalContext, register
+from wgan.metrics.registry import Better, EvalContext, register
 
 MIN_SHARE = 0.1
 W1_POINTS = 1000
 
 
-@register("toy_modes", higher_is_better={"modes": True, "hq_fraction": True})
+@register("toy_modes", better={"modes": Better.higher, "hq_fraction": Better.higher})
 def modes_and_quality(context: EvalContext) -> dict[str, float]:
     fake, dataset = context.fake, context.dataset
     if dataset.centres is None:  # the Swiss roll has no modes
@@ -34,7 +34,7 @@ def modes_and_quality(context: EvalContext) -> dict[str, float]:
     }
 
 
-@register("toy_w1", higher_is_better={"w1": False})
+@register("toy_w1", better={"w1": Better.lower})
 def wasserstein1(context: EvalContext) -> dict[str, float]:
     fake, real = context.fake[:W1_POINTS], context.real[:W1_POINTS]
     cost = torch.cdist(fake.double(), real.double()).numpy()
