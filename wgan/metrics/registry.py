@@ -18,6 +18,8 @@ from typing import Callable, Optional
 import torch
 from omegaconf import DictConfig
 
+from wgan.signals import stopping_in
+
 
 @dataclass
 class EvalContext:
@@ -79,7 +81,8 @@ def protocol_name(key: str, num_samples: int) -> str:
 def compute(names: list[str], context: EvalContext) -> dict[str, float]:
     values: dict[str, float] = {}
     for name in names:
-        values.update(REGISTRY[name].fn(context))
+        with stopping_in(f"metric {name}"):
+            values.update(REGISTRY[name].fn(context))
     return values
 
 
