@@ -11,6 +11,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from wgan.config import register_configs
+from wgan.signals import resume_command
 from wgan.study import cpu_share, limit_threads, reported, stop_when_orphaned
 from wgan.train import run
 
@@ -26,7 +27,7 @@ def main(cfg: DictConfig) -> None:
         if "joblib" in hydra.launcher.get("_target_", ""):
             stop_when_orphaned()  # this job runs in a worker process, which must not outlive the launcher
     with reported(reraise=hydra.mode == RunMode.MULTIRUN):
-        run(cfg, Path(hydra.runtime.output_dir))
+        run(cfg, Path(hydra.runtime.output_dir), resume_command(hydra, __file__))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ import errno
 import json
 import os
 import random
+import re
+import shlex
 import shutil
 import signal
 import socket
@@ -17,12 +19,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
 
 from conftest import CONF_DIR, TINY, compose_config
 from wandb_records import records as wandb_records
 from wgan.files import RunDirError, RunFiles
 from wgan.report import records_from_dir
 from wgan.schema import ConfigError
+from wgan.signals import python, resume_command
 from wgan.train import run
 
 ROOT = Path(CONF_DIR).parent
@@ -52,11 +57,149 @@ def test_a_stop_signal_checkpoints_and_exits_within_seconds_then_the_run_resumes
     assert time.monotonic() - sent < 5
     assert process.returncode == 128 + stop
     stopped_at = checkpoint_step(files)
-    assert 0 < stopped_at < 600 and f"{stop.name} at iteration {stopped_at}: checkpointed" in output
-    assert files.read_results() is None  # unfinished, not a result
+    assert 0 < stopped_at < 600
+    assert f"{stop.name} during iteration {stopped_at}: checkpointed at iteration {stopped_at}; stopping. " \
+           f"Resume with:\n  {shlex.quote(python())} run.py {' '.join(overrides[:-1])} " \
+           f"'hydra.run.dir=\"{tmp_path}\"'" in output
+    interrupted = files.read_results()  # unfinished, not a result: recorded as such, with where it stopped
+    assert (interrupted["status"], interrupted["step"], interrupted["signal"], interrupted["stopped_in"]) == \
+           ("interrupted", stopped_at, stop.name, f"iteration {stopped_at}")
     resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and f"at iteration {stopped_at}" in resumed.stdout
     assert json.loads(files.results.read_text())["step"] == 600
+
+
+def read_until(process: subprocess.Popen, text: str) -> str:
+    """The output of `process` up to the first line holding `text` (which it must print)."""
+    lines = []
+    for line in process.stdout:
+        lines.append(line)
+        if text in line:
+            return "".join(lines)
+    raise AssertionError(f"ended (exit {process.wait()}) without printing {text!r}:\n{''.join(lines)[-3000:]}")
+
+
+def stopped_within_seconds(command: list[str], printed: str, wait: float, stop: signal.Signals) -> str:
+    """Start `command`, send `stop` `wait` seconds after it printed `printed`; it must exit within
+    seconds (generously: this machine is shared), as the stop signal says. Returns its output."""
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    before = read_until(process, printed)
+    time.sleep(wait)
+    process.send_signal(stop)
+    sent = time.monotonic()
+    output, _ = process.communicate(timeout=120)
+    assert time.monotonic() - sent < 10 and process.returncode == 128 + stop, output[-3000:]
+    return before + output
+
+
+def calm_and_stopped(overrides: list[str], tmp_path: Path) -> tuple[Path, list[str], RunFiles]:
+    """An uninterrupted run of `overrides` in tmp_path/calm; the command and files of one in tmp_path/stopped."""
+    calm, stopped = tmp_path / "calm", tmp_path / "stopped"
+    subprocess.run([sys.executable, "run.py", *overrides, f"hydra.run.dir={calm}"], cwd=ROOT, check=True,
+                   capture_output=True)
+    return calm, [sys.executable, "run.py", *overrides, f"hydra.run.dir={stopped}"], RunFiles(stopped)
+
+
+def resumes_as(command: list[str], step: int, calm: Path, files: RunFiles) -> None:
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and f"resumed from {files.checkpoint} at iteration {step}" in resumed.stdout
+    run_files_equal(calm, files.dir)
+
+
+# Critic steps long enough (10 ms each here, 2 ms on a fast machine) that one iteration of 2,000 of
+# them outlasts the wait of a stop: iterations after a longer one are interrupted between critic steps.
+LONG_CRITIC = [*TINY, "train.n_critic=2000", "train.batch_size=8", "arch.width=8", "train.iterations=2",
+               "train.log_every=1", "eval.every=2", "ckpt.every=2"]
+
+
+def test_a_stop_signal_in_a_long_critic_loop_keeps_the_last_whole_iteration_and_resumes_exactly(tmp_path):
+    calm, command, files = calm_and_stopped(LONG_CRITIC, tmp_path)
+    output = stopped_within_seconds(command, "iter 1/2", 1.0, signal.SIGTERM)  # in iteration 2
+    step = re.search(r"SIGTERM during iteration 2, critic step (\d+) of 2000: checkpointed at iteration 1", output)
+    assert step and int(step[1]) < 2000, output[-3000:]  # the stop did not wait for the iteration's end
+    assert checkpoint_step(files) == 1
+    assert files.read_results()["stopped_in"] == f"iteration 2, critic step {step[1]} of 2000"
+    resumes_as(command, 1, calm, files)
+
+
+def test_a_million_critic_steps_show_progress_and_a_stop_signal_ends_them(tmp_path):
+    command = [sys.executable, "run.py", *TINY, "train.n_critic=1000000", f"hydra.run.dir={tmp_path}"]
+    output = stopped_within_seconds(command, "iteration 1, critic steps: ", 0.0, signal.SIGUSR1)
+    assert re.search(r"iteration 1, critic steps: \d+ of 1000000 done, [\d.e+]+/s", output)  # a line every 10 s
+    assert re.search(r"SIGUSR1 during iteration 1, critic step \d+ of 1000000: checkpointed at iteration 0", output)
+    files = RunFiles(tmp_path)
+    assert checkpoint_step(files) == 0 and files.read_results()["status"] == "interrupted"
+
+
+# An evaluation of 300,000 samples in batches of 10: seconds of sampling, with a stop point per batch.
+LONG_EVALUATION = [*TINY, "metrics.num_samples=300000", "metrics.batch_size=10", "ckpt.every=20"]
+
+
+def test_a_stop_signal_in_a_long_evaluation_checkpoints_and_the_evaluation_is_redone_on_resume(tmp_path):
+    calm, command, files = calm_and_stopped(LONG_EVALUATION, tmp_path)
+    output = stopped_within_seconds(command, "iter 10/20", 0.5, signal.SIGTERM)  # in the evaluation at 10
+    where = re.search(r"SIGTERM during (the evaluation at iteration 10: sampling 300000, batch (\d+) of 30000): "
+                      r"checkpointed at iteration 10", output)
+    assert where and int(where[2]) < 30000, output[-3000:]
+    assert checkpoint_step(files) == 10 and files.read_results()["stopped_in"] == where[1]
+    assert not files.metrics.exists()  # the evaluation did not end: nothing recorded
+    resumes_as(command, 10, calm, files)  # the evaluation at 10 done once, on resume
+
+
+def test_ctrl_c_checkpoints_without_a_traceback_and_the_printed_command_resumes(tmp_path):
+    """A default run directory, named after the time the run started: the same command would start
+    another run, so the message spells the directory out."""
+    command = [sys.executable, str(ROOT / "run.py"), *TINY, "train.iterations=300", "ckpt.every=300", "study=ctrl"]
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob("outputs/ctrl/*/checkpoints/last.pt")):
+        assert time.monotonic() < deadline and process.poll() is None, "training never started"
+        time.sleep(0.1)
+    (run_dir,) = tmp_path.glob("outputs/ctrl/*")
+    time.sleep(1.0)
+    process.send_signal(signal.SIGINT)
+    stdout, stderr = process.communicate(timeout=120)
+    assert process.returncode == 128 + signal.SIGINT and "Traceback" not in stdout + stderr
+    files = RunFiles(run_dir)
+    stopped_at = checkpoint_step(files)
+    assert 0 < stopped_at < 300 and f"SIGINT during iteration {stopped_at}: checkpointed" in stdout
+    printed = stdout.split("Resume with:\n  ")[1].splitlines()[0]
+    assert printed == f"{shlex.quote(python())} {ROOT / 'run.py'} {' '.join(TINY)} train.iterations=300 " \
+                      f"ckpt.every=300 study=ctrl 'hydra.run.dir=\"{run_dir}\"'"
+    resumed = subprocess.run(printed, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and f"resumed from {files.checkpoint} at iteration {stopped_at}" in resumed.stdout
+    assert files.read_results()["status"] == "complete" and list(tmp_path.glob("outputs/ctrl/*")) == [run_dir]
+
+
+def test_the_resume_command_of_a_study_job_quotes_its_directory_for_the_shell_and_for_hydra(tmp_path):
+    """A job directory holds "=" and ",", which Hydra would read as a sweep; the study's launch
+    settings are left out (the command resumes the one job)."""
+    job_dir = tmp_path / "multirun" / "s" / "arch.seed=3,lipschitz=gp"
+    hydra = OmegaConf.create({"runtime": {"output_dir": str(job_dir)}, "overrides": {
+        "task": ["arch.seed=3", "lipschitz=gp", "metrics.names=[toy_w1]"],
+        "hydra": ["hydra.mode=MULTIRUN", "hydra.sweep.dir=x", "hydra/launcher=joblib", "hydra.job.name=a b"]}})
+    words = shlex.split(resume_command(hydra, ROOT / "run.py"))
+    assert Path(words[1]).resolve() == ROOT / "run.py" and words[2:] == ["arch.seed=3", "lipschitz=gp", "metrics.names=[toy_w1]",
+                                                         "hydra.job.name=a b", f'hydra.run.dir="{job_dir}"']
+    (parsed,) = OverridesParser.create().parse_overrides([words[-1]])
+    assert parsed.value() == str(job_dir)
+
+
+def test_a_finished_run_is_extended_to_more_iterations_from_its_final_checkpoint(tmp_path):
+    """30 then 60 iterations end exactly as 60 from the start (with constant learning rates: the toy
+    recipe's linear decay follows the longer schedule, see test_train.py)."""
+    extended, constant = tmp_path / "extended", [*TINY, "train.lr_decay=constant"]
+    for iterations in (30, 60):
+        run = subprocess.run([sys.executable, "run.py", *constant, f"train.iterations={iterations}",
+                              f"hydra.run.dir={extended}"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+        assert run.returncode == 0, run.stderr[-3000:]
+    assert f"{extended} holds a run complete at iteration 30: extending it to train.iterations=60" in run.stdout
+    assert f"resumed from {RunFiles(extended).checkpoint} at iteration 30" in run.stdout
+    subprocess.run([sys.executable, "run.py", *constant, "train.iterations=60", f"hydra.run.dir={tmp_path / 'straight'}"],
+                   cwd=ROOT, check=True, capture_output=True)
+    run_files_equal(tmp_path / "straight", extended)
+    assert [json.loads(line)["step"] for line in RunFiles(extended).metrics.read_text().splitlines()] == \
+           [10, 20, 30, 40, 50, 60]
 
 
 def test_an_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path, caplog):
@@ -326,8 +469,7 @@ def test_a_checkpoint_from_another_config_is_refused(train_tiny, tmp_path):
     (tmp_path / "b" / "checkpoints").mkdir(parents=True)
     shutil.copy(RunFiles(tmp_path / "a").checkpoint, RunFiles(tmp_path / "b").checkpoint)
     with pytest.raises(ConfigError, match=(
-        r"checkpoint .*last.pt was written by another config \(arch.width: 32 there, 48 now, "
-        r"train.iterations: 10 there, 20 now\); not mixing results")):
+        r"checkpoint .*last.pt was written by another config \(arch.width: 32 there, 48 now\); not mixing results")):
         train_tiny("arch.width=48", run_dir=tmp_path / "b")
 
 

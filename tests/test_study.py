@@ -181,13 +181,13 @@ def test_workers_of_a_killed_joblib_launcher_checkpoint_and_stop(tmp_path):
     launcher.wait()
     logs = [job / "run.log" for job in tmp_path.glob("*/")]
     deadline = time.monotonic() + 30
-    while not all("SIGTERM at iteration" in log.read_text() for log in logs):
+    while not all("SIGTERM during" in log.read_text() for log in logs):
         assert time.monotonic() < deadline, "a worker trained on after its launcher died"
         time.sleep(0.2)
     for log in logs:
         text = log.read_text()
         assert f"the launcher (pid {launcher.pid}) is gone: stopping this job at a checkpoint" in text
-        stopped_at = int(text.split("SIGTERM at iteration ")[1].split(":")[0])
+        stopped_at = int(text.split("checkpointed at iteration ")[1].split(";")[0])
         assert _checkpoint_step(log.parent) == stopped_at
 
 

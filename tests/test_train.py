@@ -15,6 +15,7 @@ from conftest import TINY, compose_config
 from wgan.dataset.images import Split
 from wgan.files import RunFiles
 from wgan.metrics import classifier
+from wgan.schema import ConfigError
 from wgan.loss import WassersteinLoss
 from wgan.train import Trainer, run
 
@@ -81,10 +82,10 @@ def test_resume_matches_an_uninterrupted_run(train_tiny, tmp_path, monkeypatch, 
 
     original = Trainer.iteration
 
-    def interrupted(self):
+    def interrupted(self, *args, **kwargs):
         if self.step == 12:  # after the checkpoint at 10, before the one at 15
             raise KeyboardInterrupt
-        return original(self)
+        return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "iteration", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -112,6 +113,30 @@ def test_a_finished_run_is_not_trained_again(train_tiny, tmp_path, caplog):
         again = train_tiny()
     assert again == first and checkpoint.stat().st_mtime_ns == written
     assert "already holds a finished run (complete); not training again" in caplog.text
+
+
+def test_an_extended_linear_decay_goes_on_as_the_longer_schedule_from_where_the_run_is(train_tiny, tmp_path):
+    """30 iterations decay the rates to zero; extended to 60, they go on at lr * (1 - t / 60)."""
+    train_tiny("train.iterations=30", "train.lr_decay=linear")
+    files = RunFiles(tmp_path / "run")
+    ended = torch.load(files.checkpoint, weights_only=True)
+    assert [ended[opt]["param_groups"][0]["lr"] for opt in ("opt_g", "opt_d")] == [0.0, 0.0]
+    assert train_tiny("train.iterations=60", "train.lr_decay=linear")["step"] == 60
+    for path, step in ((files.previous_checkpoint, 55), (files.checkpoint, 60)):
+        state = torch.load(path, weights_only=True)
+        assert state["step"] == step
+        for opt in ("opt_g", "opt_d"):
+            group = state[opt]["param_groups"][0]
+            assert group["lr"] == pytest.approx(group["initial_lr"] * (1 - step / 60), abs=1e-15)
+
+
+def test_a_run_is_never_shortened_below_the_iteration_it_reached(train_tiny, tmp_path):
+    finished = train_tiny("train.iterations=30")
+    assert train_tiny("train.iterations=20") == finished  # a finished run stays as it is
+    RunFiles(tmp_path / "run").results.unlink()  # unfinished, as if killed before writing its results
+    with pytest.raises(ConfigError, match=r"train.iterations=20 is below iteration 30, which the run in "
+                                          r".*run has reached: give at least 30"):
+        train_tiny("train.iterations=20")
 
 
 def test_nan_loss_ends_the_run_as_diverged(train_tiny, tmp_path, monkeypatch):

@@ -47,10 +47,10 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
                           "ckpt.every=5", "eval.every=10", "metrics.num_samples=200"])
     original = Trainer.iteration
 
-    def interrupted(self):
+    def interrupted(self, *args, **kwargs):
         if self.step == 3:  # before the first periodic checkpoint
             raise KeyboardInterrupt
-        return original(self)
+        return original(self, *args, **kwargs)
 
     monkeypatch.setattr(Trainer, "iteration", interrupted)
     with pytest.raises(KeyboardInterrupt):

@@ -132,3 +132,17 @@ def build_schedule(decay: str, optimizer: torch.optim.Optimizer, iterations: int
     decay from the configured rate to zero at the last iteration."""
     end_factor = 0.0 if decay == "linear" else 1.0
     return LinearLR(optimizer, start_factor=1.0, end_factor=end_factor, total_iters=iterations)
+
+
+def resize_schedule(schedule: LinearLR, iterations: int) -> None:
+    """A restored schedule made to end at `iterations` (a run extended, or shortened): a linear
+    decay goes on from where the rate would be at this iteration had the run been this long from
+    the start, lr * (1 - step / iterations), down to zero at the new end. LinearLR steps
+    multiplicatively, so the rate is set here once; a schedule of the same length is left alone."""
+    if schedule.total_iters == iterations:
+        return
+    schedule.total_iters = iterations
+    progress = min(schedule.last_epoch, iterations) / iterations
+    factor = schedule.start_factor + (schedule.end_factor - schedule.start_factor) * progress
+    for group, base_lr in zip(schedule.optimizer.param_groups, schedule.base_lrs):
+        group["lr"] = base_lr * factor

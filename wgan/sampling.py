@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 from tqdm import tqdm
 
-from wgan import metrics
+from wgan import metrics, signals
 from wgan.arch.base import Generator
 from wgan.config import build
 from wgan.files import RunDirError, RunFiles, first_sentence
@@ -87,9 +87,9 @@ def generate(generator: Generator, n: int, settings: DictConfig, image: bool, rn
     noise = generator.sample_noise(n, device, rng)
     batches = noise.split(settings.batch_size)
     with sampling_mode(generator, settings.batch_stats):
-        samples = [generator(batch).cpu() for batch in tqdm(
+        samples = [generator(batch).cpu() for batch in signals.stoppable(tqdm(
             batches, desc=f"sampling {n}", unit="batch", disable=None if len(batches) > 10 else True, leave=False
-        )]
+        ), f"sampling {n}")]
     samples = torch.cat(samples)
     return metrics.to_uint8(samples) if image else samples
 

@@ -96,9 +96,15 @@ def reported(reraise: bool) -> Iterator[None]:
     """The errors meant for the user as one logged line and an exit code, not a traceback: 2 for a
     config that cannot run, 1 for a run that stopped (a full disk, a run directory held by another
     process). With `reraise` (a job of a multirun) the error goes on to the launcher, which records
-    the job as failed (neither a result nor a crash), runs the others and reports it at the end."""
+    the job as failed (neither a result nor a crash), runs the others and reports it at the end.
+    A Ctrl-C that training could not wait for (before it starts, or a second one: wgan.signals)
+    ends every run at once, 130 as a shell reports Ctrl-C."""
     try:
         yield
+    except KeyboardInterrupt:
+        logging.getLogger("wgan").error("interrupted (Ctrl-C): stopped at once, without a new checkpoint (the "
+                                        "newest one, if any, is kept: the same command resumes from it)")
+        sys.exit(128 + signal.SIGINT)
     except (ConfigError, DiskFull, RunDirError) as error:
         invalid = isinstance(error, ConfigError)
         logging.getLogger("wgan").error("%s: %s", "invalid config" if invalid else "stopped", error)

@@ -8,28 +8,27 @@ dataset, arch, lipschitz, loss, optimizer, metrics and logger.
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import math
-import signal
 import sys
-import threading
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable, Iterator, TypeVar
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from wgan import metrics
+from wgan import metrics, signals
 from wgan.config import LRDecay, build, build_dataset, method_name, validate
 from wgan.device import resolve_device
 from wgan.figures import image_grid, toy_figure
 from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full, first_sentence
 from wgan.lipschitz import input_gradient_norms, interpolates
-from wgan.optimizer import build_optimizers, build_schedule
+from wgan.optimizer import build_optimizers, build_schedule, resize_schedule
 from wgan.sampling import check_sampling_batches, evaluation_context, frozen
 from wgan.schema import ConfigError
 from wgan.speed import Speed
@@ -40,39 +39,26 @@ log = logging.getLogger(__name__)
 FIGURE_SAMPLES = {"toy": 1000, "image": 64}  # points over the toy data; an 8x8 grid of images
 
 
-# What clusters send before they kill (SIGTERM) or requeue (SIGUSR1, submitit's) a job.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# An iteration that took longer than this many seconds makes the next one interruptible between its
+# critic steps (its starting state kept in memory to checkpoint); shorter ones finish before a stop.
+STOP_WAIT = 1.0
+PROGRESS_SECONDS = 10.0  # between the progress lines of one long iteration (a huge n_critic)
+# The one setting of a run's identity that may change when it resumes: a finished run is extended
+# by more iterations, an unfinished one shortened (never below the iteration it has reached).
+RESIZABLE = "train.iterations"
+
+T = TypeVar("T")
 
 
-class Stopped(Exception):
-    """A stop signal arrived: the run checkpointed at the end of the iteration and stops unfinished."""
-
-    def __init__(self, signum: int, step: int) -> None:
-        super().__init__(f"{signal.Signals(signum).name} at iteration {step}")
-        self.signum = signum
-
-
-@contextlib.contextmanager
-def stop_signals():
-    """Note the stop signals instead of dying mid-write; yields (the signals received, the handlers
-    they replaced, to hand the signal on to afterwards: submitit's requeues the job)."""
-    received: list[int] = []
-    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
-        yield received, {}
-        return
-    previous = {sig: signal.signal(sig, lambda signum, frame: received.append(signum)) for sig in STOP_SIGNALS}
-    try:
-        yield received, previous
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-
-
-def hand_on(signum: int, previous_handler: Any) -> None:
-    """Do what the signal would have done had the run not caught it first."""
-    if callable(previous_handler):
-        previous_handler(signum, None)
-    raise SystemExit(128 + signum)
+def progress(items: Iterable[T], total: int, what: str) -> Iterator[T]:
+    """`items`, logging how many are done every PROGRESS_SECONDS: input that is only slow shows it moves."""
+    started = shown = time.monotonic()
+    for done, item in enumerate(items):
+        now = time.monotonic()
+        if now - shown >= PROGRESS_SECONDS:
+            log.info("%s: %d of %d done, %.4g/s", what, done, total, done / (now - started))
+            shown = now
+        yield item
 
 
 class Diverged(Exception):
@@ -129,7 +115,7 @@ class Trainer:
         self.best: dict[str, float] = {}
         self.wandb_run_id: str | None = None
         self.logger = None
-        self.stop_requests: list[int] = []  # filled by the stop-signal handler while training
+        self.iteration_seconds = math.inf  # the last iteration's: unknown at a start
 
     # --- one iteration -------------------------------------------------------------------------
 
@@ -169,8 +155,14 @@ class Trainer:
         self.critic.requires_grad_(True)
         return loss.detach()
 
-    def iteration(self) -> dict[str, Any]:
-        for _ in range(self.cfg.train.n_critic):
+    def iteration(self, long: bool = False) -> dict[str, Any]:
+        """One generator iteration. A `long` one passes a stop point before each critic step and
+        logs how far its critic steps got."""
+        steps: Iterable[int] = range(self.cfg.train.n_critic)
+        if long:
+            what = f"iteration {self.step + 1}"
+            steps = progress(signals.stoppable(steps, what, unit="critic step"), len(steps), f"{what}, critic steps")
+        for _ in steps:
             stats = self.critic_step()
         stats["generator_loss"] = self.generator_step()
         for schedule in self.schedules:
@@ -213,9 +205,13 @@ class Trainer:
         )
         return values
 
+    def evaluation_due(self) -> bool:
+        return self.step % self.cfg.eval.every == 0 or self.step == self.cfg.train.iterations
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        values = self.score() if self.cfg.metrics.names else {}
+        with signals.stopping_in(f"the evaluation at iteration {self.step}"):
+            values = self.score() if self.cfg.metrics.names else {}
         self.last_eval = {"step": self.step, **values}
         self.files.append_metrics({**self.last_eval, "elapsed": round(self.elapsed, 3)})
         figure = self.save_figure(self.files.sample_figure(self.step))
@@ -263,8 +259,9 @@ class Trainer:
             "config": OmegaConf.to_yaml(self.cfg, resolve=True),  # what wrote it: checked on resume
         }
 
-    def save_checkpoint(self) -> None:
-        self.files.save_checkpoint(self.state())
+    def save_checkpoint(self, state: dict[str, Any] | None = None) -> None:
+        """The current state, or `state` of this step (an interrupted iteration's starting state)."""
+        self.files.save_checkpoint(state or self.state())
         self.checkpointed_step = self.step
 
     def resume(self) -> bool:
@@ -280,10 +277,14 @@ class Trainer:
         self.opt_d.load_state_dict(state["opt_d"])
         for schedule, saved in zip(self.schedules, state["schedules"]):
             schedule.load_state_dict(saved)
+            resize_schedule(schedule, self.cfg.train.iterations)  # an extended (or shortened) run's
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["rng"]["cuda"])
         self.step, self.elapsed = state["step"], state["elapsed"]
+        if self.step > self.cfg.train.iterations:
+            raise ConfigError(f"train.iterations={self.cfg.train.iterations} is below iteration {self.step}, which the "
+                              f"run in {self.files.dir} has reached: give at least {self.step}")
         self.checkpointed_step = self.step
         self.last_eval, self.best = state["last_eval"], state["best"]
         self.wandb_run_id = state["wandb_run_id"]
@@ -293,6 +294,9 @@ class Trainer:
     # --- the loop -------------------------------------------------------------------------------
 
     def fit(self) -> None:
+        """Algorithm 1 from `step` to `train.iterations`, with the evaluations and checkpoints due. A
+        stop signal ends it with Stopped, the newest complete state checkpointed or the caller's to
+        checkpoint (`checkpointed_step` says which)."""
         cfg = self.cfg
         total = cfg.train.iterations
         interactive = sys.stderr.isatty()
@@ -300,11 +304,10 @@ class Trainer:
         # it/s over training time alone: evaluations and checkpoints are not iterations.
         window_elapsed, window_step = self.elapsed, self.step
         with bar, logging_redirect_tqdm():
+            if self.step > 0 and self.evaluation_due() and self.last_eval.get("step") != self.step:
+                self.evaluate()  # stopped before it ended, or resumed from a final checkpoint
             while self.step < total:
-                started = time.perf_counter()
-                stats = self.iteration()
-                self.step += 1
-                self.elapsed += time.perf_counter() - started
+                stats = self.timed_iteration()
                 bar.update()
                 if self.step % cfg.train.log_every == 0 or self.step == total:
                     it_per_s = (self.step - window_step) / max(self.elapsed - window_elapsed, 1e-9)
@@ -312,15 +315,28 @@ class Trainer:
                     self.logger.log({f"train/{k}": v for k, v in values.items()}, self.step)
                     self.report_progress(bar, values, interactive)
                     window_elapsed, window_step = self.elapsed, self.step
-                if self.step % cfg.eval.every == 0 or self.step == total:
+                if self.evaluation_due():
                     self.evaluate()
-                if self.step % cfg.ckpt.every == 0 or self.step == total or self.stop_requests:
+                if self.step % cfg.ckpt.every == 0 or self.step == total:
                     self.save_checkpoint()
-                if self.stop_requests:
-                    raise Stopped(self.stop_requests[0], self.step)
-        if self.last_eval.get("step") != self.step:  # resumed from a final checkpoint
-            self.evaluate()
+                signals.stop_point(f"iteration {self.step}")  # honoured at its end, once checkpointed
         self.save_figure(self.files.samples / "final.png")
+
+    def timed_iteration(self) -> dict[str, Any]:
+        """One iteration, timed. After a long one (or at a start) the next may outlast a stop's
+        wait: it is interruptible, and a stop between its critic steps abandons it, checkpointing
+        the state it started from (copied in memory at its start)."""
+        restart_point = copy.deepcopy(self.state()) if self.iteration_seconds > STOP_WAIT else None
+        started = time.perf_counter()
+        try:
+            stats = self.iteration(long=restart_point is not None)
+        except signals.Stopped:
+            self.save_checkpoint(restart_point)
+            raise
+        self.iteration_seconds = time.perf_counter() - started
+        self.step += 1
+        self.elapsed += self.iteration_seconds
+        return stats
 
     def report_progress(self, bar: tqdm, values: dict[str, float], interactive: bool) -> None:
         shown = {k: values[k] for k in ("critic_loss", "generator_loss", "wasserstein") if k in values}
@@ -399,12 +415,13 @@ def read_config(path: Path) -> DictConfig:
 
 def refuse_if_different(saved: DictConfig, cfg: DictConfig, what: str) -> None:
     """Raise a ConfigError starting with `what` and naming the differing keys, if any of a run's
-    identity differ (the settings of where and how it runs, wgan.study.NOT_IDENTITY, may)."""
+    identity differ (the settings of where and how it runs, wgan.study.NOT_IDENTITY, may, and
+    RESIZABLE, checked against the iteration reached when the checkpoint is loaded)."""
     saved_values = flatten(OmegaConf.to_container(saved, resolve=True))
     current = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     differences = sorted(
         key for key in set(saved_values) | set(current)
-        if saved_values.get(key) != current.get(key) and is_identity(key)
+        if saved_values.get(key) != current.get(key) and is_identity(key) and key != RESIZABLE
     )
     if differences:
         shown = ", ".join(f"{k}: {saved_values.get(k)!r} there, {current.get(k)!r} now" for k in differences[:5])
@@ -421,18 +438,21 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def fit_to_an_end(trainer: Trainer) -> tuple[dict[str, Any] | None, int, int | None]:
-    """Train to the end, or until the run diverges or a stop signal arrives: (the results of a run
-    that ended, the exit code, the stop signal). Any other exception goes on."""
+def fit_to_an_end(trainer: Trainer, resume_with: str) -> tuple[dict[str, Any], int, int | None]:
+    """Train to the end, or until the run diverges or a stop signal arrives: (its results, the
+    exit code, the stop signal). Any other exception goes on."""
     try:
         trainer.fit()
         return trainer.results("complete"), 0, None
     except Diverged as diverged:
         log.warning("diverged: %s", diverged)
         return trainer.results("diverged", diverged_at=diverged.step, reason=str(diverged)), 0, None
-    except Stopped as signalled:
-        log.warning("%s: checkpointed, stopping; the same command resumes from here", signalled)
-        return None, 1, signalled.signum
+    except signals.Stopped as stopped:
+        if trainer.checkpointed_step != trainer.step:  # stopped in an evaluation: training is at a whole step
+            trainer.save_checkpoint()
+        log.warning("%s: checkpointed at iteration %d; stopping. Resume with:\n  %s",
+                    stopped, trainer.checkpointed_step, resume_with)
+        return trainer.results("interrupted", signal=stopped.signal_name, stopped_in=stopped.where), 1, stopped.signum
 
 
 def run_name(method: str, cfg: DictConfig) -> str:
@@ -442,22 +462,26 @@ def run_name(method: str, cfg: DictConfig) -> str:
     return f"{method}-{arch}-{cfg.dataset.name}-s{cfg.seed}"
 
 
-def run(cfg: DictConfig, run_dir: Path) -> dict[str, Any]:
-    """Train (or resume, or skip) the run that `cfg` describes in `run_dir`; return its results.
-    The directory is held for the whole run: another process in it stops before touching it."""
+def run(cfg: DictConfig, run_dir: Path, resume_with: str | None = None) -> dict[str, Any]:
+    """Train (or resume, extend, or skip) the run that `cfg` describes in `run_dir`; return its
+    results. `resume_with` is the command a stopped run says resumes it. The directory is held for
+    the whole run: another process in it stops before touching it."""
     validate(cfg)
     files = RunFiles(run_dir)
     files.check_dir()
     with files.held():
-        return run_held(cfg, files)
+        return run_held(cfg, files, resume_with or f"this config with run directory {files.dir}")
 
 
-def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
+def run_held(cfg: DictConfig, files: RunFiles, resume_with: str) -> dict[str, Any]:
     refuse_other_config(files, cfg)
     previous = files.read_results()
     if previous is not None and previous["status"] in FINISHED:
-        log.info("%s already holds a finished run (%s); not training again", files.dir, previous["status"])
-        return previous
+        if previous["status"] != "complete" or previous["step"] >= cfg.train.iterations:
+            log.info("%s already holds a finished run (%s); not training again", files.dir, previous["status"])
+            return previous
+        log.info("%s holds a run complete at iteration %d: extending it to train.iterations=%d",
+                 files.dir, previous["step"], cfg.train.iterations)
     files.move_aside_results_folder()
     trainer = Trainer(cfg, files)
     resumed = trainer.resume()
@@ -478,11 +502,10 @@ def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
     if not resumed:  # so that even a run killed before its first checkpoint keeps its W&B run
         trainer.save_checkpoint()
     results, exit_code, stopped = None, 1, None
-    with stop_signals() as (trainer.stop_requests, previous_handlers):
+    with signals.stop_signals() as previous_handlers:
         try:
-            results, exit_code, stopped = fit_to_an_end(trainer)
-            if results is not None:
-                files.write_results(results)
+            results, exit_code, stopped = fit_to_an_end(trainer, resume_with)
+            files.write_results(results)
         except Exception as error:
             full = as_disk_full(error)
             if full is not None:  # not a crash: the run stops unfinished and resumes once there is space
@@ -497,7 +520,7 @@ def run_held(cfg: DictConfig, files: RunFiles) -> dict[str, Any]:
         finally:
             trainer.logger.finish({k: v for k, v in (results or {}).items() if k != "traceback"}, exit_code)
     if stopped is not None:
-        hand_on(stopped, previous_handlers.get(stopped))
+        signals.hand_on(stopped, previous_handlers.get(stopped))
     final = ", ".join(f"{k}={v:.4g}" for k, v in trainer.last_eval.items() if k != "step")
     log.info("%s: %s after %d iterations (%s)", trainer.method, results["status"], trainer.step, final or "no metrics")
     log.info("results: %s; samples: %s", files.results, files.samples)

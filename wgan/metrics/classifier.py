@@ -22,6 +22,7 @@ from wgan.dataset.images import Split, TorchvisionSource, idx_file, to_unit_rang
 from wgan.metrics.registry import Better, EvalContext, protocol_name, register
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score
 from wgan.schema import ConfigError
+from wgan.signals import stoppable
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +67,9 @@ def train_classifier(images: torch.Tensor, labels: torch.Tensor, epochs: int = 3
 
 
 def fit_epochs(net, optimizer, images, labels, epochs: int, batch_size: int, generator: torch.Generator) -> None:
-    for _ in range(epochs):
-        for index in torch.randperm(len(images), generator=generator).split(batch_size):
+    for epoch in range(epochs):
+        batches = torch.randperm(len(images), generator=generator).split(batch_size)
+        for index in stoppable(batches, f"training the classifier, epoch {epoch + 1} of {epochs}"):
             loss = nn.functional.cross_entropy(net(to_unit_range(images[index])), labels[index].long())
             optimizer.zero_grad()
             loss.backward()
@@ -77,7 +79,7 @@ def fit_epochs(net, optimizer, images, labels, epochs: int, batch_size: int, gen
 @torch.no_grad()
 def apply(fn, images: torch.Tensor) -> torch.Tensor:
     """`fn` (e.g. `net`, `net.features`) over images in [-1, 1], in batches, without gradients."""
-    return torch.cat([fn(batch) for batch in images.split(EVAL_BATCH)])
+    return torch.cat([fn(batch) for batch in stoppable(images.split(EVAL_BATCH), f"classifier on {len(images)} images")])
 
 
 def accuracy(net: ClassifierNet, images: torch.Tensor, labels: torch.Tensor) -> float:

@@ -41,6 +41,7 @@ from wgan.device import resolve_device
 from wgan.metrics.registry import Better, EvalContext, protocol_name, register, to_uint8
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score, kernel_inception_distance
 from wgan.schema import ConfigError, bounded
+from wgan.signals import stoppable
 
 log = logging.getLogger(__name__)
 
@@ -277,7 +278,8 @@ def unavailable(cfg: DictConfig) -> dict[str, str]:
 def features_of(network: Network, images: torch.Tensor, batch_size: int, what: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
     """Features (and logits) of uint8 images, in batches, with a progress bar."""
     features, logits = [], []
-    for batch in tqdm(images.split(batch_size), desc=f"Inception ({what})", unit="batch", disable=None, leave=False):
+    batches = tqdm(images.split(batch_size), desc=f"Inception ({what})", unit="batch", disable=None, leave=False)
+    for batch in stoppable(batches, f"Inception features of {what}"):
         f, l = network(batch)
         features.append(f)
         logits.append(l)

@@ -20,6 +20,7 @@ import torch
 from omegaconf import DictConfig
 
 from wgan import cache
+from wgan.signals import stopping_in
 
 
 @dataclass
@@ -100,7 +101,8 @@ def protocol_name(key: str, num_samples: int) -> str:
 def compute(names: list[str], context: EvalContext) -> dict[str, float]:
     values: dict[str, float] = {}
     for name in names:
-        values.update(REGISTRY[name].fn(context))
+        with stopping_in(f"metric {name}"):
+            values.update(REGISTRY[name].fn(context))
     return values
 
 

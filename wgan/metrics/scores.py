@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from wgan.signals import stoppable
+
 FID_EPS = 1e-6  # added to the covariance diagonals when their product has no finite square root
 IMAGINARY_ATOL = 1e-3  # the largest imaginary diagonal of sqrtm(s1 s2) dropped as rounding noise
 
@@ -91,7 +93,7 @@ def kernel_inception_distance(features1: torch.Tensor, features2: torch.Tensor, 
     rng = np.random.RandomState(seed)
     mmds = torch.stack([
         _unbiased_mmd2(x[rng.choice(n1, subset_size, replace=False)], y[rng.choice(n2, subset_size, replace=False)])
-        for _ in range(subsets)
+        for _ in stoppable(range(subsets), "kernel inception distance", unit="subset")
     ])
     return float(mmds.mean()), float(mmds.std(correction=0))
 
