@@ -39,8 +39,9 @@ log = logging.getLogger(__name__)
 FIGURE_SAMPLES = {"toy": 1000, "image": 64}  # points over the toy data; an 8x8 grid of images
 
 
-# What clusters send before they kill (SIGTERM) or requeue (SIGUSR1, submitit's) a job.
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1)
+# What clusters send before they kill (SIGTERM) or requeue a job: SIGUSR2 is submitit's signal
+# (SUBMITIT_PREEMPT_SIGNAL=USR1 makes it SIGUSR1).
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2)
 
 
 class Stopped(Exception):
