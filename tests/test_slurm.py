@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONF_DIR
+from conftest import CONF_DIR, compose_config
 from wgan.report import build_report, records_from_dir
-from wgan.study import job_dir_name
+from wgan.study import SUBMITIT_TIMEOUT_MIN, check_requeues, job_dir_name
 
 ROOT = Path(CONF_DIR).parent
 SCRIPTS = ROOT / "tests" / "slurm"
@@ -243,3 +243,24 @@ def test_a_job_at_its_time_limit_checkpoints_is_requeued_and_finishes_as_an_unin
     submitit_logs = "".join(p.read_text() for p in (study / ".submitit").glob("*/*_log.err"))
     assert "this job is timed-out" in submitit_logs and "Requeued job" in submitit_logs
     assert_same_run(job, long_job.baseline())
+
+
+def test_the_slurm_preset_requeues_a_100k_iteration_job_and_refuses_settings_that_never_would(tmp_path):
+    """No cluster needed: the settings are checked before anything is submitted."""
+    launcher = compose_config(["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+    assert (launcher.timeout_min, launcher.max_num_timeout, launcher.signal_delay_s) == (720, 20, 120)
+    # Above 10 minutes submitit tells a preemption from a timeout; 21 submissions of 12 h cover a
+    # robustness_paper job (about 2 h on an H100 alone, longer for big architectures or a shared GPU).
+    assert launcher.timeout_min > SUBMITIT_TIMEOUT_MIN and launcher.timeout_min * (1 + launcher.max_num_timeout) >= 240 * 60
+    check_requeues(launcher)
+    for overrides, message in [
+        (["hydra.launcher.timeout_min=5", "hydra.launcher.max_num_timeout=0"],
+         "hydra.launcher.max_num_timeout=0 with hydra.launcher.timeout_min=5: submitit counts every signal before a "
+         "limit of 10 minutes or less as a timeout, so no job would ever be requeued, not even a preempted one"),
+        (["hydra.launcher.timeout_min=2", "hydra.launcher.signal_delay_s=120"],
+         "hydra.launcher.signal_delay_s=120 is not below hydra.launcher.timeout_min=2 minutes"),
+    ]:
+        refused = subprocess.run([sys.executable, "run.py", "-m", "hydra/launcher=slurm", *overrides,
+                                  f"hydra.sweep.dir={tmp_path}"], cwd=ROOT, capture_output=True, text=True)
+        assert refused.returncode == 2 and message in refused.stdout + refused.stderr
+        assert not (tmp_path / ".submitit").exists()  # nothing submitted
