@@ -11,6 +11,8 @@ from hydra.types import RunMode
 from omegaconf import DictConfig
 
 from wgan.config import register_configs
+from wgan.device import Device
+from wgan.gpus import pin_gpu
 from wgan.signals import resume_command
 from wgan.study import cpu_share, limit_threads, reported, stop_when_orphaned
 from wgan.train import run
@@ -26,6 +28,8 @@ def main(cfg: DictConfig) -> None:
         os.environ.setdefault("WANDB_QUIET", "true")  # a study's jobs: no W&B summary block per job
         if "joblib" in hydra.launcher.get("_target_", ""):
             stop_when_orphaned()  # this job runs in a worker process, which must not outlive the launcher
+            if Device(cfg.device) is not Device.cpu:
+                pin_gpu(cfg.jobs_per_gpu, hydra.job.num)  # or every worker would train on cuda:0
     with reported(reraise=hydra.mode == RunMode.MULTIRUN):
         run(cfg, Path(hydra.runtime.output_dir), resume_command(hydra, __file__))
 

@@ -67,6 +67,7 @@ class Config:
     seed: int = bounded(0, ge=0, lt=2**64)  # torch.manual_seed takes 64 bits
     device: Device = Device.auto
     threads: Optional[int] = bounded(None, ge=1)  # torch CPU threads; None: all, or a parallel job's share
+    jobs_per_gpu: int = bounded(1, ge=1)  # jobs a local parallel launcher runs on each GPU (wgan.gpus)
     study: str = "default"  # groups runs, e.g. the W&B group
     # The run's method in results.json, W&B and reports; null: the loss and the Lipschitz method
     # (wgan_gp, wgan_clip, gan, lsgan). Presets that vary a method's optimizer set their own.

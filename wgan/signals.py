@@ -21,7 +21,9 @@ from typing import Any, Iterable, Iterator, Sized, TypeVar
 
 from omegaconf import DictConfig
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT)
+# What clusters send before they kill (SIGTERM) or requeue a job (SIGUSR2 is submitit's signal;
+# SUBMITIT_PREEMPT_SIGNAL=USR1 makes it SIGUSR1), and Ctrl-C.
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGUSR1, signal.SIGUSR2, signal.SIGINT)
 
 # The stop signals received since `stop_signals` began: one list for the process, as signals are.
 received: list[int] = []

@@ -52,7 +52,7 @@ def expand_jobs(task_overrides: Sequence[str], sweeper_params: Optional[Mapping[
 # part of a study job's directory name, and free to change between the starts of one run (the
 # config check of wgan.train compares every other key). arch.count sizes a study's sweep over
 # architectures, so that a study can grow by more of them.
-NOT_IDENTITY = ("study", "sweeps", "device", "threads", "logger", "metrics.cache_dir", "arch.count", "speed")
+NOT_IDENTITY = ("study", "sweeps", "device", "threads", "jobs_per_gpu", "logger", "metrics.cache_dir", "arch.count", "speed")
 
 
 def is_identity(key: str) -> bool:
@@ -132,6 +132,7 @@ class StudyCallback(Callback):
         jobs = expand_jobs(list(hydra.overrides.task), hydra.sweeper.get("params"))
         with reported(reraise=False):
             check_study_name(config.study)
+            check_requeues(hydra.launcher)
             sweep_dir = Path(hydra.sweep.dir).resolve()
             dirs = [RunFiles(sweep_dir / job_dir_name(job)) for job in jobs]
             for files in dirs:
@@ -141,6 +142,28 @@ class StudyCallback(Callback):
         held = [f"{files.dir.name} ({holder})" for files in dirs if (holder := files.holder()) is not None]
         if held:  # each of these jobs stops at once, leaving its directory to the process that holds it
             log.warning("%d held by another process, skipped: %s", len(held), "; ".join(held))
+
+
+# submitit takes a job's signal for a timeout (not a preemption) once the job has run 80% of its
+# time limit, or the limit less 10 minutes if that is shorter: always, for limits of 10 minutes or less.
+SUBMITIT_TIMEOUT_MIN = 10
+
+
+def check_requeues(launcher: Mapping[str, Any]) -> None:
+    """Refuse the SLURM launcher settings under which a job's signal never requeues it: a signal
+    delay as long as the time limit (the signal would come as the job starts), or a short limit
+    with `max_num_timeout=0`, Hydra's default (even a preempted job would then end unfinished)."""
+    if "signal_delay_s" not in launcher:  # not SLURM
+        return
+    limit, delay, requeues = launcher["timeout_min"], launcher["signal_delay_s"], launcher["max_num_timeout"]
+    if delay >= 60 * limit:
+        raise ConfigError(f"hydra.launcher.signal_delay_s={delay} is not below hydra.launcher.timeout_min={limit} "
+                          "minutes: SLURM would signal each job as it starts")
+    if limit <= SUBMITIT_TIMEOUT_MIN and requeues == 0:
+        raise ConfigError(
+            f"hydra.launcher.max_num_timeout=0 with hydra.launcher.timeout_min={limit}: submitit counts every signal "
+            f"before a limit of {SUBMITIT_TIMEOUT_MIN} minutes or less as a timeout, so no job would ever be requeued, "
+            "not even a preempted one; set hydra.launcher.max_num_timeout to the requeues a job may need")
 
 
 def cpu_share(launcher: Mapping[str, Any], cpus: Optional[int] = None) -> Optional[int]:
