@@ -31,7 +31,8 @@ from wgan.schema import ConfigError
 log = logging.getLogger(__name__)
 
 FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
-RECORDED = (*FINISHED, "crashed")  # the statuses a run writes into results.json
+OUTCOMES = (*FINISHED, "crashed")  # how a job ended, as a study's report counts it
+RECORDED = (*OUTCOMES, "interrupted")  # the statuses a run writes into results.json
 # A run's results.json holds a few kilobytes (a long traceback: hundreds); a larger file is not one.
 MAX_RESULTS_BYTES = 16 * 2**20
 

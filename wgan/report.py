@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from wgan.files import RECORDED, DiskFull, atomic_write, atomic_write_text, read_results
+from wgan.files import OUTCOMES, DiskFull, atomic_write, atomic_write_text, read_results
 from wgan.metrics import Better, direction
 
 RESULTS = "results.json"
@@ -74,8 +74,9 @@ class Report:
 
 
 def job_from_results(where: str, results: Any) -> Job:
-    """One job from its results mapping; anything without a known status is still unfinished."""
-    if not isinstance(results, dict) or results.get("status") not in RECORDED:
+    """One job from its results mapping; anything without an outcome (an interrupted run, a
+    damaged file) is still unfinished."""
+    if not isinstance(results, dict) or results.get("status") not in OUTCOMES:
         return Job(where, "unfinished")
     key = tuple(results.get(name) for name in ("dataset", "arch", "arch_seed", "seed"))
     error = ""
