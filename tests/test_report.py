@@ -231,8 +231,6 @@ def test_cli_errors_exit_2(tmp_path, capsys):
 
 
 def test_an_interrupted_run_is_an_unfinished_job_not_an_outcome():
-    from wgan.report import job_from_results
-
     interrupted = {"status": "interrupted", "step": 10, "signal": "SIGTERM", "stopped_in": "iteration 10",
                    "method": "wgan_gp", "final": {}}
     assert job_from_results("a", interrupted).status == "unfinished"
