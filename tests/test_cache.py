@@ -167,13 +167,13 @@ def test_a_cache_directory_that_cannot_be_written_costs_a_warning_not_the_run(tm
 def test_an_image_run_writes_nothing_into_its_data_folder_or_the_repository(tmp_path, cache_home):
     data = tmp_path / "data"
     write_images(data, random_images(8, 3, 32))
-    data_before, repository_before = listing(data), listing(ROOT, skip=("__pycache__", ".git"))
+    data_before, repository_before = listing(data), listing(ROOT, skip=("__pycache__", ".git", ".venv"))
     command = [sys.executable, str(ROOT / "run.py"), *IMAGE_RUN, f"dataset.root={data}",
                f"hydra.run.dir={tmp_path / 'run'}"]
     for _ in range(2):  # decoded, then read from the cache
         subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=300)
     assert listing(data) == data_before
-    assert listing(ROOT, skip=("__pycache__", ".git")) == repository_before
+    assert listing(ROOT, skip=("__pycache__", ".git", ".venv")) == repository_before
     assert [path.name.split("-")[:3] for path in cache_home.iterdir()] == [["images", "folder", "skip"]]
 
 
