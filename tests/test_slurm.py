@@ -222,7 +222,7 @@ def test_a_preempted_job_is_requeued_and_resumes_to_an_uninterrupted_runs_result
     output = finish(launcher, study)
     assert launcher.returncode == 0, output[-3000:]
     log = run_log(job)
-    stopped = int(log.split("SIGUSR2 at iteration ")[1].split(":")[0])
+    stopped = int(log.split("SIGUSR2 during ")[1].split("checkpointed at iteration ")[1].split(";")[0])
     assert f"at iteration {stopped}\n" in log.split("resumed from")[-1].splitlines()[0] + "\n"
     states = [state for _, state in sacct(*array_ids(study))]
     assert states[-1] == "COMPLETED" and len(states) >= 2  # ran again after the preemption
@@ -239,7 +239,7 @@ def test_a_job_at_its_time_limit_checkpoints_is_requeued_and_finishes_as_an_unin
     assert launcher.returncode == 0, output[-3000:]
     job = study / job_dir_name(long_job.overrides)
     log = run_log(job)
-    signals = log.count("SIGUSR2 at iteration")
+    signals = log.count("SIGUSR2 during ")
     assert signals >= 1 and log.count("resumed from") == log.count("this job is timed-out") == signals
     assert log.count("Requeued job") == signals  # submitit's requeue, after the checkpoint
     states = [state for _, state in sacct(*array_ids(study))]
