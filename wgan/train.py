@@ -7,7 +7,6 @@ dataset, arch, lipschitz, loss, optimizer, metrics and logger.
 """
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
 import math
