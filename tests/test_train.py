@@ -236,9 +236,10 @@ def test_fashion_mnist_run_logs_protocol_named_classifier_metrics(tmp_path, clas
     assert final["cls_accuracy"] >= 0.9 and 1.0 <= final["cls_is_500"] <= 10.0 and final["cls_fid_500"] > 0
     logged = [json.loads(line) for line in RunFiles(tmp_path / "run").metrics.read_text().splitlines()]
     assert [e["step"] for e in logged] == [2, 4] and logged[-1]["cls_is_500"] == final["cls_is_500"]
-    # The training split's statistics were computed at the first evaluation only (after training
-    # the classifier, unless an earlier test had cached it); a second run reads both from the cache.
-    assert reads[-1] == Split.train and reads.count(Split.train) <= 2
+    # The training split is read at most twice (to train the classifier, then for its statistics at
+    # the first evaluation), not at every evaluation; none at all when an earlier test in the session
+    # cached both. A second run reads both from the cache.
+    assert reads.count(Split.train) <= 2 and set(reads) <= {Split.train, Split.test}
     first_reads = list(reads)
     run(compose_config(overrides), tmp_path / "second run")
     assert reads == first_reads
