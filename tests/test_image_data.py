@@ -3,11 +3,14 @@ training loop uses, and the messages for missing data. Every dataset is made her
 from __future__ import annotations
 
 import contextlib
+import gc
 import gzip
 import importlib.util
+import io
 import logging
 import os
 import struct
+import sys
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +23,8 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from conftest import compose_config
-from wgan.config import validate
+from wgan import cache
+from wgan.config import build_dataset, validate
 from wgan.dataset import DatasetNotFound, Fit
 from wgan.dataset.image_files import conform, image_files
 from wgan.dataset.images import StreamingImages
@@ -444,11 +448,52 @@ def test_missing_imagenet32_names_the_path_the_layout_and_the_download(tmp_path)
     assert "Invalid value 'downsampled', expected one of [oord, chrabaszcz]" in str(info.value.__cause__)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("lmdb") is not None, reason="lmdb is installed")
-def test_lsun_without_lmdb_says_how_to_install_it(tmp_path):
+def test_lsun_without_lmdb_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lmdb", None)  # as if not installed: its import fails
     (tmp_path / "bedroom_train_lmdb").mkdir()
     error = build_error("lsun_bedroom", f"dataset.root={tmp_path}")
     assert type(error) is ConfigError and str(error) == "dataset lsun needs the lmdb package: pip install lmdb"
+
+
+def write_lmdb(folder: Path, images: dict[bytes, torch.Tensor]) -> None:
+    """An LSUN-style database: each image a PNG under its key."""
+    import lmdb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with lmdb.open(str(folder), map_size=1 << 24) as env, env.begin(write=True) as txn:
+        for key, image in images.items():
+            png = io.BytesIO()
+            Image.fromarray(image.permute(1, 2, 0).numpy()).save(png, format="PNG")
+            txn.put(key, png.getvalue())
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lmdb") is None, reason="needs the lmdb package: pip install lmdb")
+def test_lsun_reads_its_lmdb_exactly_caches_the_keys_as_data_and_writes_nothing_beside_it(tmp_path, monkeypatch):
+    images = random_images(5, 3, 32)
+    database = tmp_path / "lsun" / "bedroom_train_lmdb"
+    write_lmdb(database, {f"{i:03d}".encode(): image for i, image in enumerate(images)})
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # torchvision's reader pickled its key list here
+    written = sorted(database.iterdir())
+    cfg = compose_config(["dataset=lsun_bedroom", f"dataset.root={tmp_path / 'lsun'}", "dataset.resolution=32",
+                          "dataset.num_workers=0", "dataset.loader_batch_size=2", f"metrics.cache_dir={tmp_path / 'cache'}"])
+    listed = cache.computed["lmdb-keys"]
+    dataset = build_dataset(cfg)
+    assert torch.equal(torch.stack([dataset.loader.dataset[i][0] for i in range(5)]), images)  # in key order
+    assert as_set(dataset.sample_uint8(5)) == as_set(images)  # one epoch of the stream
+    assert list(work.iterdir()) == [] and sorted(database.iterdir()) == written
+    assert [path.name.split("-")[:2] for path in (tmp_path / "cache").iterdir()] == [["lmdb", "keys"]]
+    assert cache.computed["lmdb-keys"] == listed + 1
+    assert len(build_dataset(cfg).loader.dataset) == 5 and cache.computed["lmdb-keys"] == listed + 1  # read
+    # An image added: the database changed, the keys are listed again and the new image is read.
+    del dataset  # with its open environment: LMDB opens a database once per process
+    gc.collect()
+    write_lmdb(database, {b"005": images[0].flip(2)})
+    dataset = build_dataset(cfg)
+    assert cache.computed["lmdb-keys"] == listed + 2 and len(dataset.loader.dataset) == 6
+    assert torch.equal(dataset.loader.dataset[5][0], images[0].flip(2))
+    assert list(work.iterdir()) == []
 
 
 def test_image_settings_are_checked(tmp_path):
