@@ -30,7 +30,8 @@ log = logging.getLogger(__name__)
 FID_EPS = 1e-6  # added to the covariance diagonals when their product has no finite square root
 IMAGINARY_ATOL = 1e-3  # the largest imaginary diagonal of sqrtm(s1 s2) dropped as rounding noise
 # Square roots of matrices this large or larger run in a child process that a stop can end (scipy
-# holds the GIL throughout): 0.5 s and more on one core here, 33 s for Inception's 2048 dimensions.
+# holds the GIL throughout): on this shared 2-core machine 2.8 s at 512, 33 s at Inception's 2048,
+# against 0.8 s to start the child.
 CHILD_PROCESS_DIMENSION = 512
 STOP_POLL_SECONDS = 0.1  # how often the wait for the child looks for a stop signal
 
@@ -98,9 +99,10 @@ def singular_product_warning(dimensions: int, nudged: bool) -> str:
     nudge = (f" (its root was not finite: {FID_EPS:g} was added to both covariance diagonals first, as pytorch-fid "
              "does)") if nudged else ""
     return (f"FID: the product of the two feature covariances ({dimensions} x {dimensions}) is singular or "
-            f"ill-conditioned{nudge}, so its square root, and this FID, are approximate. The usual cause is too few "
-            f"samples: N samples span at most N - 1 of the {dimensions} feature dimensions. Score more than "
-            f"{dimensions} samples (metrics.num_samples) for full-rank covariances")
+            f"ill-conditioned{nudge}, so its square root, and this FID, are approximate. A covariance falls short of "
+            f"rank {dimensions} when it comes from too few samples (N samples span at most N - 1 dimensions) or when "
+            f"features do not vary across the samples; score more than {dimensions} samples (metrics.num_samples) "
+            "for full-rank covariances")
 
 
 def stoppable_sqrtm(matrix: np.ndarray) -> tuple[np.ndarray, bool]:
