@@ -423,6 +423,12 @@ def test_missing_files_name_the_folder_and_how_to_get_them(tmp_path):
     )
 
 
+def test_a_folder_of_one_undecodable_file_is_named_in_the_singular(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")
+    assert missing("imagefolder", tmp_path) == (
+        f"no image in {tmp_path} could be decoded (tried 1 file)")
+
+
 def test_missing_imagenet32_names_the_path_the_layout_and_the_download(tmp_path):
     oord = ("(dataset.layout=oord: van den Oord et al.'s PNG folders, which the paper's study read): download "
             '"Downsampled ImageNet 32x32" (train_32x32.tar, valid_32x32.tar) from '

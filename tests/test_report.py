@@ -10,7 +10,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from wgan.report import build_report, default_metric, job_from_results, main, records_from_dir, records_from_wandb
+from wgan.report import (
+    build_report,
+    default_metric,
+    job_from_results,
+    main,
+    records_from_dir,
+    records_from_wandb,
+    to_markdown,
+)
 
 GAN, WGAN = "gan", "wgan_gp"
 # arch_seed -> method -> is_50k ("diverged", "crashed", "no score" or absent = missing). The four
@@ -235,3 +243,10 @@ def test_an_interrupted_run_is_an_unfinished_job_not_an_outcome():
                    "method": "wgan_gp", "final": {}}
     assert job_from_results("a", interrupted).status == "unfinished"
     assert job_from_results("b", {**interrupted, "status": "crashed", "traceback": "E: x"}).status == "crashed"
+
+
+def test_counts_of_one_are_singular():
+    one_pair = [job_from_results(f"{method}-0", results(method, 0, 3.0)) for method in (GAN, WGAN)]
+    assert "## gan vs wgan_gp (1 architecture scored for both)" in to_markdown(build_report(one_pair))
+    pairs = [job_from_results(f"{method}-{seed}", results(method, seed, 3.0)) for seed in (0, 1) for method in (GAN, WGAN)]
+    assert "## gan vs wgan_gp (2 architectures scored for both)" in to_markdown(build_report(pairs))

@@ -17,7 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from wgan.files import first_sentence
+from wgan.files import counted, first_sentence
 from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
@@ -124,7 +124,7 @@ def decode_folder(root: Path, files: list[str], resolution: int, channels: int, 
             raise ConfigError(f"{what}: repair or remove them, or set dataset.undecodable=skip to train without them")
         log.warning("%s: skipped (dataset.undecodable=refuse stops instead)", what)
     if not images:
-        raise DatasetNotFound(f"no image in {root} could be decoded ({len(failed)} files do not decode)")
+        raise DatasetNotFound(f"no image in {root} could be decoded (tried {counted(len(failed), 'file')})")
     return torch.stack(images)
 
 
