@@ -107,6 +107,7 @@ def decode_folder(root: Path, files: list[str], resolution: int, channels: int, 
                   undecodable: Undecodable = Undecodable.skip) -> torch.Tensor:
     """Decode and conform every file; files that do not decode are skipped and reported, or
     refused (`undecodable`), with the first few and why."""
+    log.info("decoding %s in %s", counted(len(files), "image file"), root)  # said first: a long pass, silent off a terminal
     images, failed = [], []
     for path in tqdm(files, desc=f"decoding {root}", unit="img", disable=None):
         try:
