@@ -11,7 +11,7 @@ from __future__ import annotations
 import io
 import os
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -20,17 +20,27 @@ from PIL import Image
 from wgan.cache import cached, file_stats
 
 
-def open_readonly(path: Path):
-    import lmdb  # imported on use: an optional dependency, checked (with how to install it) by the LSUN option
+# The environment of each database opened in each process: LMDB refuses to open one file twice in a
+# process (two datasets of one database would), and a forked process (a DataLoader worker) must not
+# use its parent's.
+environments: dict[tuple[int, Path], Any] = {}
 
-    return lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+
+def environment(path: Path):
+    """The database at `path`, opened read-only without a lock file (nothing is written beside it)."""
+    key = (os.getpid(), path.resolve())
+    if key not in environments:
+        import lmdb  # imported on use: an optional dependency, checked (with how to install it) by the LSUN option
+
+        environments[key] = lmdb.open(str(path), readonly=True, lock=False, readahead=False, meminit=False)
+    return environments[key]
 
 
 def list_keys(path: Path) -> dict[str, torch.Tensor]:
     """Every key of the database at `path`, in its order, as the bytes of all keys one after the
     other (`keys`) and where each ends (`ends`): two tensors, where a list of 3 million byte
     strings would take seconds to save, check and load."""
-    with open_readonly(path) as env, env.begin() as txn:
+    with environment(path).begin() as txn:
         keys = list(txn.cursor().iternext(keys=True, values=False))
     ends = torch.tensor([len(key) for key in keys], dtype=torch.int64).cumsum(0)
     return {"keys": torch.from_numpy(np.frombuffer(b"".join(keys), dtype=np.uint8).copy()), "ends": ends}
@@ -38,15 +48,13 @@ def list_keys(path: Path) -> dict[str, torch.Tensor]:
 
 class LMDBImages(torch.utils.data.Dataset):
     """The images of the LMDB database at `path`, in key order, each decoded with Pillow and passed
-    through `transform`, as (image, 0) pairs. Each process (a DataLoader worker) opens the database
-    itself: an LMDB environment must not be used across a fork."""
+    through `transform`, as (image, 0) pairs."""
 
     def __init__(self, path: Path, transform: Callable[[Image.Image], torch.Tensor], cache_dir: Optional[Path]) -> None:
         self.path, self.transform = Path(path), transform
         keys = cached(cache_dir, "lmdb-keys", {"lmdb": str(self.path.resolve())}, file_stats(self.path, ["data.mdb"]),
                       lambda: list_keys(self.path))
         self.keys, self.ends = keys["keys"].numpy(), keys["ends"].numpy()
-        self._env, self._pid = None, None
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -55,12 +63,7 @@ class LMDBImages(torch.utils.data.Dataset):
         return self.keys[self.ends[index - 1] if index else 0:self.ends[index]].tobytes()
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        if self._pid != os.getpid():
-            self._env, self._pid = open_readonly(self.path), os.getpid()
-        with self._env.begin() as txn:
+        with environment(self.path).begin() as txn:
             data = txn.get(self.key(index))
         with Image.open(io.BytesIO(data)) as image:
             return self.transform(image), 0
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_env": None, "_pid": None}  # a worker started by spawn opens its own
