@@ -10,7 +10,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from wgan.report import build_report, default_metric, job_from_results, main, records_from_dir, records_from_wandb
+from wgan.report import (
+    build_report,
+    default_metric,
+    job_from_results,
+    main,
+    records_from_dir,
+    records_from_wandb,
+    to_markdown,
+)
 
 GAN, WGAN = "gan", "wgan_gp"
 # arch_seed -> method -> is_50k ("diverged", "crashed", "no score" or absent = missing). The four
@@ -254,3 +262,10 @@ def test_jobs_are_scored_by_their_best_values_with_scores_best(tmp_path, capsys)
     with pytest.raises(SystemExit) as exit:
         main([str(tmp_path), "--scores", "last"])
     assert exit.value.code == 2 and "argument --scores: invalid Scores value: 'last'" in capsys.readouterr().err
+
+
+def test_counts_of_one_are_singular():
+    one_pair = [job_from_results(f"{method}-0", results(method, 0, 3.0)) for method in (GAN, WGAN)]
+    assert "## gan vs wgan_gp (1 architecture scored for both)" in to_markdown(build_report(one_pair))
+    pairs = [job_from_results(f"{method}-{seed}", results(method, seed, 3.0)) for seed in (0, 1) for method in (GAN, WGAN)]
+    assert "## gan vs wgan_gp (2 architectures scored for both)" in to_markdown(build_report(pairs))

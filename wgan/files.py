@@ -113,6 +113,11 @@ def read_results(path: Path) -> dict[str, Any] | None:
     return results if isinstance(results, dict) and results.get("status") in RECORDED else None
 
 
+def counted(n: int, noun: str) -> str:
+    """A count and its noun, singular for one: "1 architecture", "10,000 images" (nouns whose plural adds -s)."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def first_sentence(error: BaseException) -> str:
     """The error's type and first sentence: torch's loading errors go on for paragraphs."""
     sentence = str(error).strip().split("\n")[0].split(". ")[0].rstrip(".")

@@ -36,7 +36,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from wgan.config import compose_config, validate
-from wgan.files import FINISHED, RunFiles
+from wgan.files import FINISHED, RunFiles, counted
 from wgan.schema import ConfigError
 from wgan.study import cpu_share, expand_jobs, job_dir_name, read_status
 
@@ -205,7 +205,7 @@ def duration(seconds: float) -> str:
 def print_plan(result: dict[str, Any]) -> None:
     jobs = result["jobs"]
     left = [job for job in jobs if job["seconds"] > 0]
-    print(f"study {result['study']} in {result['study_dir']}: {len(jobs)} job{'s'[:len(jobs) != 1]}, "
+    print(f"study {result['study']} in {result['study_dir']}: {counted(len(jobs), 'job')}, "
           f"{len(jobs) - len(left)} finished already")
     width = max([len(job["job"]) for job in jobs] + [3])
     print(f"  {'job':<{width}}  {'s/it':>8}  {'s/eval':>8}  {'iters left':>10}  {'time':>8}")
@@ -213,7 +213,7 @@ def print_plan(result: dict[str, Any]) -> None:
         print(f"  {job['job']:<{width}}  {job['iteration_s']:8.3g}  {job['evaluation_s']:8.3g}  "
               f"{job['iterations']:10d}  {duration(job['seconds']):>8}")
     print(f"total: {result['device_hours']:.3g} device-hours; {duration(result['wall_seconds'])} wall time with "
-          f"{result['parallel']} job{'s'[:result['parallel'] != 1]} at a time")
+          f"{counted(result['parallel'], 'job')} at a time")
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:

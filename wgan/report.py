@@ -25,7 +25,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from wgan.files import OUTCOMES, DiskFull, atomic_write, atomic_write_text, read_results
+from wgan.files import OUTCOMES, DiskFull, atomic_write, atomic_write_text, counted, read_results
 from wgan.metrics import Better, direction
 
 RESULTS = "results.json"
@@ -298,7 +298,7 @@ def to_markdown(report: Report) -> str:
         if report.paper:
             header += [f"paper: {label}" for label in pair_labels(report)]
             rows = [row + list(PAPER_COUNTS.get(t, ("",) * 4)) for row, t in zip(rows, report.thresholds)]
-        lines += [f"## {report.pair[0]} vs {report.pair[1]} ({report.paired} architectures scored for both)", "",
+        lines += [f"## {report.pair[0]} vs {report.pair[1]} ({counted(report.paired, 'architecture')} scored for both)", "",
                   *table(header, rows), ""]
     lines += ["## Successful jobs per method", "",
               *table([threshold_label(report)] + report.methods,

@@ -28,7 +28,7 @@ from wgan import metrics
 from wgan.config import build_dataset, config_dir, validate
 from wgan.dataset import ImageFolder
 from wgan.device import resolve_device
-from wgan.files import RunDirError, RunFiles
+from wgan.files import RunDirError, RunFiles, counted
 from wgan.run_config import OVERRIDES, compose, rebuild
 from wgan.sampling import evaluation_context, evaluation_count, load_generator, read_checkpoint
 from wgan.schema import ConfigError
@@ -113,11 +113,11 @@ def generated_images(args: argparse.Namespace, scoring: Scoring, dataset: Any) -
     cfg = scoring.cfg
     if scoring.run is None:
         folder = ImageFolder("generated", str(args.generated), cfg.dataset.resolution, cfg.dataset.channels, cache=False)
-        return metrics.EvalContext(folder.images, None, dataset, cfg), f"{len(folder.images):,} images in {args.generated}"
+        return metrics.EvalContext(folder.images, None, dataset, cfg), f"{counted(len(folder.images), 'image')} in {args.generated}"
     run_dataset = dataset if args.reference is None else build_dataset(scoring.run)
     generator = load_generator(scoring.run, run_dataset.shape, scoring.checkpoint, resolve_device(cfg.device))
     step = scoring.checkpoint["step"]
-    what = f"{evaluation_count(cfg, step):,} samples of the generator in {args.generated} (iteration {step})"
+    what = f"{counted(evaluation_count(cfg, step), 'sample')} of the generator in {args.generated} (iteration {step})"
     log.info("sampling %s", what)
     return evaluation_context(generator, dataset, cfg, step), what
 
