@@ -232,6 +232,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
 def main(argv: Optional[list[str]] = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     args = parse_args(argv)
+    os.environ.setdefault("WANDB_SILENT", "true")  # the measuring W&B runs: not one banner per job
     try:
         result = plan(args.overrides, args.iterations, args.parallel)
     except ConfigError as error:
