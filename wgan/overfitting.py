@@ -100,27 +100,37 @@ def read_curves(metrics_file: Path) -> dict[str, list[float]]:
     return curves
 
 
-def run_label(run_dir: Path) -> str:
-    """A run's method (results.json) and folder name."""
-    results = run_dir / "results.json"
-    method = json.loads(results.read_text()).get("method") if results.is_file() else None
-    return f"{method} ({run_dir.name})" if method else run_dir.name
+def run_labels(run_dirs: list[Path]) -> list[str]:
+    """Each run's method (results.json), or its folder's name; both where methods repeat."""
+    def method(run_dir: Path) -> str | None:
+        results = run_dir / "results.json"
+        return json.loads(results.read_text()).get("method") if results.is_file() else None
+
+    methods = [method(run_dir) for run_dir in run_dirs]
+    if None not in methods and len(set(methods)) == len(methods):
+        return methods
+    return [f"{m} ({d.name})" if m else d.name for m, d in zip(methods, run_dirs)]
 
 
 def plot(curves: dict[str, dict[str, list[float]]], path: Path) -> Path:
-    """One panel per run: the negative critic loss on training and on validation images."""
+    """A column per run: the negative critic loss on training and on validation images, and below
+    it their difference (where the two curves are too close to tell apart at the loss's scale)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(5 * len(curves), 4), dpi=100)
+    fig = Figure(figsize=(5 * len(curves), 6), dpi=100, layout="constrained")
     FigureCanvasAgg(fig)
-    for ax, (label, curve) in zip(fig.subplots(1, len(curves), squeeze=False)[0], curves.items()):
+    axes = fig.subplots(2, len(curves), squeeze=False, sharex="col")
+    for (top, bottom), (label, curve) in zip(axes.T, curves.items()):
         for name in SETS:
-            ax.plot(curve["step"], curve[name], label=f"{name} images")
-        ax.set(title=label, xlabel="generator iterations", ylabel="negative critic loss")
-        ax.legend()
+            top.plot(curve["step"], curve[name], label=f"{name} images")
+        top.set(title=label, ylabel="negative critic loss")
+        top.legend()
+        bottom.plot(curve["step"], [t - v for t, v in zip(curve["training"], curve["validation"])], color="black")
+        bottom.axhline(0, color="gray", linewidth=0.5)
+        bottom.set(xlabel="generator iterations", ylabel="training - validation")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, bbox_inches="tight")
+    fig.savefig(path)
     return path
 
 
@@ -141,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     files = sorted({f for d in args.dirs for f in ([d / "metrics.jsonl"] if (d / "metrics.jsonl").is_file()
                                                      else d.rglob("metrics.jsonl"))})
-    curves = {run_label(f.parent): read_curves(f) for f in files}
+    curves = dict(zip(run_labels([f.parent for f in files]), map(read_curves, files)))
     curves = {label: curve for label, curve in curves.items() if curve["step"]}
     if not curves:
         parser.error(f"no run below {', '.join(map(str, args.dirs))} logged validation losses (eval.validation_every)")
