@@ -103,7 +103,8 @@ def test_the_figure_plots_both_curves_and_states_the_divergence(tmp_path, capsys
     run_dir.mkdir()
     lines = [{"step": 100 * i, "critic_loss_training_images": -0.5 * i, "wasserstein_training_images": 0.5 * i,
               "critic_loss_validation_images": -0.1 * i, "wasserstein_validation_images": 0.1 * i} for i in (1, 2)]
-    (run_dir / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in [*lines, {"step": 200}]))
+    text = "".join(json.dumps(line) + "\n" for line in [*lines, {"step": 200}])
+    (run_dir / "metrics.jsonl").write_text(text + '{"step": 300, "critic_lo')  # torn by a kill: left out
     assert overfitting.main([str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "+0.4 at iteration 100, +0.8 at iteration 200" in out

@@ -92,8 +92,13 @@ class CriticValidation:
 
 def read_curves(metrics_file: Path) -> dict[str, list[float]]:
     """step and the negative critic loss on each set, from the validation lines of a metrics.jsonl."""
-    lines = [json.loads(line) for line in metrics_file.read_text().splitlines() if line.strip()]
-    lines = [line for line in lines if LOSS.format(SETS[0]) in line]
+    lines = []
+    for text in metrics_file.read_text().splitlines():
+        try:
+            lines.append(json.loads(text))
+        except json.JSONDecodeError:  # a line cut short by a kill mid-append (redone on resume)
+            continue
+    lines = [line for line in lines if isinstance(line, dict) and LOSS.format(SETS[0]) in line]
     curves = {"step": [line["step"] for line in lines]}
     for name in SETS:
         curves[name] = [-line[LOSS.format(name)] for line in lines]
