@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from wgan.config import compose_config  # noqa: E402
 from wgan.files import RunFiles  # noqa: E402
+from wgan.plan import iteration_seconds  # noqa: E402
 from wgan.train import Trainer  # noqa: E402
 
 # The network timed on an H100: 75 ms per iteration eager (benchmarks/gpu_levers.py, README).
@@ -63,17 +64,8 @@ def image_folder(root: Path, resolution: int, count: int = 64) -> Path:
 
 def seconds_per_iteration(overrides: list[str], iterations: int, device: str) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        cfg = compose_config([*overrides, f"device={device}"])
-        trainer = Trainer(cfg, RunFiles(Path(tmp)))
-        trainer.iteration()  # warm-up: allocations, autotuning
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        started = time.perf_counter()
-        for _ in range(iterations):
-            trainer.iteration()
-        if trainer.device.type == "cuda":
-            torch.cuda.synchronize()
-        return (time.perf_counter() - started) / iterations
+        trainer = Trainer(compose_config([*overrides, f"device={device}"]), RunFiles(Path(tmp)))
+        return iteration_seconds(trainer, iterations)
 
 
 def study_cost(study: str, iterations: int, architectures: int, device: str, data: Path) -> tuple[float, int, int]:

@@ -254,3 +254,20 @@ def test_sampling_mode_uses_batch_statistics_without_updating_the_running_ones()
             torch.testing.assert_close(generator(x), by_running)
     assert all(torch.equal(before[k], v) for k, v in generator.state_dict().items())
     assert generator.training and generator[1].training and generator[1].track_running_stats
+
+
+def test_an_image_grid_is_torchvisions_under_a_label(tmp_path):
+    import numpy as np
+    from PIL import Image
+    from torchvision.utils import save_image
+
+    from wgan.figures import LABEL_HEIGHT, image_grid
+
+    images = torch.rand(16, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    labelled = np.asarray(Image.open(image_grid(images, tmp_path / "grid.png", "wgan_gp-dcgan-cifar10-s0, iteration 7")))
+    save_image(images, tmp_path / "plain.png", nrow=4, normalize=True, value_range=(-1, 1))
+    plain = np.asarray(Image.open(tmp_path / "plain.png"))
+    assert labelled.shape == (plain.shape[0] + LABEL_HEIGHT, plain.shape[1], 3)
+    assert np.array_equal(labelled[LABEL_HEIGHT:], plain)  # the samples exactly as torchvision saves them
+    strip = labelled[:LABEL_HEIGHT]
+    assert (strip < 128).any() and (strip == 255).mean() > 0.5  # black text on white

@@ -17,10 +17,12 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
+from PIL import Image
 
 from conftest import CONF_DIR, TINY, compose_config
 from wandb_records import records as wandb_records
@@ -169,6 +171,28 @@ def test_ctrl_c_checkpoints_without_a_traceback_and_the_printed_command_resumes(
     resumed = subprocess.run(printed, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and f"resumed from {files.checkpoint} at iteration {stopped_at}" in resumed.stdout
     assert files.read_results()["status"] == "complete" and list(tmp_path.glob("outputs/ctrl/*")) == [run_dir]
+
+
+def test_ctrl_c_while_the_dataset_is_prepared_exits_130_without_a_traceback_or_a_half_written_file(tmp_path):
+    """Before training there is nothing to checkpoint: Ctrl-C while 1,500 images are decoded for the
+    cache ends the run at once, writing no checkpoint, config, result or cache entry."""
+    data, run_dir, cache = tmp_path / "data", tmp_path / "run", tmp_path / "cache"
+    data.mkdir()
+    noise = np.random.default_rng(0).integers(0, 256, (1500, 64, 64, 3), dtype=np.uint8)
+    for i, image in enumerate(noise):
+        Image.fromarray(image).save(data / f"{i:04d}.png", compress_level=0)
+    command = [sys.executable, "run.py", "dataset=imagefolder", f"dataset.root={data}", "metrics=none", "arch=dcgan",
+               "arch.dim=8", "logger=none", "threads=1", f"metrics.cache_dir={cache}", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    before = read_until(process, f"decoding 1,500 image files in {data}")
+    process.send_signal(signal.SIGINT)
+    output = before + process.communicate(timeout=30)[0]
+    assert process.returncode == 128 + signal.SIGINT and "Traceback" not in output, output[-3000:]
+    assert "interrupted (Ctrl-C): stopped at once, without a new checkpoint" in output
+    files = RunFiles(run_dir)
+    assert not files.checkpoint.exists() and not files.config.exists() and files.read_results() is None
+    assert not cache.exists() or list(cache.iterdir()) == []  # the decoded images were never written
+    assert [path for path in tmp_path.rglob("*") if path.name.endswith(".tmp")] == []
 
 
 def test_the_resume_command_of_a_study_job_quotes_its_directory_for_the_shell_and_for_hydra(tmp_path):
@@ -418,7 +442,9 @@ def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_newest_checkpoin
     assert "Traceback" not in output and files.read_results() is None  # unfinished, not crashed
     assert not list(files.checkpoint.parent.glob("*.tmp"))
     filler.unlink()
-    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    # Resumed as the same run, shortened to end soon after the checkpoint (a run's length may shrink).
+    shortened = [f"train.iterations={intact + 50}" if o.startswith("train.iterations=") else o for o in command]
+    resumed = subprocess.run(shortened, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and f"at iteration {intact}" in resumed.stdout
     assert files.read_results()["status"] == "complete"
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import gzip
 import importlib.util
+import io
+import json
 import logging
 import os
 import struct
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 from types import SimpleNamespace
@@ -20,7 +24,8 @@ from hydra.utils import instantiate
 from PIL import Image
 
 from conftest import compose_config
-from wgan.config import validate
+from wgan import cache
+from wgan.config import build_dataset, validate
 from wgan.dataset import DatasetNotFound, Fit
 from wgan.dataset.image_files import conform, image_files
 from wgan.dataset.images import StreamingImages
@@ -419,6 +424,12 @@ def test_missing_files_name_the_folder_and_how_to_get_them(tmp_path):
     )
 
 
+def test_a_folder_of_one_undecodable_file_is_named_in_the_singular(tmp_path):
+    (tmp_path / "broken.jpg").write_bytes(b"not a JPEG")
+    assert missing("imagefolder", tmp_path) == (
+        f"no image in {tmp_path} could be decoded (tried 1 file)")
+
+
 def test_missing_imagenet32_names_the_path_the_layout_and_the_download(tmp_path):
     oord = ("(dataset.layout=oord: van den Oord et al.'s PNG folders, which the paper's study read): download "
             '"Downsampled ImageNet 32x32" (train_32x32.tar, valid_32x32.tar) from '
@@ -444,11 +455,55 @@ def test_missing_imagenet32_names_the_path_the_layout_and_the_download(tmp_path)
     assert "Invalid value 'downsampled', expected one of [oord, chrabaszcz]" in str(info.value.__cause__)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("lmdb") is not None, reason="lmdb is installed")
-def test_lsun_without_lmdb_says_how_to_install_it(tmp_path):
+def test_lsun_without_lmdb_says_how_to_install_it(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "lmdb", None)  # as if not installed: its import fails
     (tmp_path / "bedroom_train_lmdb").mkdir()
     error = build_error("lsun_bedroom", f"dataset.root={tmp_path}")
     assert type(error) is ConfigError and str(error) == "dataset lsun needs the lmdb package: pip install lmdb"
+
+
+def write_lmdb(folder: Path, images: dict[bytes, torch.Tensor]) -> None:
+    """An LSUN-style database, each image a PNG under its key, written by another process (as
+    LSUN's are; LMDB opens a database once per process, and this one reads it)."""
+    pngs = {}
+    for key, image in images.items():
+        png = io.BytesIO()
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(png, format="PNG")
+        pngs[key.hex()] = png.getvalue().hex()
+    folder.mkdir(parents=True, exist_ok=True)
+    write = ("import json, sys, lmdb\n"
+             "with lmdb.open(sys.argv[1], map_size=1 << 24) as env, env.begin(write=True) as txn:\n"
+             "    for key, png in json.loads(sys.stdin.read()).items():\n"
+             "        txn.put(bytes.fromhex(key), bytes.fromhex(png))\n")
+    subprocess.run([sys.executable, "-c", write, str(folder)], input=json.dumps(pngs), text=True, check=True)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lmdb") is None, reason="needs the lmdb package: pip install lmdb")
+def test_lsun_reads_its_lmdb_exactly_caches_the_keys_as_data_and_writes_nothing_beside_it(tmp_path, monkeypatch):
+    images = random_images(5, 3, 32)
+    database = tmp_path / "lsun" / "bedroom_train_lmdb"
+    write_lmdb(database, {f"{i:03d}".encode(): image for i, image in enumerate(images)})
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)  # torchvision's reader pickled its key list here
+    written = sorted(database.iterdir())
+    cfg = compose_config(["dataset=lsun_bedroom", f"dataset.root={tmp_path / 'lsun'}", "dataset.resolution=32",
+                          "dataset.num_workers=0", "dataset.loader_batch_size=2", f"metrics.cache_dir={tmp_path / 'cache'}"])
+    listed = cache.computed["lmdb-keys"]
+    dataset = build_dataset(cfg)
+    assert torch.equal(torch.stack([dataset.loader.dataset[i][0] for i in range(5)]), images)  # in key order
+    assert as_set(dataset.sample_uint8(5)) == as_set(images)  # one epoch of the stream
+    assert list(work.iterdir()) == [] and sorted(database.iterdir()) == written
+    assert [path.name.split("-")[:2] for path in (tmp_path / "cache").iterdir()] == [["lmdb", "keys"]]
+    assert cache.computed["lmdb-keys"] == listed + 1
+    again = build_dataset(cfg)  # the keys read from the cache; one database read by two datasets of a process
+    assert cache.computed["lmdb-keys"] == listed + 1 and as_set(again.sample_uint8(5)) == as_set(images)
+    # An image added: the database changed, the keys are listed again and the new image is read.
+    write_lmdb(database, {b"005": images[0].flip(2)})
+    dataset = build_dataset(cfg)
+    assert cache.computed["lmdb-keys"] == listed + 2 and len(dataset.loader.dataset) == 6
+    assert torch.equal(dataset.loader.dataset[5][0], images[0].flip(2))
+    assert list(work.iterdir()) == []
 
 
 def test_image_settings_are_checked(tmp_path):

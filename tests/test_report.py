@@ -10,7 +10,15 @@ from types import SimpleNamespace
 
 import pytest
 
-from wgan.report import build_report, default_metric, job_from_results, main, records_from_dir, records_from_wandb
+from wgan.report import (
+    build_report,
+    default_metric,
+    job_from_results,
+    main,
+    records_from_dir,
+    records_from_wandb,
+    to_markdown,
+)
 
 GAN, WGAN = "gan", "wgan_gp"
 # arch_seed -> method -> is_50k ("diverged", "crashed", "no score" or absent = missing). The four
@@ -235,3 +243,29 @@ def test_an_interrupted_run_is_an_unfinished_job_not_an_outcome():
                    "method": "wgan_gp", "final": {}}
     assert job_from_results("a", interrupted).status == "unfinished"
     assert job_from_results("b", {**interrupted, "status": "crashed", "traceback": "E: x"}).status == "crashed"
+
+
+def test_jobs_are_scored_by_their_best_values_with_scores_best(tmp_path, capsys):
+    """Two architectures whose final IS is below 3 but whose best evaluation was above it: the
+    final table counts no success, the best one counts both."""
+    for arch_seed, (final, best) in enumerate([(2.0, 3.5), (2.5, 4.0)]):
+        for method in (GAN, WGAN):
+            record = results(method, arch_seed, final)
+            record["best"] = {**record["final"], "is_50k": best}
+            write_job(tmp_path / f"{method}-{arch_seed}", record)
+    assert main([str(tmp_path), "--thresholds", "3", "--out", str(tmp_path / "final")]) == 0
+    assert "Success: final `is_50k` > threshold" in capsys.readouterr().out
+    assert "| 3.0 | 0 | 0 | 0 | 2 |" in (tmp_path / "final" / "report.md").read_text()
+    assert main([str(tmp_path), "--thresholds", "3", "--scores", "best", "--out", str(tmp_path / "best")]) == 0
+    printed = capsys.readouterr().out
+    assert "Success: best `is_50k` > threshold" in printed and "| 3.0 | 0 | 0 | 2 | 0 |" in printed
+    with pytest.raises(SystemExit) as exit:
+        main([str(tmp_path), "--scores", "last"])
+    assert exit.value.code == 2 and "argument --scores: invalid Scores value: 'last'" in capsys.readouterr().err
+
+
+def test_counts_of_one_are_singular():
+    one_pair = [job_from_results(f"{method}-0", results(method, 0, 3.0)) for method in (GAN, WGAN)]
+    assert "## gan vs wgan_gp (1 architecture scored for both)" in to_markdown(build_report(one_pair))
+    pairs = [job_from_results(f"{method}-{seed}", results(method, seed, 3.0)) for seed in (0, 1) for method in (GAN, WGAN)]
+    assert "## gan vs wgan_gp (2 architectures scored for both)" in to_markdown(build_report(pairs))

@@ -4,6 +4,14 @@ torch-fidelity is a dependency of the project, so its comparisons run everywhere
 """
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -12,12 +20,15 @@ from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics
 from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
+from wgan import signals
+from wgan.metrics import matrix_sqrt, scores
 from wgan.metrics.scores import (
     FID_EPS,
     feature_statistics,
     frechet_distance,
     inception_score,
     kernel_inception_distance,
+    stoppable_sqrtm,
 )
 
 
@@ -95,12 +106,83 @@ def test_feature_statistics_and_frechet_distance_match_torch_fidelity(feature_pa
     assert frechet_distance(*ours[0], *ours[1]) == pytest.approx(expected, rel=1e-6)
 
 
-@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")
-def test_frechet_distance_nudges_a_product_without_a_square_root():
+SINGULAR = ("FID: the product of the two feature covariances ({d} x {d}) is singular or ill-conditioned{nudged}, so "
+            "its square root, and this FID, are approximate. A covariance falls short of rank {d} when it comes from "
+            "too few samples (N samples span at most N - 1 dimensions) or when features do not vary across the "
+            "samples; score more than {d} samples (metrics.num_samples) for full-rank covariances")
+
+
+def warnings_of(caplog) -> list[str]:
+    return [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
+
+
+@pytest.mark.filterwarnings("error")  # scipy's own LinAlgWarning would fail the test
+def test_frechet_distance_nudges_a_product_without_a_square_root(caplog):
     # [[0, 1], [0, 0]] has no square root; with eps*I added, sqrtm's trace is 2 sqrt(eps (1 + eps)).
     nilpotent = np.array([[0.0, 1.0], [0.0, 0.0]])
     expected = 2 - 4 * np.sqrt(FID_EPS * (1 + FID_EPS))
     assert frechet_distance(np.zeros(2), nilpotent, np.zeros(2), np.eye(2)) == pytest.approx(expected, abs=1e-9)
+    nudged = " (its root was not finite: 1e-06 was added to both covariance diagonals first, as pytorch-fid does)"
+    assert warnings_of(caplog) == [SINGULAR.format(d=2, nudged=nudged)]
+
+
+@pytest.mark.filterwarnings("error")
+def test_a_singular_covariance_product_gives_one_explained_warning_instead_of_scipys(caplog):
+    """What the Inception FID of a few samples meets: 10 samples, and features that are 0 for all of
+    them (dead ReLU units), give a singular product; the value is pytorch-fid's all the same."""
+    few = randn(10, 16, seed=4)
+    few[:, 12:] = 0
+    ours = feature_statistics(few), feature_statistics(randn(100, 16, seed=5))
+    theirs = fid_features_to_statistics(few), fid_features_to_statistics(randn(100, 16, seed=5))
+    assert frechet_distance(*ours[0], *ours[1]) == pytest.approx(
+        fid_statistics_to_metric(*theirs, verbose=False)["frechet_inception_distance"], rel=1e-6)
+    assert warnings_of(caplog) == [SINGULAR.format(d=16, nudged="")]
+    caplog.clear()
+    frechet_distance(*feature_statistics(randn(100, 16, seed=6)), *ours[1])  # full rank: no warning
+    assert warnings_of(caplog) == []
+
+
+@pytest.fixture
+def children(monkeypatch) -> list[tuple[subprocess.Popen, float]]:
+    """The processes started (and when), as they start."""
+    started, popen = [], subprocess.Popen
+
+    def start(*args, **kwargs):
+        started.append((popen(*args, **kwargs), time.monotonic()))
+        return started[-1][0]
+
+    monkeypatch.setattr(subprocess, "Popen", start)
+    return started
+
+
+def test_large_square_roots_are_computed_in_a_child_process_with_the_same_result(children, monkeypatch):
+    monkeypatch.setattr(scores, "CHILD_PROCESS_DIMENSION", 64)  # "large" for a fast test: FID's are 2048
+    few = randn(50, 64, seed=7)  # fewer samples than dimensions: singular, as scipy reports
+    few[:, :4] = 0
+    product = feature_statistics(few)[1] @ feature_statistics(randn(200, 64, seed=8))[1]
+    root, singular = stoppable_sqrtm(product)
+    assert len(children) == 1 and children[0][0].returncode == 0
+    assert np.array_equal(root, matrix_sqrt.sqrtm(product)[0]) and singular
+    assert not stoppable_sqrtm(np.eye(64) * 4)[1] and len(children) == 2
+
+
+def test_a_stop_signal_ends_fids_matrix_square_root_at_once(tmp_path, monkeypatch, children):
+    """scipy's sqrtm of Inception's 2048 x 2048 product takes 33 s on one core here, holding the GIL
+    throughout: in a child process, a SIGTERM (a real one) ends it within a fraction of a second."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    matrix = np.random.default_rng(0).random((2048, 2048))
+    stop = threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGTERM))
+    with signals.stop_signals(), pytest.raises(signals.Stopped) as stopped:
+        stop.start()
+        try:
+            stoppable_sqrtm(matrix)
+        finally:
+            stop.cancel()  # had it failed before the signal, the signal would end pytest
+    ended = time.monotonic()
+    assert str(stopped.value) == "SIGTERM during the matrix square root of FID (2048 x 2048)"
+    (child, started), = children
+    assert child.poll() == -signal.SIGKILL and list(tmp_path.iterdir()) == []  # ended, its files removed
+    assert ended - started < 2.5  # the signal 1 s after the start, honoured within 0.1 s (generously: a shared machine)
 
 
 def test_frechet_distance_rejects_a_clearly_complex_square_root():

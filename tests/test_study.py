@@ -271,3 +271,20 @@ def test_a_busy_machine_is_named_with_the_threads_to_use(caplog):
                             f"CPU threads: if it is slow, set threads=1 (OMP_WAIT_POLICY={os.environ['OMP_WAIT_POLICY']})"]
     else:
         assert warnings == []
+
+
+def test_thread_and_core_counts_of_one_are_singular(caplog, monkeypatch):
+    from wgan.study import limit_threads
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(os, "cpu_count", lambda: 1)
+    try:
+        with caplog.at_level(logging.INFO, logger="wgan.study"):
+            limit_threads(1, load=0.0)
+            limit_threads(2, load=1.0)
+    finally:
+        torch.set_num_threads(before)
+    assert [r.getMessage() for r in caplog.records] == [
+        "using 1 CPU thread", "using 2 CPU threads",
+        "the machine is busy (load 1.0 on 1 core) and this run uses 2 CPU threads: if it is slow, set threads=1 "
+        f"(OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')})"]

@@ -13,8 +13,9 @@ from omegaconf import OmegaConf
 
 from conftest import TINY, compose_config
 from wgan.dataset.images import Split
+from wgan.figures import LABEL_HEIGHT
 from wgan.files import RunFiles
-from wgan.metrics import classifier
+from wgan.metrics import classifier, cli
 from wgan.schema import ConfigError
 from wgan.loss import WassersteinLoss
 from wgan.train import Trainer, run
@@ -103,6 +104,34 @@ def test_resume_matches_an_uninterrupted_run(train_tiny, tmp_path, monkeypatch, 
     drop_elapsed = lambda text: [{k: v for k, v in json.loads(l).items() if k != "elapsed"} for l in text.splitlines()]
     assert drop_elapsed(stopped.metrics.read_text()) == drop_elapsed(straight.metrics.read_text())
     assert results["final"] == straight.read_results()["final"]
+    best, straight_best = stopped.load_best_generator(), straight.load_best_generator()
+    assert best["step"] == straight_best["step"] and results["best_generator"]["step"] == best["step"]
+    assert all(torch.equal(best["generator"][k], v) for k, v in straight_best["generator"].items())
+
+
+def test_the_best_evaluation_keeps_its_generator_and_the_metrics_command_scores_it(train_tiny, tmp_path, capsys):
+    overrides = ["train.iterations=30", "eval.every=5", "metrics.best=[w1]"]
+    results = train_tiny(*overrides)
+    files = RunFiles(tmp_path / "run")
+    logged = [json.loads(line) for line in files.metrics.read_text().splitlines()]
+    lowest = min(logged, key=lambda e: e["w1"])  # W1: lower is better; the first of equal ones
+    kept = files.load_best_generator()
+    assert {k: kept[k] for k in ("step", "key", "value")} == {"step": lowest["step"], "key": "w1", "value": lowest["w1"]}
+    assert results["best_generator"] == {"step": lowest["step"], "key": "w1", "value": lowest["w1"]}
+    assert results["best"]["w1"] == lowest["w1"] and 0 < lowest["step"]
+    # Scored again from best.pt, the generator gives the numbers logged at its iteration.
+    (files.dir / ".hydra").mkdir()
+    (files.dir / ".hydra" / "overrides.yaml").write_text("".join(f"- {o}\n" for o in TINY + overrides))
+    assert cli.main([str(files.dir), "--best", "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["values"]["w1"] == pytest.approx(lowest["w1"], rel=1e-9)
+    assert f"(iteration {lowest['step']})" in scored["generated"]
+
+
+def test_the_best_value_must_be_one_the_metrics_give(train_tiny):
+    with pytest.raises(ConfigError, match=r"metrics.best: 'is' is no value of metrics.names \['toy_modes', "
+                                          r"'toy_w1'\]; they give: hq_fraction, modes, w1"):
+        train_tiny("metrics.best=[is]")
 
 
 def test_a_finished_run_is_not_trained_again(train_tiny, tmp_path, caplog):
@@ -217,8 +246,9 @@ def test_image_training_end_to_end(tmp_path, dataset):
 
     grids = sorted(p.name for p in files.samples.iterdir())
     assert grids == ["final.png", "step_000002.png", "step_000004.png"]
-    # 64 fixed-noise samples in an 8x8 grid of 32x32 images with torchvision's 2-pixel padding.
-    assert Image.open(files.sample_figure(4)).size == (8 * 32 + 9 * 2,) * 2
+    # 64 fixed-noise samples in an 8x8 grid of 32x32 images with torchvision's 2-pixel padding,
+    # under the strip that names the run and the iteration.
+    assert Image.open(files.sample_figure(4)).size == (8 * 32 + 9 * 2, 8 * 32 + 9 * 2 + LABEL_HEIGHT)
     critic = files.load_checkpoint()["critic"]
     assert any("weight" in k for k in critic) and all(torch.isfinite(v).all() for v in critic.values())
 
@@ -236,9 +266,10 @@ def test_fashion_mnist_run_logs_protocol_named_classifier_metrics(tmp_path, clas
     assert final["cls_accuracy"] >= 0.9 and 1.0 <= final["cls_is_500"] <= 10.0 and final["cls_fid_500"] > 0
     logged = [json.loads(line) for line in RunFiles(tmp_path / "run").metrics.read_text().splitlines()]
     assert [e["step"] for e in logged] == [2, 4] and logged[-1]["cls_is_500"] == final["cls_is_500"]
-    # The training split's statistics were computed at the first evaluation only (after training
-    # the classifier, unless an earlier test had cached it); a second run reads both from the cache.
-    assert reads[-1] == Split.train and reads.count(Split.train) <= 2
+    # The training split is read at most twice (to train the classifier, then for its statistics at
+    # the first evaluation), not at every evaluation; none at all when an earlier test in the session
+    # cached both. A second run reads both from the cache.
+    assert reads.count(Split.train) <= 2 and set(reads) <= {Split.train, Split.test}
     first_reads = list(reads)
     run(compose_config(overrides), tmp_path / "second run")
     assert reads == first_reads

@@ -219,3 +219,8 @@ def validate(cfg: DictConfig) -> None:
             raise ConfigError(f"metrics.names: unknown metric '{name}'; known: {', '.join(sorted(metrics.REGISTRY))}")
         if metrics.REGISTRY[name].check is not None:
             metrics.REGISTRY[name].check(cfg)
+    known = metrics.declared_values(list(cfg.metrics.names))
+    for name in cfg.metrics.best:
+        if name not in known:
+            raise ConfigError(f"metrics.best: '{name}' is no value of metrics.names {list(cfg.metrics.names)}; "
+                              f"they give: {', '.join(sorted(known)) or 'nothing'}")

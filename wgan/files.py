@@ -113,6 +113,11 @@ def read_results(path: Path) -> dict[str, Any] | None:
     return results if isinstance(results, dict) and results.get("status") in RECORDED else None
 
 
+def counted(n: int, noun: str) -> str:
+    """A count and its noun, singular for one: "1 architecture", "10,000 images" (nouns whose plural adds -s)."""
+    return f"{n:,} {noun}{'' if n == 1 else 's'}"
+
+
 def first_sentence(error: BaseException) -> str:
     """The error's type and first sentence: torch's loading errors go on for paragraphs."""
     sentence = str(error).strip().split("\n")[0].split(". ")[0].rstrip(".")
@@ -141,6 +146,7 @@ class RunFiles:
         self.metrics = self.dir / "metrics.jsonl"
         self.checkpoint = self.dir / "checkpoints" / "last.pt"
         self.previous_checkpoint = self.dir / "checkpoints" / "previous.pt"
+        self.best_generator = self.dir / "checkpoints" / "best.pt"
         self.samples = self.dir / "samples"
         self.lock = self.dir / "run.lock"
 
@@ -254,6 +260,21 @@ class RunFiles:
                 f"them: restore a readable copy to resume, or delete {self.checkpoint.parent} to start this run over"
             )
         return None
+
+    def save_best_generator(self, state: dict[str, Any]) -> None:
+        """`best.pt`: the generator of the best evaluation with its step, key and value, atomically."""
+        atomic_save(self.best_generator, state)
+
+    def load_best_generator(self) -> dict[str, Any] | None:
+        """`best.pt` as data, or None if there is none or it cannot be read (a warning says so)."""
+        if not self.best_generator.exists():
+            return None
+        try:
+            return torch.load(self.best_generator, map_location="cpu", weights_only=True)
+        except Exception as error:  # truncated or corrupt: torch raises several kinds
+            log.warning("best generator %s is unreadable (%s): the next best evaluation replaces it",
+                        self.best_generator, first_sentence(error))
+            return None
 
     def sample_figure(self, step: int) -> Path:
         return self.samples / f"step_{step:06d}.png"

@@ -5,7 +5,8 @@ and Appendix B) from the `results.json` of its jobs, or from their W&B runs.
     python -m wgan.report multirun/robustness_paper --metric is_50k --thresholds 3,5,7
     python -m wgan.report --wandb me/wgan --group robustness_toy --out reports/toy
 
-A job succeeds at threshold t when its final success metric is better than t: greater, or smaller
+A job succeeds at threshold t when its final success metric (or with `--scores best` its best over the
+run's evaluations) is better than t: greater, or smaller
 for a metric whose lower values are better (W1, FID, KID: as the metric registry declares it); a
 diverged job fails at every threshold; crashed, unfinished, unscored and missing jobs are listed,
 never counted. Prints Markdown and writes `report.md`, `report.csv` and `success.png` into `--out`
@@ -20,10 +21,11 @@ import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from wgan.files import OUTCOMES, DiskFull, atomic_write, atomic_write_text, read_results
+from wgan.files import OUTCOMES, DiskFull, atomic_write, atomic_write_text, counted, read_results
 from wgan.metrics import Better, direction
 
 RESULTS = "results.json"
@@ -38,6 +40,16 @@ PAPER_COUNTS = {
 }
 
 
+class Scores(Enum):
+    """Which of a job's results the report scores: the last evaluation's, or each value's best."""
+
+    final = "final"
+    best = "best"
+
+    def __str__(self) -> str:  # as argparse shows the choices
+        return self.value
+
+
 class ReportError(Exception):
     """A problem with the inputs that the user has to fix; the CLI prints it and exits 2."""
 
@@ -49,7 +61,7 @@ class Job:
     method: Optional[str] = None
     key: Optional[tuple] = None  # (dataset, arch, arch_seed, seed): the same architecture for every method
     study: Optional[str] = None
-    final: dict = field(default_factory=dict)
+    final: dict = field(default_factory=dict)  # the scored values: results' final, or best (Scores)
     error: str = ""  # the last traceback line of a crashed job
 
 
@@ -71,9 +83,10 @@ class Report:
     missing: list[tuple[tuple, str]]
     no_score: list[Job]
     paper: bool  # print the paper's published counts beside ours
+    source: Scores = Scores.final  # the jobs' final or best values
 
 
-def job_from_results(where: str, results: Any) -> Job:
+def job_from_results(where: str, results: Any, scores: Scores = Scores.final) -> Job:
     """One job from its results mapping; anything without an outcome (an interrupted run, a
     damaged file) is still unfinished."""
     if not isinstance(results, dict) or results.get("status") not in OUTCOMES:
@@ -84,7 +97,7 @@ def job_from_results(where: str, results: Any) -> Job:
         lines = str(results.get("traceback") or results.get("reason") or "").strip().splitlines()
         error = lines[-1] if lines else "no traceback recorded"
     return Job(where, results["status"], str(results.get("method")), key, results.get("study"),
-               results.get("final") or {}, error)
+               results.get(scores.value) or {}, error)
 
 
 def is_job_dir(path: Path) -> bool:
@@ -116,10 +129,10 @@ def find_job_dirs(study_dir: Path) -> list[Path]:
     return sorted(found)
 
 
-def records_from_dir(study_dir: Path) -> list[Job]:
+def records_from_dir(study_dir: Path, scores: Scores = Scores.final) -> list[Job]:
     if not study_dir.is_dir():
         raise ReportError(f"study directory {study_dir} does not exist")
-    jobs = [job_from_results(job.relative_to(study_dir).as_posix(), read_results(job / RESULTS))
+    jobs = [job_from_results(job.relative_to(study_dir).as_posix(), read_results(job / RESULTS), scores)
             for job in find_job_dirs(study_dir)]
     if not jobs:
         raise ReportError(f"no jobs under {study_dir}: looked for directories holding {RESULTS}, config.yaml or .hydra/")
@@ -133,11 +146,11 @@ def plain(value: Any) -> Any:
     return value
 
 
-def records_from_wandb(runs: Iterable[Any]) -> list[Job]:
+def records_from_wandb(runs: Iterable[Any], scores: Scores = Scores.final) -> list[Job]:
     """Jobs from W&B runs (`.summary`, `.name`, `.state`): the summary holds the keys of results.json."""
     jobs = []
     for run in runs:
-        job = job_from_results(run.name, plain(run.summary))
+        job = job_from_results(run.name, plain(run.summary), scores)
         jobs.append(Job(f"{run.name} (W&B state: {run.state})", "unfinished") if job.status == "unfinished" else job)
     return jobs
 
@@ -204,7 +217,7 @@ def sort_key(key: tuple) -> tuple:
 
 
 def build_report(jobs: list[Job], metric: Optional[str] = None, thresholds: Optional[list[float]] = None,
-                 methods: Optional[list[str]] = None, study: str = "") -> Report:
+                 methods: Optional[list[str]] = None, study: str = "", source: Scores = Scores.final) -> Report:
     metric = metric or default_metric(jobs)
     better = metric_direction(metric)
     thresholds = sorted(thresholds or default_thresholds(metric))
@@ -237,6 +250,7 @@ def build_report(jobs: list[Job], metric: Optional[str] = None, thresholds: Opti
                  if (key, m) not in present],
         no_score=no_score,
         paper="robustness_paper" in studies and pair == ("gan", "wgan_gp") and metric.startswith("is_"),
+        source=source,
     )
 
 
@@ -274,7 +288,7 @@ def describe_key(key: tuple) -> str:
 def to_markdown(report: Report) -> str:
     c = report.status_counts
     lines = [f"# Robustness report: {report.study or 'study'}", "",
-             f"Success: final `{report.metric}` {'>' if report.better is Better.higher else '<'} threshold "
+             f"Success: {report.source.value} `{report.metric}` {'>' if report.better is Better.higher else '<'} threshold "
              f"({report.better.value} is better). Jobs: {c['complete']} complete, {c['diverged']} diverged "
              f"(fail at every threshold), {c['crashed']} crashed, {c['unfinished']} unfinished; "
              f"{len(report.missing)} missing, {len(report.no_score)} without a score.", ""]
@@ -284,7 +298,7 @@ def to_markdown(report: Report) -> str:
         if report.paper:
             header += [f"paper: {label}" for label in pair_labels(report)]
             rows = [row + list(PAPER_COUNTS.get(t, ("",) * 4)) for row, t in zip(rows, report.thresholds)]
-        lines += [f"## {report.pair[0]} vs {report.pair[1]} ({report.paired} architectures scored for both)", "",
+        lines += [f"## {report.pair[0]} vs {report.pair[1]} ({counted(report.paired, 'architecture')} scored for both)", "",
                   *table(header, rows), ""]
     lines += ["## Successful jobs per method", "",
               *table([threshold_label(report)] + report.methods,
@@ -293,7 +307,7 @@ def to_markdown(report: Report) -> str:
     sections = [("Crashed", [f"`{job.where}`: {job.error}" for job in report.crashed]),
                 ("Unfinished", [f"`{job.where}`" for job in report.unfinished]),
                 ("Missing", [f"{describe_key(key)}: {method}" for key, method in report.missing]),
-                ("No score", [f"`{job.where}` ({job.method}): no `{report.metric}` in final" for job in report.no_score])]
+                ("No score", [f"`{job.where}` ({job.method}): no `{report.metric}` in {report.source.value}" for job in report.no_score])]
     for title, items in sections:
         if items:
             lines += [f"## {title} ({len(items)})", "", *[f"- {item}" for item in items], ""]
@@ -351,6 +365,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--metric", help="key of results['final'] (default: largest is_<n>, cls_is_<n>, hq_fraction); "
                                          "its direction (lower is better for w1, FID, KID) is the metric's")
     parser.add_argument("--thresholds", help="comma-separated, e.g. 1,1.5,2 (default: the paper's 17 for IS)")
+    parser.add_argument("--scores", type=Scores, choices=list(Scores), default=Scores.final,
+                        help="score each job by its final evaluation (the paper's) or by each value's best over its "
+                             "evaluations (default: final)")
     parser.add_argument("--methods", help="the two methods of the paired table, A,B")
     parser.add_argument("--out", type=Path, help="where report.md, report.csv, success.png go (default: study dir)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of --group from W&B instead")
@@ -369,16 +386,16 @@ def main(argv: Optional[list[str]] = None) -> int:
         if args.wandb:
             if not args.group or not out:
                 raise ReportError("--wandb needs --group NAME and --out DIR (where the report goes)")
-            jobs, study = records_from_wandb(wandb_runs(args.wandb, args.group)), args.group
+            jobs, study = records_from_wandb(wandb_runs(args.wandb, args.group), args.scores), args.group
         elif args.study_dir is None:
             raise ReportError("give a study directory, or --wandb ENTITY/PROJECT --group NAME")
         else:
-            jobs, study = records_from_dir(args.study_dir), ""
+            jobs, study = records_from_dir(args.study_dir, args.scores), ""
         try:
             thresholds = [float(t) for t in split(args.thresholds) or []]
         except ValueError:
             raise ReportError(f"--thresholds must be comma-separated numbers, not {args.thresholds!r}") from None
-        report = build_report(jobs, args.metric, thresholds, split(args.methods), study)
+        report = build_report(jobs, args.metric, thresholds, split(args.methods), study, args.scores)
     except ReportError as error:
         print(f"wgan-report: error: {error}", file=sys.stderr)
         return 2

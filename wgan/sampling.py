@@ -110,9 +110,15 @@ def evaluation_context(generator: Generator, dataset: Any, cfg: DictConfig, step
     return metrics.EvalContext(fake, real, dataset, cfg)
 
 
-def read_checkpoint(files: RunFiles) -> dict[str, Any]:
-    """The run directory's newest readable checkpoint, loaded as data (`RunFiles.load_checkpoint`);
-    RunDirError if it has none."""
+def read_checkpoint(files: RunFiles, best: bool = False) -> dict[str, Any]:
+    """The run directory's newest readable checkpoint, or with `best` its best generator
+    (checkpoints/best.pt), loaded as data; RunDirError if it has none."""
+    if best:
+        state = files.load_best_generator()
+        if state is None:
+            raise RunDirError(f"{files.dir} has no readable best generator ({files.best_generator}): it is written at "
+                              "the first evaluation that gives a value of metrics.best")
+        return state
     state = files.load_checkpoint()
     if state is None:
         raise RunDirError(f"{files.dir} has no checkpoint ({files.checkpoint}): it holds no generator to sample, "

@@ -30,7 +30,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from wgan.files import FINISHED, DiskFull, RunDirError, RunFiles
+from wgan.files import FINISHED, DiskFull, RunDirError, RunFiles, counted
 from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,8 @@ class StudyCallback(Callback):
             for files in dirs:
                 files.check_dir()
         finished = sum(read_status(files.dir) in FINISHED for files in dirs)
-        log.info("study %s: %d jobs (%d finished already, skipped) in %s", config.study, len(jobs), finished, sweep_dir)
+        log.info("study %s: %s (%d finished already, skipped) in %s", config.study, counted(len(jobs), "job"), finished,
+                 sweep_dir)
         held = [f"{files.dir.name} ({holder})" for files in dirs if (holder := files.holder()) is not None]
         if held:  # each of these jobs stops at once, leaving its directory to the process that holds it
             log.warning("%d held by another process, skipped: %s", len(held), "; ".join(held))
@@ -182,13 +183,13 @@ def limit_threads(threads: Optional[int], load: Optional[float] = None) -> None:
     already keep the cores busy (`load`: the 1-minute load average, read when not given)."""
     if threads is not None:
         torch.set_num_threads(threads)
-        log.info("using %d CPU thread%s", threads, "s"[: threads > 1])
+        log.info("using %s", counted(threads, "CPU thread"))
     cpus = os.cpu_count() or 1
     load = os.getloadavg()[0] if load is None else load
     free = max(1, round(cpus - load))
     if torch.get_num_threads() > free:
-        log.warning("the machine is busy (load %.1f on %d cores) and this run uses %d CPU threads: if it is slow, "
-                    "set threads=%d (OMP_WAIT_POLICY=%s)", load, cpus, torch.get_num_threads(), free,
+        log.warning("the machine is busy (load %.1f on %s) and this run uses %d CPU threads: if it is slow, "
+                    "set threads=%d (OMP_WAIT_POLICY=%s)", load, counted(cpus, "core"), torch.get_num_threads(), free,
                     os.environ.get("OMP_WAIT_POLICY", "unset"))
 
 

@@ -114,6 +114,7 @@ class Trainer:
         self.elapsed = 0.0  # training seconds, summed over every start of this run
         self.last_eval: dict[str, float] = {}
         self.best: dict[str, float] = {}
+        self.best_generator: dict[str, Any] | None = None  # step, key and value of checkpoints/best.pt
         self.wandb_run_id: str | None = None
         self.logger = None
         self.iteration_seconds = math.inf  # the last iteration's: unknown at a start
@@ -235,18 +236,33 @@ class Trainer:
         for key, value in values.items():
             if metrics.is_improvement(key, value, self.best.get(key)):
                 self.best[key] = value
+        self.keep_best_generator(values)
         return values
+
+    def keep_best_generator(self, values: dict[str, float]) -> None:
+        """Save the generator if this evaluation is its best by the run's success value
+        (`metrics.best`). Values of another sample count (the final evaluation's 50k against
+        training's 5k) are another protocol: they never replace the kept one."""
+        key = metrics.success_key(list(self.cfg.metrics.best), values)
+        if key is None or not math.isfinite(values[key]):
+            return
+        kept = self.best_generator
+        if kept is not None and (kept["key"] != key or not metrics.is_improvement(key, values[key], kept["value"])):
+            return
+        self.best_generator = {"step": self.step, "key": key, "value": values[key]}
+        self.files.save_best_generator({**self.best_generator, "generator": self.generator.state_dict()})
 
     @torch.no_grad()
     def save_figure(self, path: Path) -> Path:
         """Samples from the fixed noise batch: a grid of images, or points over the toy data on
         the critic's value contours."""
         fake = self.generator(self.fixed_noise).cpu()
+        label = f"{run_name(self.method, self.cfg)}, iteration {self.step}"  # the W&B run's name
         if self.dataset.kind != "toy":
-            return image_grid(fake, path)
+            return image_grid(fake, path, label)
         real = self.dataset.sample(len(fake), "cpu", torch.Generator().manual_seed(self.cfg.seed))
         with frozen(self.critic):
-            return toy_figure(real, fake, self.critic, path, f"{self.method}, iteration {self.step}")
+            return toy_figure(real, fake, self.critic, path, label)
 
     def state(self) -> dict[str, Any]:
         rng = {"torch": torch.get_rng_state()}
@@ -296,6 +312,10 @@ class Trainer:
         self.checkpointed_step = self.step
         self.last_eval, self.best = state["last_eval"], state["best"]
         self.wandb_run_id = state["wandb_run_id"]
+        # best.pt itself says what it holds: it may be newer than the checkpoint (written by
+        # iterations this start redoes), and then it is what those iterations wrote.
+        kept = self.files.load_best_generator()
+        self.best_generator = {k: kept[k] for k in ("step", "key", "value")} if kept else None
         log.info("resumed from %s at iteration %d", self.files.checkpoint, self.step)
         return True
 
@@ -378,6 +398,7 @@ class Trainer:
             "study": cfg.study,
             "final": self.last_eval,
             "best": self.best,
+            "best_generator": self.best_generator,  # what checkpoints/best.pt holds; None: no evaluation gave metrics.best
             "unavailable": self.unavailable,
             "wall_time": round(self.elapsed, 3),
             **extra,

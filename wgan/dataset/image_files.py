@@ -17,7 +17,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from wgan.files import first_sentence
+from wgan.files import counted, first_sentence
 from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ def decode_folder(root: Path, files: list[str], resolution: int, channels: int, 
                   undecodable: Undecodable = Undecodable.skip) -> torch.Tensor:
     """Decode and conform every file; files that do not decode are skipped and reported, or
     refused (`undecodable`), with the first few and why."""
+    log.info("decoding %s in %s", counted(len(files), "image file"), root)  # said first: a long pass, silent off a terminal
     images, failed = [], []
     for path in tqdm(files, desc=f"decoding {root}", unit="img", disable=None):
         try:
@@ -124,7 +125,7 @@ def decode_folder(root: Path, files: list[str], resolution: int, channels: int, 
             raise ConfigError(f"{what}: repair or remove them, or set dataset.undecodable=skip to train without them")
         log.warning("%s: skipped (dataset.undecodable=refuse stops instead)", what)
     if not images:
-        raise DatasetNotFound(f"no image in {root} could be decoded ({len(failed)} files do not decode)")
+        raise DatasetNotFound(f"no image in {root} could be decoded (tried {counted(len(failed), 'file')})")
     return torch.stack(images)
 
 

@@ -13,6 +13,7 @@ looked at and how to get the data.
 from __future__ import annotations
 
 import functools
+import importlib.util
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -35,6 +36,7 @@ from wgan.dataset.image_files import (
     read_idx,
     read_npz_batches,
 )
+from wgan.dataset.lmdb_images import LMDBImages
 from wgan.schema import ConfigError, bounded
 
 
@@ -417,30 +419,27 @@ class StreamingImages(StoredImages):
 
 
 class LSUN(StreamingImages):
-    """An LSUN scene category (e.g. bedrooms, 3 million images) through torchvision's LSUN reader,
-    which needs the `lmdb` package (not a dependency of this project)."""
+    """An LSUN scene category (e.g. bedrooms, 3 million images) read from its LMDB database
+    (`wgan.dataset.lmdb_images`), which needs the `lmdb` package (not a dependency of this project)."""
 
     def __init__(self, name: str, root: str, category: str = "bedroom", resolution: int = 64, channels: int = 3,
                  fit: Fit | str = Fit.resize, split: Split | str = Split.train, num_workers: int = 4,
-                 loader_batch_size: int = 64, dequantize: bool = False, subset: int | None = None,
-                 subset_seed: int = 0) -> None:
-        database = f"{category}_{'train' if Split(split) is Split.train else 'val'}"
-        if not (Path(root) / f"{database}_lmdb").is_dir():
+                 loader_batch_size: int = 64, dequantize: bool = False, cache_dir: str | None = None,
+                 subset: int | None = None, subset_seed: int = 0) -> None:
+        database = Path(root) / f"{category}_{'train' if Split(split) is Split.train else 'val'}_lmdb"
+        if not database.is_dir():
             raise DatasetNotFound(
-                f"no LSUN database at {Path(root) / f'{database}_lmdb'}: download it with "
+                f"no LSUN database at {database}: download it with "
                 f"`python download.py -c {category}` from https://github.com/fyu/lsun and unzip it into {root}"
             )
-        try:
-            import lmdb  # noqa: F401  (torchvision imports it itself; checked here to say what is missing)
-        except ImportError:
-            raise ConfigError("dataset lsun needs the lmdb package: pip install lmdb") from None
+        if importlib.util.find_spec("lmdb") is None:
+            raise ConfigError("dataset lsun needs the lmdb package: pip install lmdb")
         transform = functools.partial(conform_image, resolution=resolution, channels=channels, fit=Fit(fit))
-        from torchvision.datasets import LSUN
-
-        dataset = LSUN(root, classes=[database], transform=transform)
+        dataset = LMDBImages(database, transform, directory(cache_dir))
+        if not len(dataset):
+            raise DatasetNotFound(f"the LSUN database {database} holds no images: download it again")
         # The images are what data.mdb holds (lock.mdb changes at every opening).
-        files = file_stats(Path(root) / f"{database}_lmdb", ["data.mdb"])
-        fingerprint = digest([files, resolution, channels, Fit(fit).value])
+        fingerprint = digest([file_stats(database, ["data.mdb"]), resolution, channels, Fit(fit).value])
         held_out = None
         if subset is not None:
             kept, rest = subset_indices(len(dataset), subset, subset_seed)

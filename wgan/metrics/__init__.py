@@ -17,6 +17,8 @@ from wgan.metrics.registry import (  # noqa: F401
     direction,
     is_improvement,
     protocol_name,
+    declared_values,
+    success_key,
     register,
     to_uint8,
     unavailable,
@@ -36,4 +38,8 @@ class MetricsConfig:
     # Every cache (decoded datasets, classifier, reference statistics; see wgan.cache);
     # None: $XDG_CACHE_HOME/wgan, else ~/.cache/wgan
     cache_dir: Optional[str] = None
+    # The value that picks the generator kept in checkpoints/best.pt: the first of these names (a
+    # value without its sample count: is, fid, hq_fraction) that the run's evaluations give. Its best
+    # over the evaluations on num_samples wins; [] keeps no best generator.
+    best: list[str] = field(default_factory=list)
     inception: InceptionConfig = field(default_factory=InceptionConfig)

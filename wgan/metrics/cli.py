@@ -28,7 +28,7 @@ from wgan import metrics
 from wgan.config import build_dataset, config_dir, validate
 from wgan.dataset import ImageFolder
 from wgan.device import resolve_device
-from wgan.files import RunDirError, RunFiles
+from wgan.files import RunDirError, RunFiles, counted
 from wgan.run_config import OVERRIDES, compose, rebuild
 from wgan.sampling import evaluation_context, evaluation_count, load_generator, read_checkpoint
 from wgan.schema import ConfigError
@@ -48,6 +48,8 @@ def parse(argv: Optional[list[str]]) -> argparse.Namespace:
                                                      "overrides), or a folder of images")
     parser.add_argument("--reference", help="a folder of images or a dataset option (cifar10, fashion_mnist, ...); "
                                             "default: the run directory's dataset")
+    parser.add_argument("--best", action="store_true", help="score the run's best generator (checkpoints/best.pt, "
+                                                            "kept by metrics.best) instead of its newest checkpoint")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides, e.g. metrics.num_samples=50000")
     return parser.parse_intermixed_args(argv)
@@ -92,10 +94,12 @@ def configure(args: argparse.Namespace) -> Scoring:
     if not args.generated.is_dir():
         raise ConfigError(f"{args.generated} is a file: name a run directory or a folder of images")
     run, recorded, checkpoint = None, [], None
+    if args.best and not is_run_dir(args.generated):
+        raise ConfigError(f"--best: {args.generated} is a folder of images, not a run directory")
     if is_run_dir(args.generated):
         files = RunFiles(args.generated)
         run, recorded = rebuild(files, SCORER)
-        checkpoint = read_checkpoint(files)
+        checkpoint = read_checkpoint(files, best=args.best)
         if args.reference is not None:  # the reference's dataset option replaces the run's
             recorded = [o.input_line for o in OverridesParser.create().parse_overrides(recorded)
                         if o.key_or_group.split(".")[0] != "dataset"]
@@ -109,11 +113,11 @@ def generated_images(args: argparse.Namespace, scoring: Scoring, dataset: Any) -
     cfg = scoring.cfg
     if scoring.run is None:
         folder = ImageFolder("generated", str(args.generated), cfg.dataset.resolution, cfg.dataset.channels, cache=False)
-        return metrics.EvalContext(folder.images, None, dataset, cfg), f"{len(folder.images):,} images in {args.generated}"
+        return metrics.EvalContext(folder.images, None, dataset, cfg), f"{counted(len(folder.images), 'image')} in {args.generated}"
     run_dataset = dataset if args.reference is None else build_dataset(scoring.run)
     generator = load_generator(scoring.run, run_dataset.shape, scoring.checkpoint, resolve_device(cfg.device))
     step = scoring.checkpoint["step"]
-    what = f"{evaluation_count(cfg, step):,} samples of the generator in {args.generated} (iteration {step})"
+    what = f"{counted(evaluation_count(cfg, step), 'sample')} of the generator in {args.generated} (iteration {step})"
     log.info("sampling %s", what)
     return evaluation_context(generator, dataset, cfg, step), what
 

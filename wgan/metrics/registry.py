@@ -11,6 +11,7 @@ mixed up.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -113,6 +114,21 @@ def unavailable(cfg: DictConfig) -> dict[str, str]:
         if REGISTRY[name].unavailable is not None:
             missing.update(REGISTRY[name].unavailable(cfg))
     return missing
+
+
+def declared_values(names: list[str]) -> set[str]:
+    """The value names (key prefixes) the metrics `names` declare a direction for."""
+    return {prefix for name in names for prefix in REGISTRY[name].better}
+
+
+def success_key(preferences: list[str], values: dict[str, float]) -> Optional[str]:
+    """The key of `values` that picks the best generator: the first of `preferences` (names without
+    the sample count, `is` for `is_5k`) that `values` holds, or None."""
+    for name in preferences:
+        for key in values:
+            if re.fullmatch(rf"{re.escape(name)}(_\d+k?)?", key):
+                return key
+    return None
 
 
 def is_improvement(key: str, new: float, old: float | None) -> bool:

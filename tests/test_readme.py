@@ -1,0 +1,81 @@
+"""The README's commands, as written: each `python run.py` command composes into a valid config
+(each job of a multirun), each `python -m wgan.<tool>` command parses, and the image run trains
+offline (shortened to 20 iterations, as the README says). `make run` is tests/test_default_run.py.
+Offline, the Inception metrics are checked with the offline network (`fid_helper`): online, the
+default weights download instead.
+"""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import compose_config, require_fid_helper
+from wgan.config import validate
+from wgan.files import RunFiles
+from wgan.metrics import cli as metrics_cli
+from wgan import plan, report
+from wgan.study import expand_jobs
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+# An indented command line of a code block, without its trailing comment.
+COMMAND = re.compile(r"^    (python (?:run\.py|-m wgan\.\w+)\b[^#\n]*?)\s*(?:#.*)?$", re.MULTILINE)
+COMMANDS = [shlex.split(line) for line in COMMAND.findall(README)]
+PARSERS = {"wgan.metrics": metrics_cli.parse, "wgan.report": report.parse_args, "wgan.plan": plan.parse_args}
+
+
+OFFLINE_INCEPTION = "metrics.inception.weights=fid_helper"
+
+
+def runs() -> list[list[str]]:
+    return [command[2:] for command in COMMANDS if command[1] == "run.py"]
+
+
+def tools() -> list[list[str]]:
+    return [command[2:] for command in COMMANDS if command[1] == "-m"]
+
+
+def test_the_readme_has_the_commands_a_user_types():
+    assert [] in runs() and ["-m", "sweeps=robustness_toy"] in runs()  # python run.py, a study
+    assert {command[0] for command in tools()} == set(PARSERS)
+
+
+@pytest.mark.parametrize("overrides", runs(), ids=" ".join)
+def test_each_readme_run_command_composes_into_a_valid_config(overrides):
+    if overrides[:1] == ["-m"]:  # a multirun: its first and last jobs, as the sweeper expands them
+        base = compose_config(plan.base_overrides(overrides[1:]), return_hydra_config=True)
+        jobs = expand_jobs(overrides[1:], base.hydra.sweeper.get("params"))
+        assert len(jobs) >= 2
+        configs = [jobs[0], jobs[-1]]
+    else:
+        configs = [overrides]
+    for job in configs:
+        cfg = compose_config(job)
+        if "inception" in cfg.metrics.names:
+            require_fid_helper()
+            cfg = compose_config([*job, OFFLINE_INCEPTION])
+        validate(cfg)
+
+
+@pytest.mark.parametrize("arguments", tools(), ids=" ".join)
+def test_each_readme_tool_command_parses(arguments):
+    module, *argv = arguments
+    PARSERS[module](argv)  # argparse exits 2 on an option the tool does not have
+
+
+def test_the_readme_image_run_trains_offline(cifar_jpeg, tmp_path):
+    (line,) = [command for command in runs() if "dataset=imagefolder" in command]
+    overrides = [f"dataset.root={cifar_jpeg / 'train'}" if o.startswith("dataset.root=") else o for o in line]
+    shortened = [o for o in overrides if not o.startswith(("train.iterations=", "eval.every="))]
+    assert len(shortened) == len(overrides) - 2
+    command = [sys.executable, "run.py", *shortened, "train.iterations=20", "eval.every=10", f"hydra.run.dir={tmp_path}"]
+    subprocess.run(command, cwd=ROOT, check=True, capture_output=True, timeout=900)
+    files = RunFiles(tmp_path)
+    results = files.read_results()
+    assert results["status"] == "complete" and results["step"] == 20 and results["final"] == {"step": 20}
+    assert files.sample_figure(10).is_file() and files.sample_figure(20).is_file()
