@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from conftest import compose_config
-from test_image_data import build, random_images, write_folder
+from test_image_data import as_set, build, random_images, write_folder, write_lmdb
 from wandb_records import read_run
 from wgan import overfitting
 from wgan.config import build as build_component
@@ -53,6 +53,17 @@ def test_an_image_folder_subset_trains_on_its_images_and_holds_out_the_others(tm
     kept, rest = subset_indices(20, 5, seed=3)
     assert torch.equal(subset.images, in_order[kept]) and torch.equal(subset.held_out.images, in_order[rest])
     assert subset.fingerprint != build("imagefolder", f"dataset.root={tmp_path}", "dataset.cache=false").fingerprint
+
+
+@pytest.mark.skipif(importlib.util.find_spec("lmdb") is None, reason="needs the lmdb package: pip install lmdb")
+def test_an_lsun_subset_streams_its_images_and_holds_out_the_others(tmp_path):
+    images = random_images(6, 3, 32)
+    write_lmdb(tmp_path / "bedroom_train_lmdb", {f"{i:03d}".encode(): image for i, image in enumerate(images)})
+    subset = build("lsun_bedroom", f"dataset.root={tmp_path}", "dataset.resolution=32", "dataset.num_workers=0",
+                   "dataset.loader_batch_size=2", "dataset.subset=4", "dataset.subset_seed=5", "metrics=none")
+    kept, rest = subset_indices(6, 4, seed=5)
+    assert as_set(subset.sample_uint8(4)) == as_set(images[kept])  # one epoch of each stream
+    assert as_set(subset.held_out.sample_uint8(2)) == as_set(images[rest])
 
 
 class Memorizer(nn.Module):
