@@ -48,6 +48,10 @@ class TrainConfig:
 @dataclass
 class EvalConfig:
     every: int = bounded(1000, ge=1)  # iterations between evaluations (and one at the end)
+    # Iterations between the critic's loss on training and on held-out images (wgan.overfitting;
+    # needs dataset.subset); null: never.
+    validation_every: Optional[int] = bounded(None, ge=1)
+    validation_samples: int = bounded(1000, ge=1)  # real images of each set (and generated ones) it scores
 
 
 @dataclass

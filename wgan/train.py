@@ -28,6 +28,7 @@ from wgan.figures import image_grid, toy_figure
 from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full, first_sentence
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule, resize_schedule
+from wgan.overfitting import CriticValidation
 from wgan.sampling import check_sampling_batches, evaluation_context, frozen
 from wgan.schema import ConfigError
 from wgan.speed import Speed
@@ -101,6 +102,7 @@ class Trainer:
         self.method = method_name(cfg)
         self.arch_choices = getattr(self.arch, "choices", {})
         self.unavailable = metrics.unavailable(cfg)  # {score: why}: recorded instead of a number
+        self.validation = CriticValidation.configured(cfg, self.dataset, self.loss, self.lipschitz)
         # The same noise at every evaluation, drawn from its own seeded generator, makes the
         # figures comparable across iterations and leaves the training RNG stream alone.
         figure_samples = FIGURE_SAMPLES[self.dataset.kind]
@@ -207,6 +209,13 @@ class Trainer:
 
     def evaluation_due(self) -> bool:
         return self.step % self.cfg.eval.every == 0 or self.step == self.cfg.train.iterations
+
+    def validate(self) -> None:
+        """The critic's loss on training and on held-out images (wgan.overfitting); logged before the
+        evaluation of the same iteration, which commits W&B's row."""
+        values = self.validation(self.critic, self.generator)
+        self.files.append_metrics({"step": self.step, **values, "elapsed": round(self.elapsed, 3)})
+        self.logger.log({f"validation/{k}": v for k, v in values.items()}, self.step)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
@@ -334,6 +343,8 @@ class Trainer:
                     self.logger.log({f"train/{k}": v for k, v in values.items()}, self.step)
                     self.report_progress(bar, values, interactive)
                     window_elapsed, window_step = self.elapsed, self.step
+                if self.validation is not None and self.validation.due(self.step):
+                    self.validate()
                 if self.evaluation_due():
                     self.evaluate()
                 if self.step % cfg.ckpt.every == 0 or self.step == total:

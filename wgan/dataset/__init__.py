@@ -6,7 +6,8 @@ A dataset object exposes `name`, `shape` (one sample's shape), `kind` ("toy" for
 (evaluation uses its own, so it never shifts the training stream and a resumed run stays
 bit-identical; streamed images, LSUN's, ignore it). Image datasets stored as uint8 (all but
 `synthetic`) also have `sample_uint8(n, device, generator=None)`: the images as stored, never
-dequantized, which the scores compare generated images with.
+dequantized, which the scores compare generated images with. With `dataset.subset`, an image dataset
+trains on that many images and its `held_out` (else None) samples the rest, the validation images.
 """
 from wgan.dataset.image_files import DatasetNotFound, Fit
 from wgan.dataset.images import (
@@ -24,6 +25,7 @@ from wgan.dataset.images import (
     TorchvisionImagesConfig,
     TorchvisionSource,
 )
+from wgan.dataset.mnist_5k import MNIST5k, MNIST5kConfig, read_mnist_5k
 from wgan.dataset.toy import ToyDataset, ToyDatasetConfig, ToyDistribution
 
 # The structured config of each kind of option, registered as /schema/dataset/<name>.
@@ -34,10 +36,12 @@ SCHEMAS = {
     "imagenet32": ImageNet32Config,
     "lsun": LSUNConfig,
     "synthetic": SyntheticImagesConfig,
+    "mnist_5k": MNIST5kConfig,
 }
 
 __all__ = [
     "DatasetNotFound", "Fit", "ImageFolder", "ImageFolderConfig", "ImageNet32", "ImageNet32Config", "ImageNetLayout",
-    "LSUN", "LSUNConfig", "SCHEMAS", "Split", "SyntheticImages", "SyntheticImagesConfig", "ToyDataset",
+    "LSUN", "LSUNConfig", "MNIST5k", "MNIST5kConfig", "SCHEMAS", "Split", "SyntheticImages", "SyntheticImagesConfig", "ToyDataset",
     "ToyDatasetConfig", "ToyDistribution", "TorchvisionImages", "TorchvisionImagesConfig", "TorchvisionSource",
+    "read_mnist_5k",
 ]

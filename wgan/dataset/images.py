@@ -21,7 +21,7 @@ from typing import Callable, Optional
 
 import torch
 from omegaconf import MISSING
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from wgan.cache import cached, digest, directory, file_stats, folder_stats
 from wgan.dataset.image_files import (
@@ -53,6 +53,10 @@ class ImageConfig:
     name: str = MISSING
     resolution: int = bounded(32, ge=8, le=1024)  # the architectures build 32 and 64
     channels: int = bounded(3, ge=1, le=3)  # 1 (gray) or 3 (RGB); stored data is converted
+    # Train on this many images drawn at random (seeded by subset_seed) and hold out the rest: the
+    # validation images of eval.validation_every (the paper's Figure 5b: 1,000 MNIST digits). null: all.
+    subset: Optional[int] = bounded(None, ge=1)
+    subset_seed: int = bounded(0, ge=0, lt=2**64)
 
 
 @dataclass
@@ -183,16 +187,33 @@ def dequantized(images: torch.Tensor, generator: torch.Generator | None = None) 
     return 2 * (images.float() / 256 - 0.5) + noise / 128
 
 
+def subset_indices(count: int, subset: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The indices of `subset` of `count` images drawn at random, the same for the same `seed`, and
+    of the rest (the held-out images), each in drawing order. A ConfigError naming dataset.subset
+    unless some images are left to hold out."""
+    if subset >= count:
+        raise ConfigError(f"dataset.subset={subset} is too large: the dataset has {count:,} images, and a subset "
+                          f"must leave some held out (at most {count - 1:,})")
+    order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
+    return order[:subset], order[subset:]
+
+
+def check_channels(channels: int) -> None:
+    if channels not in (1, 3):
+        raise ConfigError(f"dataset.channels={channels}: must be 1 (gray) or 3 (RGB)")
+
+
 class ImageData:
     """What every image option shares: its name, kind and sample shape, and its `fingerprint`,
     a digest of what its images are made from (files and settings), which keys every cache of
-    something computed from them (the reference statistics of the scores)."""
+    something computed from them (the reference statistics of the scores). With `dataset.subset`,
+    `held_out` samples the images left out of training (else it is None)."""
 
     kind = "image"
+    held_out: Optional["ImageData"] = None
 
     def __init__(self, name: str, resolution: int, channels: int, fingerprint: str) -> None:
-        if channels not in (1, 3):
-            raise ConfigError(f"dataset.channels={channels}: must be 1 (gray) or 3 (RGB)")
+        check_channels(channels)
         self.name = name
         self.shape = (channels, resolution, resolution)
         self.fingerprint = fingerprint
@@ -211,24 +232,12 @@ class StoredImages(ImageData):
         return dequantized(images, generator) if self.dequantize else to_unit_range(images)
 
 
-class InMemoryImages(StoredImages):
-    """A uint8 tensor of every image, decoded by `read` (or loaded from the cache) when built.
+class ImagePool(StoredImages):
+    """uint8 images (N, C, H, W) held in memory and sampled by index."""
 
-    `read()` returns uint8 images (N, C, H, W) of any size with C in {1, 3}; they are conformed to
-    the configured resolution and channels before they are cached (in `cache_dir`, the setting
-    `metrics.cache_dir`; None: the default), under `kind` (what of `root` is read) and keyed by
-    `sources`, the fingerprint of the files `read` reads.
-    """
-
-    def __init__(self, name: str, root: str, kind: str, sources: str, read: Callable[[], torch.Tensor],
-                 resolution: int, channels: int, fit: Fit | str, cache: bool, cache_dir: Optional[str],
-                 dequantize: bool) -> None:
-        fit = Fit(fit)
-        key = {"images": kind, "root": str(Path(root).expanduser().resolve()), "resolution": resolution,
-               "channels": channels, "fit": fit.value}
-        super().__init__(name, resolution, channels, digest([key, sources]), dequantize)
-        self.images = cached(directory(cache_dir) if cache else None, f"images-{kind}", key, sources,
-                             lambda: conform(read(), resolution, channels, fit))
+    def __init__(self, name: str, images: torch.Tensor, fingerprint: str, dequantize: bool) -> None:
+        super().__init__(name, images.shape[-1], images.shape[1], fingerprint, dequantize)
+        self.images = images
         self._on_device = {}  # device -> the images there, moved at the first sample on it
 
     def sample_uint8(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
@@ -238,6 +247,34 @@ class InMemoryImages(StoredImages):
         images = self._on_device[device]
         index = torch.randint(len(images), (n,), generator=generator)
         return images[index.to(device)]
+
+
+class InMemoryImages(ImagePool):
+    """A uint8 tensor of every image, decoded by `read` (or loaded from the cache) when built.
+
+    `read()` returns uint8 images (N, C, H, W) of any size with C in {1, 3}; they are conformed to
+    the configured resolution and channels before they are cached (in `cache_dir`, the setting
+    `metrics.cache_dir`; None: the default), under `kind` (what of `root` is read) and keyed by
+    `sources`, the fingerprint of the files `read` reads. With a `subset`, training samples that
+    many of them (`subset_indices`) and `held_out` the rest.
+    """
+
+    def __init__(self, name: str, root: str, kind: str, sources: str, read: Callable[[], torch.Tensor],
+                 resolution: int, channels: int, fit: Fit | str, cache: bool, cache_dir: Optional[str],
+                 dequantize: bool, subset: Optional[int] = None, subset_seed: int = 0) -> None:
+        check_channels(channels)
+        fit = Fit(fit)
+        key = {"images": kind, "root": str(Path(root).expanduser().resolve()), "resolution": resolution,
+               "channels": channels, "fit": fit.value}
+        images = cached(directory(cache_dir) if cache else None, f"images-{kind}", key, sources,
+                        lambda: conform(read(), resolution, channels, fit))
+        if subset is None:
+            super().__init__(name, images, digest([key, sources]), dequantize)
+            return
+        kept, rest = subset_indices(len(images), subset, subset_seed)
+        fingerprint = digest([key, sources, {"subset": subset, "subset_seed": subset_seed}])
+        super().__init__(name, images[kept], fingerprint, dequantize)
+        self.held_out = ImagePool(f"{name} (held out)", images[rest], digest([fingerprint, "held out"]), dequantize)
 
 
 def read_torchvision(source: TorchvisionSource, root: Path, split: Split, download: bool,
@@ -280,12 +317,12 @@ class TorchvisionImages(InMemoryImages):
     def __init__(self, name: str, root: str, source: TorchvisionSource | str, resolution: int = 32,
                  channels: int = 3, fit: Fit | str = Fit.pad, cache: bool = True, split: Split | str = Split.train,
                  download: bool = False, system_root: str | None = None, dequantize: bool = False,
-                 cache_dir: str | None = None) -> None:
+                 cache_dir: str | None = None, subset: int | None = None, subset_seed: int = 0) -> None:
         source, split = TorchvisionSource(source), Split(split)
         read = functools.partial(read_torchvision, source, Path(root), split, download, system_root)
         sources = torchvision_files(source, Path(root), system_root)
         super().__init__(name, root, f"{source.value}-{split.value}", sources, read, resolution, channels, fit, cache,
-                         cache_dir, dequantize)
+                         cache_dir, dequantize, subset, subset_seed)
 
 
 def folder_reader(root: Path, resolution: int, channels: int, fit: Fit,
@@ -311,9 +348,11 @@ class ImageFolder(InMemoryImages):
 
     def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.resize,
                  cache: bool = True, undecodable: Undecodable | str = Undecodable.skip,
-                 dequantize: bool = False, cache_dir: str | None = None) -> None:
+                 dequantize: bool = False, cache_dir: str | None = None, subset: int | None = None,
+                 subset_seed: int = 0) -> None:
         kind, sources, read = folder_reader(Path(root), resolution, channels, Fit(fit), Undecodable(undecodable))
-        super().__init__(name, root, kind, sources, read, resolution, channels, fit, cache, cache_dir, dequantize)
+        super().__init__(name, root, kind, sources, read, resolution, channels, fit, cache, cache_dir, dequantize,
+                         subset, subset_seed)
 
 
 def imagenet_reader(root: Path, layout: ImageNetLayout, split: Split, resolution: int, channels: int, fit: Fit,
@@ -342,10 +381,12 @@ class ImageNet32(InMemoryImages):
     def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.pad,
                  cache: bool = True, split: Split | str = Split.train,
                  layout: ImageNetLayout | str = ImageNetLayout.oord, undecodable: Undecodable | str = Undecodable.skip,
-                 dequantize: bool = False, cache_dir: str | None = None) -> None:
+                 dequantize: bool = False, cache_dir: str | None = None, subset: int | None = None,
+                 subset_seed: int = 0) -> None:
         kind, sources, read = imagenet_reader(Path(root), ImageNetLayout(layout), Split(split), resolution, channels,
                                               Fit(fit), Undecodable(undecodable))
-        super().__init__(name, root, kind, sources, read, resolution, channels, fit, cache, cache_dir, dequantize)
+        super().__init__(name, root, kind, sources, read, resolution, channels, fit, cache, cache_dir, dequantize,
+                         subset, subset_seed)
 
 
 class StreamingImages(StoredImages):
@@ -383,7 +424,8 @@ class LSUN(StreamingImages):
 
     def __init__(self, name: str, root: str, category: str = "bedroom", resolution: int = 64, channels: int = 3,
                  fit: Fit | str = Fit.resize, split: Split | str = Split.train, num_workers: int = 4,
-                 loader_batch_size: int = 64, dequantize: bool = False, cache_dir: str | None = None) -> None:
+                 loader_batch_size: int = 64, dequantize: bool = False, cache_dir: str | None = None,
+                 subset: int | None = None, subset_seed: int = 0) -> None:
         database = Path(root) / f"{category}_{'train' if Split(split) is Split.train else 'val'}_lmdb"
         if not database.is_dir():
             raise DatasetNotFound(
@@ -398,19 +440,37 @@ class LSUN(StreamingImages):
             raise DatasetNotFound(f"the LSUN database {database} holds no images: download it again")
         # The images are what data.mdb holds (lock.mdb changes at every opening).
         fingerprint = digest([file_stats(database, ["data.mdb"]), resolution, channels, Fit(fit).value])
+        held_out = None
+        if subset is not None:
+            kept, rest = subset_indices(len(dataset), subset, subset_seed)
+            fingerprint = digest([fingerprint, {"subset": subset, "subset_seed": subset_seed}])
+            # Streamed in this process (no workers): validation reads a few batches now and then.
+            held_out = StreamingImages(f"{name} (held out)", Subset(dataset, rest.tolist()), resolution, channels,
+                                       digest([fingerprint, "held out"]), loader_batch_size, 0, dequantize)
+            dataset = Subset(dataset, kept.tolist())
         super().__init__(name, dataset, resolution, channels, fingerprint, loader_batch_size, num_workers, dequantize)
+        self.held_out = held_out
 
 
 class SyntheticImages(ImageData):
     """Soft coloured blobs on a black background, drawn afresh for every batch: no files, and a
     distribution a GAN can learn a little of in a few hundred iterations (tests, benchmarks).
-    The same generator state gives the same images."""
+    The same generator state gives the same images. With a `subset`, training samples a fixed pool
+    of that many images (drawn with `subset_seed`), and `held_out` draws fresh ones."""
 
-    def __init__(self, name: str, resolution: int = 32, channels: int = 3, blobs: int = 3) -> None:
-        super().__init__(name, resolution, channels, digest(["synthetic", resolution, channels, blobs]))
+    def __init__(self, name: str, resolution: int = 32, channels: int = 3, blobs: int = 3,
+                 subset: int | None = None, subset_seed: int = 0) -> None:
+        settings = ["synthetic", resolution, channels, blobs] + ([subset, subset_seed] if subset is not None else [])
+        super().__init__(name, resolution, channels, digest(settings))
         self.blobs = blobs
+        self.pool: torch.Tensor | None = None
+        if subset is not None:
+            self.held_out = SyntheticImages(f"{name} (held out)", resolution, channels, blobs)
+            self.pool = self.held_out.sample(subset, "cpu", torch.Generator().manual_seed(subset_seed))
 
     def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        if self.pool is not None:
+            return self.pool[torch.randint(len(self.pool), (n,), generator=generator)].to(device)
         channels, size, _ = self.shape
         # Centres and widths in image widths; drawn on the CPU so that a generator fixes them anywhere.
         centres = (0.2 + 0.6 * torch.rand(n, self.blobs, 2, 1, 1, generator=generator)).to(device)
