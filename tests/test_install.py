@@ -51,3 +51,6 @@ def test_an_installed_wheel_composes_configs_and_studies_from_any_directory(whee
     report = subprocess.run([str(target / "bin" / "wgan-report"), "--help"], cwd=tmp_path, env=env,
                             capture_output=True, text=True)
     assert report.returncode == 0 and "usage" in report.stdout, report.stderr
+    curves = subprocess.run([str(target / "bin" / "wgan-curves"), "--help"], cwd=tmp_path, env=env,
+                            capture_output=True, text=True)
+    assert curves.returncode == 0 and "--negate" in curves.stdout, curves.stderr
