@@ -381,10 +381,13 @@ def test_sigkill_at_any_moment_then_resuming_ends_exactly_as_an_uninterrupted_ru
 def test_a_torn_metrics_line_from_a_kill_mid_append_is_dropped_on_resume(tmp_path):
     files = RunFiles(tmp_path)
     files.append_metrics({"step": 10, "w1": 0.5})
-    with files.metrics.open("a") as f:
-        f.write('{"step": 20, "w1"')  # the process died here
+    files.append_train_stats({"step": 10, "critic_loss": -0.1})
+    for log in (files.metrics, files.train_stats):
+        with log.open("a") as f:
+            f.write('{"step": 20, "w1"')  # the process died here
     files.drop_metrics_after(10)
     assert files.metrics.read_text() == '{"step": 10, "w1": 0.5}\n'
+    assert files.train_stats.read_text() == '{"step": 10, "critic_loss": -0.1}\n'
 
 
 def tmpfs(disk: Path, options: str):

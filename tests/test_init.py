@@ -117,11 +117,11 @@ SPREAD_FLOOR = 5e-3
 GRADIENT_FLOOR = 0.1
 
 
-def dead_networks(init: str, shape: tuple[int, ...], seeds: range) -> list[str]:
+def dead_networks(init: str, shape: tuple[int, ...], seeds: range, *overrides: str) -> list[str]:
     """The random architectures whose generator output does not vary across z (std over a batch,
     averaged over outputs, generator in training mode as it trains) or whose critic (layer norm,
     as under the penalty) has a vanishing input gradient, at initialization."""
-    cfg = compose_config(["arch=random", f"arch.init={init}"])
+    cfg = compose_config(["arch=random", f"arch.init={init}", *overrides])
     dead = []
     for seed in seeds:
         cfg.arch.seed = seed
@@ -141,6 +141,26 @@ def dead_networks(init: str, shape: tuple[int, ...], seeds: range) -> list[str]:
 @pytest.mark.parametrize("shape", [(3, 32, 32), (3, 64, 64), (2,)], ids=["32x32", "64x64", "toy"])
 def test_no_random_architecture_starts_dead(shape):
     assert dead_networks("official", shape, range(200)) == []
+
+
+@pytest.mark.parametrize("shape", [(3, 32, 32), (2,)], ids=["32x32", "toy"])
+def test_the_elu_space_of_appendix_d_builds_elu_networks_that_do_not_start_dead(shape):
+    elu = ["arch.g.nonlinearity=[elu]", "arch.d.nonlinearity=[elu]"]
+    arch = instantiate(compose_config(["arch=random", "arch.seed=3", *elu]).arch)
+    assert (arch.choices["g_nonlinearity"], arch.choices["d_nonlinearity"]) == ("elu", "elu")
+    for net in (arch.generator(shape), arch.critic(shape, "layer")):
+        assert any(isinstance(layer, nn.ELU) for layer in net.modules())
+    assert dead_networks("official", shape, range(8), *elu) == []
+
+
+@pytest.mark.parametrize("option,overrides,shape", [
+    ("mlp", ["arch.nonlinearity=elu"], (2,)),
+    ("dcgan", ["arch.g_nonlinearity=elu", "arch.d_nonlinearity=elu"], (3, 32, 32)),
+])
+def test_the_named_architectures_take_elu(option, overrides, shape):
+    arch = build(option, *overrides)
+    for net in (arch.generator(shape), arch.critic(shape, "layer")):
+        assert sum(isinstance(layer, nn.ELU) for layer in net.modules()) >= 3  # every hidden layer's
 
 
 def test_torchs_default_initialization_starts_a_third_of_them_dead():

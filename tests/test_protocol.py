@@ -56,6 +56,23 @@ def test_figure3_is_gan_cifars_dcgan_four_ways():
     assert (rmsprop.lipschitz.name, rmsprop.lipschitz.lam) == ("gp", 10.0)
 
 
+def test_appendix_c_is_the_robustness_protocol_with_each_penalty():
+    two, one = (compose_config(["sweeps=appendix_c", "method=wgan_gp", f"lipschitz={name}"])
+                for name in ("gp", "gp_onesided"))
+    assert (method_name(two), two.lipschitz.one_sided, method_name(one), one.lipschitz.one_sided) == \
+        ("wgan_gp", False, "wgan_gp_onesided", True)
+    for cfg in (two, one):
+        assert (cfg.study, cfg.arch.name, cfg.arch.count, cfg.dataset.name, cfg.train.iterations) == \
+            ("appendix_c", "random", 174, "imagenet32", 100_000)
+        assert (cfg.lipschitz.lam, optimizer(cfg), cfg.train.n_critic) == (10.0, ("Adam", 1e-4, [0.0, 0.9]), 5)
+
+
+def test_appendix_d_labels_each_job_by_its_nonlinearity():
+    for name in ("elu", "softplus"):
+        cfg = compose_config(["sweeps=appendix_d_toy", f"arch.nonlinearity={name}"])
+        assert (method_name(cfg), cfg.arch.name, cfg.lipschitz.name) == (f"gp_{name}", "mlp", "gp")
+
+
 def test_table3_is_gan_cifar_resnets_recipe():
     cfg = compose_config(["sweeps=table3_resnet"])
     assert (cfg.arch.name, cfg.dataset.name, method_name(cfg)) == ("resnet_cifar", "cifar10", "wgan_gp")

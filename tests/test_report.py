@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -92,6 +93,10 @@ def test_two_method_table_counts_paired_architectures_only(study_dir):
     assert report.pair_counts[4.0] == (1, 2, 0, 1)
     assert report.pair_counts[4.5] == (0, 2, 0, 2)
     assert report.pair_counts[8.0] == (0, 0, 0, 4)  # the diverged gan job's 8.5 is not a success
+    # wgan_gp higher on architectures 0, 2 (gan diverged) and 4; gan on 1. Two-sided sign test:
+    # P(X <= 1) + P(X >= 3) for X ~ Binomial(4, 1/2) = (1 + 4 + 4 + 1) / 16.
+    assert (report.sign.a_better, report.sign.b_better, report.sign.ties) == (1, 3, 0)
+    assert report.sign.p_value == pytest.approx(10 / 16)
 
 
 def test_per_method_successes_and_lists(study_dir):
@@ -269,3 +274,36 @@ def test_counts_of_one_are_singular():
     assert "## gan vs wgan_gp (1 architecture scored for both)" in to_markdown(build_report(one_pair))
     pairs = [job_from_results(f"{method}-{seed}", results(method, seed, 3.0)) for seed in (0, 1) for method in (GAN, WGAN)]
     assert "## gan vs wgan_gp (2 architectures scored for both)" in to_markdown(build_report(pairs))
+
+
+TWO, ONE = "wgan_gp", "wgan_gp_onesided"
+# arch_seed -> (two-sided, one-sided) is_50k: two-sided higher on 0-4, one-sided on 5, ties on 6
+# (equal scores) and 7 (both diverged); 8 has no one-sided job and is not paired.
+APPENDIX_C = {0: (6.0, 5.0), 1: (4.0, 3.9), 2: (7.0, "diverged"), 3: (2.5, 2.0), 4: (5.5, 5.4), 5: (3.0, 3.5),
+              6: (4.2, 4.2), 7: ("diverged", "diverged"), 8: (6.0, None)}
+
+
+def test_sign_test_of_one_against_two_sided_penalty_beside_appendix_c(tmp_path, capsys):
+    for seed, scores in APPENDIX_C.items():
+        for method, outcome in zip((TWO, ONE), scores):
+            if outcome is not None:
+                write_job(tmp_path / "appendix_c" / f"{method}-{seed}", results(method, seed, outcome, "appendix_c"))
+    report = build_report(records_from_dir(tmp_path / "appendix_c"))
+    assert report.pair == (TWO, ONE) and report.paired == 8
+    assert (report.sign.a_better, report.sign.b_better, report.sign.ties) == (5, 1, 2)
+    # Ties left out: n = 6; P(X <= 1) + P(X >= 5) for X ~ Binomial(6, 1/2) = 2 (1 + 6) / 64.
+    assert report.sign.p_value == pytest.approx(14 / 64)
+    assert main([str(tmp_path / "appendix_c")]) == 0
+    printed = capsys.readouterr().out
+    assert ("wgan_gp scored higher in 5 of 8 architectures, wgan_gp_onesided in 1; exact two-sided sign test "
+            "p = 0.219 (2 tied, left out of the test; a diverged job loses to any scored one).") in printed
+    # The paper's: 100 against 77, p = 2 P(X >= 100) for X ~ Binomial(177, 1/2).
+    paper = 2 * sum(math.comb(177, k) for k in range(100, 178)) / 2**177
+    assert f"wgan_gp scored higher in 100 of 174 architectures, wgan_gp_onesided in 77; exact two-sided sign test p = {paper:.3g}" in printed
+    assert "p = 0.0979" in printed and "not significant at p < 0.05" in printed
+
+
+def test_a_sign_test_with_every_pair_tied_has_p_one():
+    jobs = [job_from_results(f"{m}-{s}", results(m, s, 3.0)) for s in range(3) for m in (GAN, WGAN)]
+    report = build_report(jobs)
+    assert (report.sign.a_better, report.sign.b_better, report.sign.ties, report.sign.p_value) == (0, 0, 3, 1.0)

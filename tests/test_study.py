@@ -68,6 +68,9 @@ def test_jobs_expand_as_hydras_basic_sweeper_launches_them(overrides):
     ("figure3", 4, {"method": {"wgan_clip", "wgan_gp_rmsprop", "wgan_gp_beta05", "dcgan"}}),
     ("robustness_toy", 20, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(10)}}),
     ("robustness_fmnist", 20, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(10)}}),
+    ("appendix_c", 348, {"method": {"wgan_gp"}, "lipschitz": {"gp", "gp_onesided"},
+                         "arch.seed": {str(s) for s in range(174)}}),
+    ("appendix_d_toy", 4, {"arch.nonlinearity": {"elu", "softplus"}, "seed": {"0", "1"}}),
 ])
 def test_each_study_expands_to_its_jobs(study, jobs, swept):
     cfg = compose_config([f"sweeps={study}"], return_hydra_config=True)

@@ -103,6 +103,10 @@ def test_resume_matches_an_uninterrupted_run(train_tiny, tmp_path, monkeypatch, 
     assert stopped.metrics.read_text() .count("\n") == 2
     drop_elapsed = lambda text: [{k: v for k, v in json.loads(l).items() if k != "elapsed"} for l in text.splitlines()]
     assert drop_elapsed(stopped.metrics.read_text()) == drop_elapsed(straight.metrics.read_text())
+    untimed = lambda text: [{k: v for k, v in json.loads(l).items() if k not in ("elapsed", "it_per_s")}
+                            for l in text.splitlines()]
+    assert untimed(stopped.train_stats.read_text()) == untimed(straight.train_stats.read_text())
+    assert [json.loads(l)["step"] for l in stopped.train_stats.read_text().splitlines()] == [5, 10, 15, 20]
     assert results["final"] == straight.read_results()["final"]
     best, straight_best = stopped.load_best_generator(), straight.load_best_generator()
     assert best["step"] == straight_best["step"] and results["best_generator"]["step"] == best["step"]

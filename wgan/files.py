@@ -3,6 +3,8 @@
 - `config.yaml`: the resolved config;
 - `results.json`: status (`complete`, `diverged`, `crashed`), iterations done, metrics, timing;
 - `metrics.jsonl`: one JSON line per evaluation;
+- `train.jsonl`: one JSON line per logged training step (`train.log_every`): the scalars a logger
+  gets as `train/*` (critic loss, Wasserstein estimate, gradient norms, ...), with `elapsed`;
 - `checkpoints/last.pt`: models, optimizers, RNG states and step (`previous.pt`: the one before);
 - `samples/step_NNNNNN.png`: a figure per evaluation;
 - `run.lock`: held by the one process that trains in the directory, and naming it.
@@ -95,6 +97,12 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write(path, lambda file: file.write(text.encode()))
 
 
+def append_line(path: Path, record: dict[str, Any]) -> None:
+    """One JSON line at the end of `path` (a JSON Lines log)."""
+    with path.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def read_results(path: Path) -> dict[str, Any] | None:
     """The results a run wrote at `path`, or None where there are none: no file, or one that a
     run did not write whole (cut short by a kill, empty, damaged, not UTF-8, not a JSON object
@@ -144,6 +152,7 @@ class RunFiles:
         self.config = self.dir / "config.yaml"
         self.results = self.dir / "results.json"
         self.metrics = self.dir / "metrics.jsonl"
+        self.train_stats = self.dir / "train.jsonl"
         self.checkpoint = self.dir / "checkpoints" / "last.pt"
         self.previous_checkpoint = self.dir / "checkpoints" / "previous.pt"
         self.best_generator = self.dir / "checkpoints" / "best.pt"
@@ -214,17 +223,21 @@ class RunFiles:
         atomic_write_text(self.results, json.dumps(results, indent=2) + "\n")
 
     def append_metrics(self, record: dict[str, Any]) -> None:
-        with self.metrics.open("a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_line(self.metrics, record)
+
+    def append_train_stats(self, record: dict[str, Any]) -> None:
+        append_line(self.train_stats, record)
 
     def drop_metrics_after(self, step: int) -> None:
-        """Forget evaluations logged after `step`: a resumed run redoes them from its checkpoint."""
-        if not self.metrics.exists():
-            return
-        lines = self.metrics.read_text().splitlines()
-        kept = [line for line in lines if self.metrics_step(line) <= step]
-        if len(kept) < len(lines):  # a start with nothing to forget rewrites nothing
-            atomic_write_text(self.metrics, "".join(f"{line}\n" for line in kept))
+        """Forget evaluations and training statistics logged after `step`: a resumed run redoes
+        them from its checkpoint."""
+        for path in (self.metrics, self.train_stats):
+            if not path.exists():
+                continue
+            lines = path.read_text().splitlines()
+            kept = [line for line in lines if self.metrics_step(line) <= step]
+            if len(kept) < len(lines):  # a start with nothing to forget rewrites nothing
+                atomic_write_text(path, "".join(f"{line}\n" for line in kept))
 
     @staticmethod
     def metrics_step(line: str) -> float:

@@ -4,6 +4,13 @@ and Appendix B) from the `results.json` of its jobs, or from their W&B runs.
     python -m wgan.report multirun/robustness_toy
     python -m wgan.report multirun/robustness_paper --metric is_50k --thresholds 3,5,7
     python -m wgan.report --wandb me/wgan --group robustness_toy --out reports/toy
+    python -m wgan.report multirun/appendix_c      # one- vs two-sided penalty, beside Appendix C
+
+Beside the threshold table, the paired comparison of the two methods (A, B): on each architecture
+scored under both, which scored better ("A scored higher in k of n architectures"), with an exact
+two-sided sign test (scipy's binomtest at 1/2) of whether either is better more often than chance.
+Ties, two diverged jobs of one architecture among them, are counted and left out of the test, as
+the sign test does; a diverged job loses to any scored one.
 
 A job succeeds at threshold t when its final success metric (or with `--scores best` its best over the
 run's evaluations) is better than t: greater, or smaller
@@ -38,6 +45,12 @@ PAPER_COUNTS = {
     5.0: (0, 147, 42, 11), 5.5: (0, 148, 32, 20), 6.0: (0, 145, 21, 34), 6.5: (1, 131, 11, 57),
     7.0: (1, 104, 5, 90), 7.5: (2, 67, 3, 128), 8.0: (1, 34, 0, 165), 8.5: (0, 6, 0, 194), 9.0: (0, 0, 0, 200),
 }
+
+# Appendix C of the paper: 174 architectures under the two-sided penalty (wgan_gp) and the one-sided
+# one (wgan_gp_onesided); the two-sided scored higher in 100, the one-sided in 77, as published
+# (100 + 77 is 177, not 174; the test below takes the two counts, which is all a sign test needs).
+PAPER_APPENDIX_C_PAIR = ("wgan_gp", "wgan_gp_onesided")
+PAPER_APPENDIX_C = (100, 77, 174)
 
 
 class Scores(Enum):
@@ -75,6 +88,7 @@ class Report:
     pair: Optional[tuple[str, str]]  # (A, B) of the two-method table; None with fewer than two methods
     pair_counts: dict[float, tuple[int, int, int, int]]  # threshold -> only A, only B, both, neither
     paired: int  # architectures with a scored result for both A and B
+    sign: Optional[SignTest]  # which of A and B scored better on each of those architectures
     successes: dict[str, dict[float, int]]  # method -> threshold -> successful jobs
     scored: dict[str, int]  # method -> jobs with a score (diverged included)
     status_counts: Counter
@@ -84,6 +98,30 @@ class Report:
     no_score: list[Job]
     paper: bool  # print the paper's published counts beside ours
     source: Scores = Scores.final  # the jobs' final or best values
+
+
+@dataclass(frozen=True)
+class SignTest:
+    """Paired architectures on which A scored better, B scored better, or both the same."""
+
+    a_better: int
+    b_better: int
+    ties: int  # left out of the test
+
+    @property
+    def p_value(self) -> float:
+        """The exact two-sided sign test: A's wins among the untied pairs against Binomial(n, 1/2)."""
+        from scipy.stats import binomtest  # imported on use: it slows every start by a second
+
+        untied = self.a_better + self.b_better
+        return binomtest(self.a_better, untied).pvalue if untied else 1.0
+
+
+def sign_test(both: list[dict[str, float]], pair: tuple[str, str], better: Better) -> SignTest:
+    a, b = pair
+    a_better = sum(better.beats(s[a], s[b]) for s in both)
+    b_better = sum(better.beats(s[b], s[a]) for s in both)
+    return SignTest(a_better, b_better, len(both) - a_better - b_better)
 
 
 def job_from_results(where: str, results: Any, scores: Scores = Scores.final) -> Job:
@@ -238,7 +276,7 @@ def build_report(jobs: list[Job], metric: Optional[str] = None, thresholds: Opti
     studies = {job.study for job in results if job.study}
     return Report(
         study=study or ", ".join(sorted(studies)), metric=metric, better=better, thresholds=thresholds,
-        methods=seen_methods, pair=pair, paired=len(both),
+        methods=seen_methods, pair=pair, paired=len(both), sign=sign_test(both, pair, better) if pair else None,
         pair_counts={t: pair_row(both, pair, t, better) for t in thresholds} if pair else {},
         successes={m: {t: sum(better.beats(s.get(m, better.worst), t) for s in scores.values()) for t in thresholds}
                    for m in seen_methods},
@@ -299,7 +337,7 @@ def to_markdown(report: Report) -> str:
             header += [f"paper: {label}" for label in pair_labels(report)]
             rows = [row + list(PAPER_COUNTS.get(t, ("",) * 4)) for row, t in zip(rows, report.thresholds)]
         lines += [f"## {report.pair[0]} vs {report.pair[1]} ({counted(report.paired, 'architecture')} scored for both)", "",
-                  *table(header, rows), ""]
+                  *table(header, rows), "", *paired_comparison(report), ""]
     lines += ["## Successful jobs per method", "",
               *table([threshold_label(report)] + report.methods,
                      [[fmt(t)] + [f"{report.successes[m][t]}/{report.scored[m]}" for m in report.methods]
@@ -312,6 +350,24 @@ def to_markdown(report: Report) -> str:
         if items:
             lines += [f"## {title} ({len(items)})", "", *[f"- {item}" for item in items], ""]
     return "\n".join(lines)
+
+
+def sign_sentence(a: str, b: str, a_better: int, b_better: int, n: int, p: float) -> str:
+    return (f"{a} scored higher in {a_better} of {n} architectures, {b} in {b_better}; "
+            f"exact two-sided sign test p = {p:.3g}")
+
+
+def paired_comparison(report: Report) -> list[str]:
+    """The sign test's sentences, and the paper's where it published the same comparison."""
+    (a, b), sign = report.pair, report.sign
+    lines = [sign_sentence(a, b, sign.a_better, sign.b_better, report.paired, sign.p_value)
+             + f" ({sign.ties} tied, left out of the test; a diverged job loses to any scored one)."]
+    if report.pair == PAPER_APPENDIX_C_PAIR and report.metric.startswith("is_"):
+        two, one, n = PAPER_APPENDIX_C
+        lines += ["", "Paper (Appendix C, Inception Score): "
+                  + sign_sentence(a, b, two, one, n, SignTest(two, one, 0).p_value)
+                  + f" (as published: {two} + {one} = {two + one}, not {n}); not significant at p < 0.05."]
+    return lines
 
 
 def csv_rows(report: Report) -> list[tuple[str, str, int, int]]:

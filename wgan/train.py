@@ -341,6 +341,7 @@ class Trainer:
                     it_per_s = (self.step - window_step) / max(self.elapsed - window_elapsed, 1e-9)
                     values = self.training_stats(stats, it_per_s)
                     self.logger.log({f"train/{k}": v for k, v in values.items()}, self.step)
+                    self.files.append_train_stats({"step": self.step, **values, "elapsed": round(self.elapsed, 3)})
                     self.report_progress(bar, values, interactive)
                     window_elapsed, window_step = self.elapsed, self.step
                 if self.validation is not None and self.validation.due(self.step):

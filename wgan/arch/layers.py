@@ -28,7 +28,12 @@ class Nonlinearity(Enum):
     leaky_relu = "leaky_relu"  # slope 0.2, as in the official DCGAN critic
     softplus = "softplus"  # softplus(2x + 2) / 2 - 1 (Table 1): a smooth ReLU shifted to pass near (-1, -1)
     tanh = "tanh"
+    elu = "elu"  # Appendix D: trains badly under the gradient penalty, where softplus (its smooth cousin) trains
     gated = "gated"  # sigmoid(a) * tanh(b) over the two halves of twice as many channels (PixelCNN's gate)
+
+    def __str__(self) -> str:
+        """The name, so that `${arch.nonlinearity}` inside a string (a method label) reads `elu`."""
+        return self.value
 
 
 class ShiftedSoftplus(nn.Module):
@@ -96,6 +101,7 @@ ACTIVATIONS: dict[Nonlinearity, Callable[[], nn.Module]] = {
     Nonlinearity.leaky_relu: partial(PiecewiseLinear, 0.2),
     Nonlinearity.softplus: ShiftedSoftplus,
     Nonlinearity.tanh: nn.Tanh,
+    Nonlinearity.elu: nn.ELU,
     Nonlinearity.gated: Gated,
 }
 

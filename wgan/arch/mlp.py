@@ -1,4 +1,5 @@
-"""`arch=mlp`: the toy ReLU MLPs of the official `gan_toy.py` (3 hidden layers of 512 units).
+"""`arch=mlp`: the toy ReLU MLPs of the official `gan_toy.py` (3 hidden layers of 512 units);
+`arch.nonlinearity` swaps ReLU for another (Appendix D's elu against softplus, say).
 
 The MLP builders here also make the random toy MLPs of `arch=random` and the MLP generator of
 `arch=mlp_generator`.
@@ -24,6 +25,7 @@ class MLPArchConfig(ArchConfig):
     width: int = bounded(512, ge=1)  # units per hidden layer
     depth: int = bounded(3, ge=1)  # hidden layers, in G and in D
     noise_dim: int = bounded(2, ge=1)
+    nonlinearity: Nonlinearity = Nonlinearity.relu  # of every hidden layer, in G and in D
 
 
 def he_linear(n_in: int, n_out: int) -> nn.Linear:
@@ -53,15 +55,18 @@ def mlp_critic(data_shape: tuple[int, ...], **mlp_args) -> nn.Module:
 
 
 class MLPArch(Architecture):
-    def __init__(self, name: str, width: int, depth: int, noise_dim: int, init: Init | str = Init.official) -> None:
+    def __init__(self, name: str, width: int, depth: int, noise_dim: int,
+                 nonlinearity: Nonlinearity | str = Nonlinearity.relu, init: Init | str = Init.official) -> None:
         super().__init__(name, init)
         self.width = width
         self.depth = depth
         self.noise_dim = noise_dim
+        self.nonlinearity = Nonlinearity(nonlinearity)
 
     def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
-        return mlp_generator(self.noise_dim, data_shape, width=self.width, depth=self.depth)
+        return mlp_generator(self.noise_dim, data_shape, width=self.width, depth=self.depth,
+                             nonlinearity=self.nonlinearity)
 
     def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
         """The toy critic has no normalization layers, so `norm` changes nothing."""
-        return mlp_critic(data_shape, width=self.width, depth=self.depth)
+        return mlp_critic(data_shape, width=self.width, depth=self.depth, nonlinearity=self.nonlinearity)
