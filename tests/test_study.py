@@ -222,6 +222,15 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path):
     assert list(statuses(tmp_path).values()) == ["complete"]
 
 
+def test_a_setting_every_job_fails_on_stops_the_study_once_before_any_job(tmp_path):
+    result = multirun(tmp_path, "arch.count=2", "train.batch_size=0")
+    output = result.stdout + result.stderr
+    assert result.returncode == 2 and "Traceback" not in output
+    assert output.count("invalid config: every job of the study would fail: train.batch_size=0 is out of range: "
+                        "must be >= 1") == 1
+    assert not tmp_path.exists() or not any(tmp_path.iterdir())  # no job started
+
+
 def test_a_job_held_by_another_process_is_skipped_and_reported(tmp_path):
     held = RunFiles(tmp_path / job_dir_name(with_overrides(TINY_STUDY, "arch.seed=0", "method=wgan_gp")))
     holder = f"pid {os.getpid()} on host {socket.gethostname()}"

@@ -28,7 +28,7 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 
 from wgan.files import FINISHED, DiskFull, RunDirError, RunFiles, counted
 from wgan.schema import ConfigError
@@ -113,6 +113,30 @@ def reported(reraise: bool) -> Iterator[None]:
         sys.exit(2 if invalid else 1)
 
 
+def refuse_what_no_job_can_run(config: DictConfig, jobs: list[list[str]]) -> None:
+    """ConfigError before any job starts when the study's first and last jobs fail validation with
+    the same error: a setting outside the sweep (a typo, a value out of range) that every job would
+    fail on, each with its own traceback. An error that differs between them depends on the swept
+    values: those jobs fail alone, as any invalid job, and the others run."""
+    from hydra.core.global_hydra import GlobalHydra
+
+    from wgan.config import validate  # wgan.config imports this module
+
+    errors = set()
+    for job in (jobs[0], jobs[-1]):
+        cfg = GlobalHydra.instance().config_loader().load_sweep_config(config, list(job))
+        with open_dict(cfg):
+            del cfg["hydra"]  # what a job's run gets, as @hydra.main hands it over
+        try:
+            validate(cfg)
+        except ConfigError as error:
+            errors.add(str(error))
+        else:
+            return
+    if len(errors) == 1:
+        raise ConfigError(f"every job of the study would fail: {errors.pop()}")
+
+
 class StudyCallback(Callback):
     """Before Hydra creates or writes anything (its `.hydra/` folder and log in the run
     directory): refuses a study name that is not one folder, a run directory that is a file or
@@ -133,6 +157,7 @@ class StudyCallback(Callback):
         with reported(reraise=False):
             check_study_name(config.study)
             check_requeues(hydra.launcher)
+            refuse_what_no_job_can_run(config, jobs)
             sweep_dir = Path(hydra.sweep.dir).resolve()
             dirs = [RunFiles(sweep_dir / job_dir_name(job)) for job in jobs]
             for files in dirs:
