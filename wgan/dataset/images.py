@@ -35,6 +35,7 @@ from wgan.dataset.image_files import (
     read_idx,
     read_npz_batches,
 )
+from wgan.dataset.kind import DataKind
 from wgan.schema import ConfigError, bounded
 
 
@@ -186,7 +187,7 @@ class ImageData:
     a digest of what its images are made from (files and settings), which keys every cache of
     something computed from them (the reference statistics of the scores)."""
 
-    kind = "image"
+    kind = DataKind.image
 
     def __init__(self, name: str, resolution: int, channels: int, fingerprint: str) -> None:
         if channels not in (1, 3):

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wgan import metrics
 from wgan.config import build_dataset, config_dir, validate
-from wgan.dataset import ImageFolder
+from wgan.dataset import DataKind, ImageFolder
 from wgan.device import resolve_device
 from wgan.files import RunDirError, RunFiles
 from wgan.run_config import OVERRIDES, compose, rebuild
@@ -128,7 +128,8 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     with torch.no_grad():
         values = metrics.compute(names, context)
     root = f"{cfg.dataset.root}, " if "root" in cfg.dataset else ""
-    shape = "x".join(map(str, dataset.shape)) if dataset.kind == "image" else f"{dataset.shape[0]}-D points"
+    shape = {DataKind.image: "x".join(map(str, dataset.shape)), DataKind.toy: f"{dataset.shape[0]}-D points",
+             DataKind.text: f"{dataset.shape[0]} characters of {dataset.shape[1]}"}[dataset.kind]
     return {
         "values": values,
         "unavailable": metrics.unavailable(cfg),
