@@ -16,7 +16,7 @@ from conftest import CONF_DIR, compose_config
 from wandb_records import read_run
 from wgan.config import build, build_dataset
 from wgan.dataset import DatasetNotFound
-from wgan.dataset.text import BILLION_WORD_URL, PAD, UNKNOWN, encode
+from wgan.dataset.text import BILLION_WORD_FOLDER, BILLION_WORD_TRAIN, BILLION_WORD_URL, PAD, UNKNOWN, encode
 from wgan.lipschitz import GradientPenalty
 from wgan.metrics import EvalContext
 from wgan.metrics.text import js_divergence, ngram_js, ngrams
@@ -164,3 +164,41 @@ def test_a_missing_corpus_stops_the_run_before_training_naming_where_and_how(tmp
     assert not (tmp_path / "run" / "checkpoints").exists()
     with pytest.raises(DatasetNotFound, match=f"dataset.files: {tmp_path / 'absent.txt'} does not exist"):
         build_dataset(text_config(files=tmp_path / "absent.txt"))
+
+
+@pytest.fixture
+def benchmark_server(tmp_path):
+    """A local HTTP server holding a two-file miniature of the Billion Word archive, as statmt.org lays it out."""
+    import http.server
+    import tarfile
+    import threading
+    from functools import partial
+
+    folder = tmp_path / "archive" / BILLION_WORD_FOLDER / BILLION_WORD_TRAIN
+    folder.mkdir(parents=True)
+    (folder / "news.en-00001-of-00100").write_text("first file line\nsecond line\n")
+    (folder / "news.en-00002-of-00100").write_text(" third , tokenized .\n")
+    served = tmp_path / "served"
+    served.mkdir()
+    with tarfile.open(served / "benchmark.tar.gz", "w:gz") as archive:
+        archive.add(tmp_path / "archive" / BILLION_WORD_FOLDER, arcname=BILLION_WORD_FOLDER)
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_billion_word_is_downloaded_when_missing_and_read_in_file_order(tmp_path, benchmark_server, monkeypatch):
+    monkeypatch.setattr("wgan.dataset.text.BILLION_WORD_URL", f"{benchmark_server}/benchmark.tar.gz")
+    root = tmp_path / "billion_word"
+    dataset = build_dataset(compose_config(["dataset=text", f"dataset.root={root}", "dataset.download=true",
+                                            "dataset.heldout_fraction=0.34"]))
+    # The benchmark's lines as they are (tokenized, leading space kept), padded with the official backtick.
+    assert sorted(dataset.decode(torch.cat([dataset.lines, dataset.heldout]))) == sorted(
+        line.ljust(32, PAD) for line in ["first file line", "second line", " third , tokenized ."])
+    assert (root / BILLION_WORD_FOLDER / BILLION_WORD_TRAIN / "news.en-00002-of-00100").is_file()
+    monkeypatch.setattr("wgan.dataset.text.BILLION_WORD_URL", f"{benchmark_server}/absent.tar.gz")
+    with pytest.raises(DatasetNotFound, match=f"billion_word: the download of {benchmark_server}/absent.tar.gz into "
+                                              f"{tmp_path / 'elsewhere'} failed .*404"):
+        build_dataset(compose_config(["dataset=text", f"dataset.root={tmp_path / 'elsewhere'}", "dataset.download=true"]))
