@@ -10,7 +10,7 @@ among 640 sentences is a large probability), so the count is part of the name: `
 """
 from __future__ import annotations
 
-import functools
+import weakref
 
 import numpy as np
 import torch
@@ -40,9 +40,15 @@ def js_divergence(p: np.ndarray, q: np.ndarray) -> float:
     return float(jensenshannon(p_counts, q_counts, base=2) ** 2)  # scipy gives the distance, its square root
 
 
-@functools.lru_cache(maxsize=8)
+# The held-out lines' n-grams, computed once per dataset and dropped with it (a study's jobs build one each).
+_HELDOUT: weakref.WeakKeyDictionary[TextDataset, dict[int, np.ndarray]] = weakref.WeakKeyDictionary()
+
+
 def heldout_ngrams(dataset: TextDataset, n: int) -> np.ndarray:
-    return ngrams(dataset.heldout, n, len(dataset.vocab))
+    per_order = _HELDOUT.setdefault(dataset, {})
+    if n not in per_order:
+        per_order[n] = ngrams(dataset.heldout, n, len(dataset.vocab))
+    return per_order[n]
 
 
 def check_dataset(cfg: DictConfig) -> None:
