@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,7 +22,6 @@ from wgan.lipschitz import GradientPenalty
 from wgan.metrics import EvalContext
 from wgan.metrics.text import js_divergence, ngram_js, ngrams
 from wgan.schema import ConfigError
-from wgan.train import run
 
 LICENSES = Path("/usr/share/common-licenses")  # Debian's base-files: text on every Debian machine
 # The language model at a width that builds and trains in moments.
@@ -129,24 +129,38 @@ def test_the_penalty_is_over_the_whole_sequence_by_vocabulary_input():
     assert float(penalty) == pytest.approx(10 * (float(weight.norm()) - 1) ** 2, rel=1e-5)
 
 
-def test_a_tiny_run_writes_the_js_metrics_and_text_samples_to_files_and_wandb(tmp_path, corpus, monkeypatch):
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-    cfg = text_config("logger=wandb", "logger.mode=offline", "train.iterations=4", "train.n_critic=2",
-                      "train.batch_size=8", "eval.every=2", "ckpt.every=2", "metrics.num_samples=32", files=corpus)
-    results = run(cfg, tmp_path / "run")
+def test_a_tiny_run_writes_the_js_metrics_and_text_samples_to_files_and_wandb_and_the_metrics_command_agrees(
+        tmp_path, corpus):
+    run_dir = tmp_path / "run"
+    environment = {**os.environ, "WANDB_MODE": "offline", "NETRC": str(tmp_path / "no-netrc")}
+    trained = subprocess.run(
+        [sys.executable, "run.py", "dataset=text", "dataset.source=files", f"dataset.files=[{corpus}]", *TINY_MODEL,
+         "logger=wandb", "train.iterations=4", "train.n_critic=2", "train.batch_size=8", "eval.every=2",
+         "ckpt.every=2", "metrics.num_samples=32", f"hydra.run.dir={run_dir}"],
+        cwd=Path(CONF_DIR).parent, env=environment, capture_output=True, text=True, timeout=300,
+    )
+    assert trained.returncode == 0, trained.stderr
+    results = json.loads((run_dir / "results.json").read_text())
     assert results["status"] == "complete"
     assert set(results["final"]) == {"step", "js1_32", "js2_32", "js3_32", "js4_32"}
     assert all(0 <= results["final"][f"js{n}_32"] <= 1 for n in (1, 2, 3, 4))
-    evaluations = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [e["step"] for e in evaluations] == [2, 4] and evaluations[-1]["js4_32"] == results["final"]["js4_32"]
     for name in ("step_000002.txt", "step_000004.txt", "final.txt"):
-        samples = (tmp_path / "run" / "samples" / name).read_text(encoding="utf-8").splitlines()
+        samples = (run_dir / "samples" / name).read_text(encoding="utf-8").splitlines()
         assert len(samples) == 64 and all(len(line) == 32 for line in samples)
-    (log,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
+    (log,) = run_dir.glob("wandb/offline-run-*/run-*.wandb")
     tables = [row for row in read_run(log)["history"] if "samples/_type" in row]
     assert [(t["samples/_type"], t["samples/nrows"]) for t in tables] == [("table-file", 64)] * 2
-    (table,) = (tmp_path / "run").glob(f"wandb/offline-run-*/files/{tables[-1]['samples/path']}")
+    (table,) = run_dir.glob(f"wandb/offline-run-*/files/{tables[-1]['samples/path']}")
     assert [row[0] for row in json.loads(table.read_text())["data"]] == samples
+    # The metrics command scores the run's checkpoint as the run scored it.
+    scored = subprocess.run([sys.executable, "-m", "wgan.metrics", str(run_dir), "--json"], cwd=Path(CONF_DIR).parent,
+                            env=environment, capture_output=True, text=True, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    report = json.loads(scored.stdout)
+    assert report["values"] == {k: v for k, v in results["final"].items() if k != "step"}
+    assert report["reference"] == f"text ({corpus}, 32 characters of {len(build_dataset(text_config(files=corpus)).vocab)})"
 
 
 def test_a_missing_corpus_stops_the_run_before_training_naming_where_and_how(tmp_path):

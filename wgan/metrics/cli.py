@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wgan import metrics
 from wgan.config import build_dataset, config_dir, validate
-from wgan.dataset import DataKind, ImageFolder
+from wgan.dataset import DataKind, ImageFolder, TextSource
 from wgan.device import resolve_device
 from wgan.files import RunDirError, RunFiles
 from wgan.run_config import OVERRIDES, compose, rebuild
@@ -127,7 +127,9 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     log.info("scoring against %s with %s", cfg.dataset.name, ", ".join(names) or "no metrics")
     with torch.no_grad():
         values = metrics.compute(names, context)
-    root = f"{cfg.dataset.root}, " if "root" in cfg.dataset else ""
+    # Where the reference was read: the root, or the files of a text corpus of one's own.
+    where = ", ".join(cfg.dataset.files) if cfg.dataset.get("source") is TextSource.files else cfg.dataset.get("root")
+    root = f"{where}, " if where else ""
     shape = {DataKind.image: "x".join(map(str, dataset.shape)), DataKind.toy: f"{dataset.shape[0]}-D points",
              DataKind.text: f"{dataset.shape[0]} characters of {dataset.shape[1]}"}[dataset.kind]
     return {
