@@ -39,6 +39,8 @@ from wgan.schema import ConfigError, bounded
 PAD = "`"  # the official code's padding character
 UNKNOWN = "\ufffd"  # how index 0, any character outside the vocabulary, is shown
 SPLIT_SEED = 0  # the one shuffle of the lines, the same for every run
+UNICODE = 0x110000  # code points
+ENCODE_CHUNK = 1_000_000  # lines encoded at a time
 
 BILLION_WORD_URL = "http://www.statmt.org/lm-benchmark/1-billion-word-language-modeling-benchmark-r13output.tar.gz"
 BILLION_WORD_FOLDER = "1-billion-word-language-modeling-benchmark-r13output"
@@ -116,17 +118,24 @@ def sentences(files: list[Path], strip: bool) -> Iterator[str]:
                     yield line
 
 
+def code_points(lines: list[str], seq_len: int) -> np.ndarray:
+    """The lines cut or padded to `seq_len`, as one array of Unicode code points."""
+    padded = "".join(line[:seq_len].ljust(seq_len, PAD) for line in lines)
+    return np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32)
+
+
 def encode(lines: list[str], seq_len: int, vocab_size: int) -> tuple[torch.Tensor, list[str]]:
     """The lines cut or padded to `seq_len`, as vocabulary indices (N, seq_len), and the vocabulary
-    (its entry 0 is UNKNOWN)."""
-    padded = "".join(line[:seq_len].ljust(seq_len, PAD) for line in lines)
-    codes = np.frombuffer(padded.encode("utf-32-le"), dtype=np.uint32)
-    chars, counts = np.unique(codes, return_counts=True)
-    kept = chars[np.argsort(-counts, kind="stable")[:vocab_size - 1]]  # most common first, ties by code point
-    index = np.zeros(int(codes.max()) + 1, dtype=np.int16)
+    (its entry 0 is UNKNOWN). Two passes of ENCODE_CHUNK lines at a time, counting then encoding, so
+    that 10 million lines never exist as 4-byte code points all at once."""
+    chunks = [lines[start:start + ENCODE_CHUNK] for start in range(0, len(lines), ENCODE_CHUNK)]
+    counts = sum(np.bincount(code_points(chunk, seq_len), minlength=UNICODE) for chunk in chunks)
+    ranked = np.argsort(-counts, kind="stable")[:vocab_size - 1]  # most common first, ties by code point
+    kept = ranked[counts[ranked] > 0]
+    index = np.zeros(UNICODE, dtype=np.int16)
     index[kept] = np.arange(1, len(kept) + 1)
-    vocab = [UNKNOWN] + [chr(c) for c in kept]
-    return torch.from_numpy(index[codes].reshape(len(lines), seq_len)), vocab
+    encoded = np.concatenate([index[code_points(chunk, seq_len)] for chunk in chunks])
+    return torch.from_numpy(encoded.reshape(len(lines), seq_len)), [UNKNOWN] + [chr(c) for c in kept]
 
 
 class TextDataset:
