@@ -29,7 +29,7 @@ from wgan.figures import image_grid, text_samples, toy_figure
 from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full, first_sentence
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule, resize_schedule
-from wgan.sampling import check_sampling_batches, evaluation_context, frozen
+from wgan.sampling import check_sampling_batches, evaluation_context, frozen, scored_form
 from wgan.schema import ConfigError
 from wgan.speed import Speed
 from wgan.study import is_identity
@@ -234,7 +234,7 @@ class Trainer:
         if self.dataset.kind is DataKind.image:
             return image_grid(fake, path)
         if self.dataset.kind is DataKind.text:
-            return text_samples(self.dataset.decode(fake.argmax(dim=-1)), path)
+            return text_samples(self.dataset.decode(scored_form(fake, DataKind.text)), path)
         real = self.dataset.sample(len(fake), "cpu", torch.Generator().manual_seed(self.cfg.seed))
         with frozen(self.critic):
             return toy_figure(real, fake, self.critic, path, f"{self.method}, iteration {self.step}")
