@@ -178,6 +178,11 @@ def test_a_missing_corpus_stops_the_run_before_training_naming_where_and_how(tmp
     assert not (tmp_path / "run" / "checkpoints").exists()
     with pytest.raises(DatasetNotFound, match=f"dataset.files: {tmp_path / 'absent.txt'} does not exist"):
         build_dataset(text_config(files=tmp_path / "absent.txt"))
+    with pytest.raises(ConfigError, match=r"dataset.files is empty: dataset.source=files reads the text files it lists"):
+        build_dataset(text_config(files=""))
+    (tmp_path / "two.txt").write_text("one line\n\nanother\n")
+    with pytest.raises(ConfigError, match=r"dataset.heldout_fraction=0.1 of 2 lines leaves no held-out or no training"):
+        build_dataset(text_config(files=tmp_path / "two.txt"))
 
 
 @pytest.fixture
