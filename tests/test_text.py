@@ -126,7 +126,7 @@ def test_the_penalty_is_over_the_whole_sequence_by_vocabulary_input():
     penalty, norms = GradientPenalty(lam=10.0).penalty(critic, real, fake)
     # A linear critic's input gradient is its weight: the norm over all 32 x 5 entries, for every sample.
     assert torch.allclose(norms, weight.norm().expand(6))
-    assert float(penalty) == pytest.approx(10 * (float(weight.norm()) - 1) ** 2, rel=1e-5)
+    assert float(penalty.detach()) == pytest.approx(10 * (float(weight.norm()) - 1) ** 2, rel=1e-5)
 
 
 def test_a_tiny_run_writes_the_js_metrics_and_text_samples_to_files_and_wandb_and_the_metrics_command_agrees(
