@@ -101,6 +101,9 @@ def test_the_networks_shapes_and_the_official_settings():
     assert (cfg.train.n_critic, cfg.train.batch_size, cfg.lipschitz.lam) == (10, 64, 10.0)
     assert (cfg.optimizer.critic.lr, list(cfg.optimizer.critic.betas)) == (1e-4, [0.5, 0.9])
     assert list(cfg.optimizer.generator.betas) == [0.5, 0.9] and cfg.metrics.names == ["ngram_js"]
+    onesided = compose_config(["dataset=text", "lipschitz=gp_onesided"])
+    assert (onesided.train.n_critic, onesided.lipschitz.one_sided, list(onesided.optimizer.generator.betas)) == (
+        10, True, [0.5, 0.9])
     gan = compose_config(["dataset=text", "method=dcgan"])
     assert (gan.arch.name, gan.loss.name, gan.lipschitz.name, gan.train.n_critic) == ("text_resnet", "gan", "none", 1)
     arch = build(compose_config(["dataset=text", "arch.dim=16", "arch.blocks=2"]).arch)
