@@ -15,3 +15,11 @@ class DataKind(Enum):
         """How many samples of the fixed noise batch each evaluation shows: points over the toy data,
         an 8x8 grid of images, lines of text."""
         return 1000 if self is DataKind.toy else 64
+
+    def describe(self, shape: tuple[int, ...]) -> str:
+        """One sample's shape in words."""
+        if self is DataKind.image:
+            return "x".join(map(str, shape))
+        if self is DataKind.text:
+            return f"{shape[0]} characters of {shape[1]}"
+        return f"{shape[0]}-D points"

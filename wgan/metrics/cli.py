@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wgan import metrics
 from wgan.config import build_dataset, config_dir, validate
-from wgan.dataset import DataKind, ImageFolder, TextSource
+from wgan.dataset import ImageFolder, TextSource
 from wgan.device import resolve_device
 from wgan.files import RunDirError, RunFiles
 from wgan.run_config import OVERRIDES, compose, rebuild
@@ -130,8 +130,7 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     # Where the reference was read: the root, or the files of a text corpus of one's own.
     where = ", ".join(cfg.dataset.files) if cfg.dataset.get("source") is TextSource.files else cfg.dataset.get("root")
     root = f"{where}, " if where else ""
-    shape = {DataKind.image: "x".join(map(str, dataset.shape)), DataKind.toy: f"{dataset.shape[0]}-D points",
-             DataKind.text: f"{dataset.shape[0]} characters of {dataset.shape[1]}"}[dataset.kind]
+    shape = dataset.kind.describe(dataset.shape)
     return {
         "values": values,
         "unavailable": metrics.unavailable(cfg),
