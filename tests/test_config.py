@@ -29,14 +29,17 @@ def options(group: str) -> list[str]:
 
 
 # Dataset options whose files are not on this machine: building them must say how to get them.
-NEEDS_FILES = {"cifar10", "mnist", "imagenet32", "lsun_bedroom", "imagefolder"}
+NEEDS_FILES = {"cifar10", "mnist", "imagenet32", "lsun_bedroom", "imagefolder", "text"}
 # Dataset options whose default metrics are the Inception ones: checked with the offline weights.
 INCEPTION_BY_DEFAULT = {"cifar10", "imagenet32", "lsun_bedroom", "imagefolder"}
 
 
 def overrides_for(group: str, option: str) -> list[str]:
     overrides = [f"{group}={option}"]
-    if group == "arch" and option not in ("mlp", "random"):
+    if (group, option) in (("arch", "text_resnet"), ("metrics", "text")):  # text: Debian's license texts
+        overrides += ["dataset=text", "dataset.source=files", "dataset.files=[/usr/share/common-licenses]",
+                      "arch.dim=16"]
+    elif group == "arch" and option not in ("mlp", "random"):
         overrides.append("dataset=synthetic")  # image architectures need image data
     if group == "metrics" and option == "classifier":
         overrides.append("dataset=fashion_mnist")  # the classifier scores MNIST-like data

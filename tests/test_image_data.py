@@ -26,7 +26,7 @@ from PIL import Image
 from conftest import compose_config
 from wgan import cache
 from wgan.config import build_dataset, validate
-from wgan.dataset import DatasetNotFound, Fit
+from wgan.dataset import DataKind, DatasetNotFound, Fit
 from wgan.dataset.image_files import conform, image_files
 from wgan.dataset.images import StreamingImages
 from wgan.metrics import EvalContext, to_uint8
@@ -82,7 +82,7 @@ def expected_batch(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
 
 def test_synthetic_images_sample_like_training_data():
     dataset = build("synthetic")
-    assert (dataset.name, dataset.kind, dataset.shape) == ("synthetic", "image", (3, 32, 32))
+    assert (dataset.name, dataset.kind, dataset.shape) == ("synthetic", DataKind.image, (3, 32, 32))
     batch = dataset.sample(64)
     assert batch.shape == (64, 3, 32, 32) and batch.dtype == torch.float32
     assert batch.min() >= -1 and batch.max() <= 1 and batch.std() > 0.1
@@ -104,7 +104,7 @@ def test_image_options_set_the_image_batch_and_no_toy_metrics():
 def test_imagefolder_round_trips_exact_pixels_through_loader_and_cache(tmp_path, monkeypatch, cache_home):
     in_order = write_folder(tmp_path, random_images(20, 3, 32))
     dataset = build("imagefolder", f"dataset.root={tmp_path}")
-    assert (dataset.name, dataset.kind, dataset.shape) == ("imagefolder", "image", (3, 32, 32))
+    assert (dataset.name, dataset.kind, dataset.shape) == ("imagefolder", DataKind.image, (3, 32, 32))
     assert torch.equal(dataset.images, in_order)
     batch = dataset.sample(50, generator=torch.Generator().manual_seed(1))
     assert torch.equal(batch, expected_batch(in_order, 50, seed=1))

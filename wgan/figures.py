@@ -1,5 +1,5 @@
 """Pictures of a run: for images, a grid of samples; for 2-D data, samples over the data and the
-critic's value contours (the paper's Figure 1a)."""
+critic's value contours (the paper's Figure 1a); for text, the samples as lines of a text file."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -60,4 +60,15 @@ def image_grid(images: torch.Tensor, path: Path, label: str) -> Path:
     ImageDraw.Draw(picture).text((2, 1), label, fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
+    return path
+
+
+TEXT_SUFFIX = ".txt"  # text samples are written, and logged, as a text file
+
+
+def text_samples(lines: list[str], path: Path) -> Path:
+    """Save generated sentences one per line, in `path` with the suffix of text files."""
+    path = path.with_suffix(TEXT_SUFFIX)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     return path

@@ -6,7 +6,7 @@
 - `train.jsonl`: one JSON line per logged training step (`train.log_every`): the scalars a logger
   gets as `train/*` (critic loss, Wasserstein estimate, gradient norms, ...), with `elapsed`;
 - `checkpoints/last.pt`: models, optimizers, RNG states and step (`previous.pt`: the one before);
-- `samples/step_NNNNNN.png`: a figure per evaluation;
+- `samples/step_NNNNNN.png`: a figure per evaluation (`.txt` for text samples);
 - `run.lock`: held by the one process that trains in the directory, and naming it.
 
 Files that are replaced are written to a temporary name and renamed into place (atomic on POSIX).

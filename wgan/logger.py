@@ -1,4 +1,5 @@
-"""The `logger` config group: where scalars, images and the final summary go besides local files.
+"""The `logger` config group: where scalars, samples (images, or text as a table) and the final summary go
+besides local files.
 
 `logger=wandb` (the default) runs offline unless `logger.mode=online` or `WANDB_MODE=online`;
 online mode without credentials fails before training with instructions instead of a prompt.
@@ -16,6 +17,7 @@ from urllib.parse import urlparse
 
 from omegaconf import MISSING, DictConfig
 
+from wgan.figures import TEXT_SUFFIX
 from wgan.schema import ConfigError
 
 
@@ -116,7 +118,14 @@ class WandbLogger(NullLogger):
     def log_evaluation(self, values, samples, step):
         # The evaluation is the last thing logged at its step: committing writes the row now
         # rather than leaving the final one to the flush at exit.
-        self.run.log({**values, "samples": self._wandb.Image(str(samples))}, step=step, commit=True)
+        self.run.log({**values, "samples": self.media(samples)}, step=step, commit=True)
+
+    def media(self, samples: Path) -> Any:
+        """A picture as a W&B image; text samples (a text file) as a table of its lines."""
+        if samples.suffix == TEXT_SUFFIX:
+            lines = samples.read_text(encoding="utf-8").splitlines()
+            return self._wandb.Table(columns=["sample"], data=[[line] for line in lines])
+        return self._wandb.Image(str(samples))
 
     def finish(self, summary, exit_code=0):
         self.run.summary.update(summary)

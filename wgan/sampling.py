@@ -17,6 +17,7 @@ from tqdm import tqdm
 from wgan import metrics, signals
 from wgan.arch.base import Generator
 from wgan.config import build
+from wgan.dataset.kind import DataKind
 from wgan.files import RunDirError, RunFiles, first_sentence
 from wgan.schema import ConfigError
 
@@ -79,19 +80,28 @@ def evaluation_rng(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**64)
 
 
+def scored_form(samples: torch.Tensor, kind: DataKind) -> torch.Tensor:
+    """Generated samples as the metrics score them: images as uint8, the grid real images come from,
+    so generated and real images are scored at the same precision; text as the index of the most
+    likely character at each position (argmax decoding, as the official code samples text)."""
+    if kind is DataKind.image:
+        return metrics.to_uint8(samples)
+    if kind is DataKind.text:
+        return samples.argmax(dim=-1)
+    return samples
+
+
 @torch.inference_mode()
-def generate(generator: Generator, n: int, settings: DictConfig, image: bool, rng: torch.Generator) -> torch.Tensor:
-    """`n` samples on the CPU in batches of `metrics.batch_size`; images as uint8, the grid real
-    images come from, so generated and real images are scored at the same precision."""
+def generate(generator: Generator, n: int, settings: DictConfig, kind: DataKind, rng: torch.Generator) -> torch.Tensor:
+    """`n` samples on the CPU in batches of `metrics.batch_size`, in their scored form."""
     device = next(generator.parameters()).device
     noise = generator.sample_noise(n, device, rng)
     batches = noise.split(settings.batch_size)
     with sampling_mode(generator, settings.batch_stats):
-        samples = [generator(batch).cpu() for batch in signals.stoppable(tqdm(
+        samples = [scored_form(generator(batch), kind).cpu() for batch in signals.stoppable(tqdm(
             batches, desc=f"sampling {n}", unit="batch", disable=None if len(batches) > 10 else True, leave=False
         ), f"sampling {n}")]
-    samples = torch.cat(samples)
-    return metrics.to_uint8(samples) if image else samples
+    return torch.cat(samples)
 
 
 def evaluation_count(cfg: DictConfig, step: int) -> int:
@@ -105,8 +115,8 @@ def evaluation_context(generator: Generator, dataset: Any, cfg: DictConfig, step
     points of the toy data), with what the metrics need to score them."""
     n = evaluation_count(cfg, step)
     rng = evaluation_rng(cfg.seed, step)
-    fake = generate(generator, n, cfg.metrics, dataset.kind == "image", rng)
-    real = dataset.sample(n, "cpu", rng) if dataset.kind == "toy" else None
+    fake = generate(generator, n, cfg.metrics, dataset.kind, rng)
+    real = dataset.sample(n, "cpu", rng) if dataset.kind is DataKind.toy else None
     return metrics.EvalContext(fake, real, dataset, cfg)
 
 

@@ -23,21 +23,19 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from wgan import metrics, signals
 from wgan.config import LRDecay, build, build_dataset, method_name, validate
+from wgan.dataset.kind import DataKind
 from wgan.device import resolve_device
-from wgan.figures import image_grid, toy_figure
+from wgan.figures import image_grid, text_samples, toy_figure
 from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full, first_sentence
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule, resize_schedule
 from wgan.overfitting import CriticValidation
-from wgan.sampling import check_sampling_batches, evaluation_context, frozen
+from wgan.sampling import check_sampling_batches, evaluation_context, frozen, scored_form
 from wgan.schema import ConfigError
 from wgan.speed import Speed
 from wgan.study import is_identity
 
 log = logging.getLogger(__name__)
-
-FIGURE_SAMPLES = {"toy": 1000, "image": 64}  # points over the toy data; an 8x8 grid of images
-
 
 # An iteration that took longer than this many seconds makes the next one interruptible between its
 # critic steps (its starting state kept in memory to checkpoint); shorter ones finish before a stop.
@@ -87,7 +85,7 @@ class Trainer:
         self.arch = build(cfg.arch)
         self.lipschitz = build(cfg.lipschitz)
         self.loss = build(cfg.loss)
-        self.speed = Speed(cfg.speed, self.device, image=self.dataset.kind == "image")
+        self.speed = Speed(cfg.speed, self.device, image=self.dataset.kind is DataKind.image)
         self.generator = self.speed.network(self.arch.generator(self.dataset.shape).to(self.device))
         check_sampling_batches(cfg.metrics, self.generator)
         critic = self.arch.critic(self.dataset.shape, self.lipschitz.critic_norm)
@@ -105,9 +103,8 @@ class Trainer:
         self.validation = CriticValidation.configured(cfg, self.dataset, self.loss, self.lipschitz)
         # The same noise at every evaluation, drawn from its own seeded generator, makes the
         # figures comparable across iterations and leaves the training RNG stream alone.
-        figure_samples = FIGURE_SAMPLES[self.dataset.kind]
         self.fixed_noise = self.generator.sample_noise(
-            figure_samples, self.device, torch.Generator().manual_seed(cfg.seed)
+            self.dataset.kind.figure_samples, self.device, torch.Generator().manual_seed(cfg.seed)
         )
         self.step = 0
         self.checkpointed_step: int | None = None  # the iteration the newest checkpoint holds
@@ -254,12 +251,15 @@ class Trainer:
 
     @torch.no_grad()
     def save_figure(self, path: Path) -> Path:
-        """Samples from the fixed noise batch: a grid of images, or points over the toy data on
-        the critic's value contours."""
+        """Samples from the fixed noise batch: a grid of images, lines of text (argmax-decoded, in a
+        text file beside where the picture would be), or points over the toy data on the critic's
+        value contours."""
         fake = self.generator(self.fixed_noise).cpu()
         label = f"{run_name(self.method, self.cfg)}, iteration {self.step}"  # the W&B run's name
-        if self.dataset.kind != "toy":
+        if self.dataset.kind is DataKind.image:
             return image_grid(fake, path, label)
+        if self.dataset.kind is DataKind.text:
+            return text_samples(self.dataset.decode(scored_form(fake, DataKind.text)), path)
         real = self.dataset.sample(len(fake), "cpu", torch.Generator().manual_seed(self.cfg.seed))
         with frozen(self.critic):
             return toy_figure(real, fake, self.critic, path, label)

@@ -11,7 +11,8 @@ architecture it trains. An architecture may expose `choices`, a flat dict of wha
 
 `mlp` is for 2-D toy data; the image options (`dcgan` and its variants, `mlp_generator`,
 `resnet101`, `resnet_cifar`) build 32x32 and 64x64 images of 1 or 3 channels and raise a
-ConfigError for anything else; `random` builds both.
+ConfigError for anything else; `random` builds both; `text_resnet` is the character-level language
+model (text data only).
 """
 from wgan.arch.base import Architecture, Generator
 from wgan.arch.init import Init
@@ -19,6 +20,7 @@ from wgan.arch.dcgan import DCGANArch, DCGANArchConfig, MLPGeneratorArch, MLPGen
 from wgan.arch.mlp import MLPArch, MLPArchConfig
 from wgan.arch.random import NetSpaceConfig, RandomArch, RandomArchConfig
 from wgan.arch.resnet import ResNet101Arch, ResNet101ArchConfig, ResNetCIFARArch, ResNetCIFARArchConfig
+from wgan.arch.text import TextResNetArch, TextResNetArchConfig
 
 # The structured config of each kind of option, registered as /schema/arch/<name>.
 SCHEMAS = {
@@ -28,10 +30,12 @@ SCHEMAS = {
     "resnet101": ResNet101ArchConfig,
     "resnet_cifar": ResNetCIFARArchConfig,
     "random": RandomArchConfig,
+    "text_resnet": TextResNetArchConfig,
 }
 
 __all__ = [
     "Architecture", "DCGANArch", "Init", "DCGANArchConfig", "Generator", "MLPArch", "MLPArchConfig", "MLPGeneratorArch",
     "MLPGeneratorArchConfig", "NetSpaceConfig", "RandomArch", "RandomArchConfig", "ResNet101Arch",
-    "ResNet101ArchConfig", "ResNetCIFARArch", "ResNetCIFARArchConfig", "SCHEMAS",
+    "ResNet101ArchConfig", "ResNetCIFARArch", "ResNetCIFARArchConfig", "SCHEMAS", "TextResNetArch",
+    "TextResNetArchConfig",
 ]

@@ -1,7 +1,7 @@
 """The `dataset` config group: every option builds an object that samples training batches.
 
-A dataset object exposes `name`, `shape` (one sample's shape), `kind` ("toy" for 2-D point clouds,
-"image" for (C, H, W) images in [-1, 1]) and `sample(n, device, generator=None)`, which returns
+A dataset object exposes `name`, `shape` (one sample's shape), `kind` (a `DataKind`: toy 2-D point
+clouds, (C, H, W) images in [-1, 1], or text as one-hot (sequence, vocabulary) characters) and `sample(n, device, generator=None)`, which returns
 `n` training samples on `device`, drawn with the global torch RNG unless a `torch.Generator` is given
 (evaluation uses its own, so it never shifts the training stream and a resumed run stays
 bit-identical; streamed images, LSUN's, ignore it). Image datasets stored as uint8 (all but
@@ -26,6 +26,8 @@ from wgan.dataset.images import (
     TorchvisionSource,
 )
 from wgan.dataset.mnist_5k import MNIST5k, MNIST5kConfig, read_mnist_5k
+from wgan.dataset.kind import DataKind
+from wgan.dataset.text import TextDataset, TextDatasetConfig, TextSource
 from wgan.dataset.toy import ToyDataset, ToyDatasetConfig, ToyDistribution
 
 # The structured config of each kind of option, registered as /schema/dataset/<name>.
@@ -37,11 +39,12 @@ SCHEMAS = {
     "lsun": LSUNConfig,
     "synthetic": SyntheticImagesConfig,
     "mnist_5k": MNIST5kConfig,
+    "text": TextDatasetConfig,
 }
 
 __all__ = [
-    "DatasetNotFound", "Fit", "ImageFolder", "ImageFolderConfig", "ImageNet32", "ImageNet32Config", "ImageNetLayout",
-    "LSUN", "LSUNConfig", "MNIST5k", "MNIST5kConfig", "SCHEMAS", "Split", "SyntheticImages", "SyntheticImagesConfig", "ToyDataset",
-    "ToyDatasetConfig", "ToyDistribution", "TorchvisionImages", "TorchvisionImagesConfig", "TorchvisionSource",
-    "read_mnist_5k",
+    "DataKind", "DatasetNotFound", "Fit", "ImageFolder", "ImageFolderConfig", "ImageNet32", "ImageNet32Config",
+    "ImageNetLayout", "LSUN", "LSUNConfig", "MNIST5k", "MNIST5kConfig", "SCHEMAS", "Split", "SyntheticImages",
+    "SyntheticImagesConfig", "TextDataset", "TextDatasetConfig", "TextSource", "ToyDataset", "ToyDatasetConfig",
+    "ToyDistribution", "TorchvisionImages", "TorchvisionImagesConfig", "TorchvisionSource", "read_mnist_5k",
 ]

@@ -37,6 +37,7 @@ from wgan.dataset.image_files import (
     read_npz_batches,
 )
 from wgan.dataset.lmdb_images import LMDBImages
+from wgan.dataset.kind import DataKind
 from wgan.schema import ConfigError, bounded
 
 
@@ -209,7 +210,7 @@ class ImageData:
     something computed from them (the reference statistics of the scores). With `dataset.subset`,
     `held_out` samples the images left out of training (else it is None)."""
 
-    kind = "image"
+    kind = DataKind.image
     held_out: Optional["ImageData"] = None
 
     def __init__(self, name: str, resolution: int, channels: int, fingerprint: str) -> None:

@@ -16,6 +16,7 @@ from enum import Enum
 import torch
 from omegaconf import MISSING
 
+from wgan.dataset.kind import DataKind
 from wgan.schema import ConfigError, bounded
 
 
@@ -63,7 +64,7 @@ def swiss_roll(n: int, noise: float, generator: torch.Generator | None = None) -
 class ToyDataset:
     """Samples one of the toy distributions; `centres` and `mode_std` describe a mixture's modes."""
 
-    kind = "toy"
+    kind = DataKind.toy
     shape = (2,)
 
     def __init__(

@@ -1,13 +1,13 @@
 """The `metrics` config group: a small registry of named metric functions (`registry`) and the
-modules that register them: `toy` (mode coverage, W1), `classifier` (offline MNIST-like scores)
-and `inception` (Inception Score, FID, KID).
+modules that register them: `toy` (mode coverage, W1), `classifier` (offline MNIST-like scores),
+`inception` (Inception Score, FID, KID) and `text` (n-gram Jensen-Shannon divergences).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from typing import Optional
 
-from wgan.metrics import classifier, inception, toy  # noqa: F401  (register their metrics)
+from wgan.metrics import classifier, inception, text, toy  # noqa: F401  (register their metrics)
 from wgan.metrics.inception import InceptionConfig
 from wgan.metrics.registry import (  # noqa: F401
     REGISTRY,

@@ -26,7 +26,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from wgan import metrics
 from wgan.config import build_dataset, config_dir, validate
-from wgan.dataset import ImageFolder
+from wgan.dataset import ImageFolder, TextSource
 from wgan.device import resolve_device
 from wgan.files import RunDirError, RunFiles, counted
 from wgan.run_config import OVERRIDES, compose, rebuild
@@ -131,8 +131,10 @@ def score(args: argparse.Namespace) -> dict[str, Any]:
     log.info("scoring against %s with %s", cfg.dataset.name, ", ".join(names) or "no metrics")
     with torch.no_grad():
         values = metrics.compute(names, context)
-    root = f"{cfg.dataset.root}, " if "root" in cfg.dataset else ""
-    shape = "x".join(map(str, dataset.shape)) if dataset.kind == "image" else f"{dataset.shape[0]}-D points"
+    # Where the reference was read: the root, or the files of a text corpus of one's own.
+    where = ", ".join(cfg.dataset.files) if cfg.dataset.get("source") is TextSource.files else cfg.dataset.get("root")
+    root = f"{where}, " if where else ""
+    shape = dataset.kind.describe(dataset.shape)
     return {
         "values": values,
         "unavailable": metrics.unavailable(cfg),

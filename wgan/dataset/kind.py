@@ -1,0 +1,25 @@
+"""What a dataset's samples are: the training loop, the evaluation and the metrics command treat
+each kind in its own way (figures, the form generated samples are scored in)."""
+from __future__ import annotations
+
+from enum import Enum
+
+
+class DataKind(Enum):
+    toy = "toy"  # 2-D points
+    image = "image"  # (C, H, W) images in [-1, 1]
+    text = "text"  # (sequence, vocabulary): one-hot characters; generated, a softmax per position
+
+    @property
+    def figure_samples(self) -> int:
+        """How many samples of the fixed noise batch each evaluation shows: points over the toy data,
+        an 8x8 grid of images, lines of text."""
+        return 1000 if self is DataKind.toy else 64
+
+    def describe(self, shape: tuple[int, ...]) -> str:
+        """One sample's shape in words."""
+        if self is DataKind.image:
+            return "x".join(map(str, shape))
+        if self is DataKind.text:
+            return f"{shape[0]} characters of {shape[1]}"
+        return f"{shape[0]}-D points"
