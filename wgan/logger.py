@@ -11,12 +11,17 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlparse
 
 from omegaconf import MISSING, DictConfig
 
 from wgan.schema import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+HISTOGRAM_BINS = 64  # wandb's default (it takes up to 512): enough to show a pile at each end of [-c, c]
 
 
 @dataclass
@@ -51,6 +56,12 @@ class NullLogger:
         pass
 
     def log_evaluation(self, values: dict[str, float], samples: Path, step: int) -> None:
+        pass
+
+    def log_histograms(self, values: dict[str, torch.Tensor], step: int) -> None:
+        pass
+
+    def log_figure(self, name: str, figure: Path, values: dict[str, float]) -> None:
         pass
 
     def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
@@ -117,6 +128,14 @@ class WandbLogger(NullLogger):
         # The evaluation is the last thing logged at its step: committing writes the row now
         # rather than leaving the final one to the flush at exit.
         self.run.log({**values, "samples": self._wandb.Image(str(samples))}, step=step, commit=True)
+
+    def log_histograms(self, values, step):
+        # Not committed: the evaluation logged next at this step commits the row.
+        self.run.log({k: self._wandb.Histogram(v.numpy(), num_bins=HISTOGRAM_BINS) for k, v in values.items()},
+                     step=step, commit=False)
+
+    def log_figure(self, name, figure, values):
+        self.run.log({**values, name: self._wandb.Image(str(figure))}, commit=True)
 
     def finish(self, summary, exit_code=0):
         self.run.summary.update(summary)
