@@ -79,8 +79,8 @@ def test_figure1b_clipping_explodes_or_vanishes_across_layers_the_penalty_stays_
     assert rows[-1]["step"] == 20 and numbers["gp"]["norms"][0] == rows[-1]["layer_grad_norm_01"]
 
     weights = figure1.main(["weights", "--out", str(out), "logger=none", *TINY])  # the same runs, drawn
-    assert weights["clip0.01"]["fraction_within_1pct_of_c"] > 0.5  # measured: 0.9
-    assert weights["gp"]["fraction_within_1pct_of_c"] < 0.01  # measured: 0.001
+    assert weights["clip0.01"]["fraction_within_1pct_of_c"] > 0.5  # measured: 0.97
+    assert weights["gp"]["fraction_within_1pct_of_c"] < 0.01  # measured: 0.0005
     assert Image.open(out / "figure1b_weights.png").size == (1000, 400)
 
 

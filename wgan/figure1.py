@@ -191,6 +191,7 @@ def weights(out: Path, overrides: Sequence[str]) -> tuple[Path, dict[str, Any]]:
         for edge in (-HISTOGRAM_BOUND, HISTOGRAM_BOUND):
             ax.axvline(edge, color="tab:red", linestyle="--", linewidth=0.8)
         ax.set(title=f"{title}: {fraction:.1%} within 1% of ±{HISTOGRAM_BOUND:g}", xlabel="weight", ylabel="count")
+        ax.locator_params(axis="x", nbins=5)
     fig.tight_layout()
     return save(fig, out / "figure1b_weights.png"), numbers
 
