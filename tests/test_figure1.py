@@ -61,7 +61,7 @@ def test_figure1a_penalty_critics_reach_unit_gradients_and_clipping_stays_far_be
     (log,) = out.glob("wandb/offline-run-*/run-*.wandb")
     logged = read_run(log)
     assert logged["run"]["name"] == "figure1-surfaces" and logged["run"]["job_type"] == "figure"
-    assert any("figure1a" in row for row in logged["history"])
+    assert [row.get("figure1a/_type") for row in logged["history"]] == ["image-file"]
     assert logged["summary"]["numbers"]["gp/toy_swissroll"] == pytest.approx(numbers["gp/toy_swissroll"])
 
 
@@ -90,8 +90,10 @@ def test_critic_diagnostics_reach_wandb_as_lines_per_layer_and_a_weight_histogra
     history = read_run(log)["history"]
     keys = set().union(*history)
     assert {"eval/layer_grad_norm_01", "eval/layer_grad_norm_04"} <= keys and "eval/layer_grad_norm_05" not in keys
-    (histogram,) = [row["critic_weights"] for row in history if "critic_weights" in row][-1:]
-    assert histogram["_type"] == "histogram" and sum(histogram["values"]) == 2 * 32 + 32 * 32 * 2 + 32
+    histograms = [row for row in history if "critic_weights/values" in row]
+    assert len(histograms) == 2 and histograms[-1]["critic_weights/_type"] == "histogram"  # one per evaluation
+    assert len(histograms[-1]["critic_weights/bins"]) == 64 + 1
+    assert sum(histograms[-1]["critic_weights/values"]) == 2 * 32 + 32 * 32 * 2 + 32  # every weight, no bias
 
 
 def test_a_wrong_override_stops_the_figure_command_before_anything_trains(tmp_path):
