@@ -43,6 +43,9 @@ class TrainConfig:
     generator_batch_size: Optional[int] = bounded(None, ge=1)
     log_every: int = bounded(100, ge=1)  # iterations between logged training statistics
     lr_decay: LRDecay = LRDecay.constant  # learning-rate schedule of both optimizers
+    # At every evaluation, Figure 1b's look inside the critic: the norm of the critic loss's gradient
+    # at each weight layer's input (metrics.jsonl, W&B) and a histogram of its weights (W&B).
+    critic_diagnostics: bool = False
 
 
 @dataclass

@@ -19,16 +19,22 @@ def critic_surface(critic: nn.Module, extent: float, device) -> torch.Tensor:
     return critic(points).reshape(GRID_POINTS, GRID_POINTS).cpu()
 
 
+def figure(width: float, height: float):
+    """A matplotlib Figure of width x height inches at 100 dpi: Agg, without pyplot's global backend
+    and state; imported on use (image runs never draw one)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(fig)
+    return fig
+
+
 def toy_figure(real: torch.Tensor, fake: torch.Tensor, critic: nn.Module, path: Path, title: str) -> Path:
     real, fake = real.cpu(), fake.cpu()
     extent = 1.2 * float(real.abs().max())
     surface = critic_surface(critic, extent, next(critic.parameters()).device)
-    # Imported on use (image runs never draw this); Agg without pyplot's global backend and state.
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(5, 5), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = figure(5, 5)
     ax = fig.subplots()
     contours = ax.contourf(surface.numpy(), levels=30, cmap="viridis", extent=(-extent, extent, -extent, extent))
     fig.colorbar(contours, ax=ax, fraction=0.046, pad=0.04, label="critic value")

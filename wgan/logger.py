@@ -12,13 +12,18 @@ import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlparse
 
 from omegaconf import MISSING, DictConfig
 
 from wgan.figures import TEXT_SUFFIX
 from wgan.schema import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+HISTOGRAM_BINS = 64  # wandb's default (it takes up to 512): enough to show a pile at each end of [-c, c]
 
 
 @dataclass
@@ -53,6 +58,12 @@ class NullLogger:
         pass
 
     def log_evaluation(self, values: dict[str, float], samples: Path, step: int) -> None:
+        pass
+
+    def log_histograms(self, values: dict[str, torch.Tensor], step: int) -> None:
+        pass
+
+    def log_figure(self, name: str, figure: Path, values: dict[str, float]) -> None:
         pass
 
     def finish(self, summary: dict[str, Any], exit_code: int = 0) -> None:
@@ -126,6 +137,14 @@ class WandbLogger(NullLogger):
             lines = samples.read_text(encoding="utf-8").splitlines()
             return self._wandb.Table(columns=["sample"], data=[[line] for line in lines])
         return self._wandb.Image(str(samples))
+
+    def log_histograms(self, values, step):
+        # Not committed: the evaluation logged next at this step commits the row.
+        self.run.log({k: self._wandb.Histogram(v.numpy(), num_bins=HISTOGRAM_BINS) for k, v in values.items()},
+                     step=step, commit=False)
+
+    def log_figure(self, name, figure, values):
+        self.run.log({**values, name: self._wandb.Image(str(figure))}, commit=True)
 
     def finish(self, summary, exit_code=0):
         self.run.summary.update(summary)

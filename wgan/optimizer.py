@@ -91,10 +91,14 @@ def build_optimizers(cfg: DictConfig, generator: nn.Module, critic: nn.Module, o
     """(generator optimizer, critic optimizer) from `cfg.optimizer`; `options` are the speed
     settings' keyword arguments (fused, capturable)."""
     make_g = instantiate(cfg.generator, _convert_="all")
+    return make_optimizer(make_g, generator.parameters(), options or {}), build_critic_optimizer(cfg, critic, options)
+
+
+def build_critic_optimizer(cfg: DictConfig, critic: nn.Module, options: dict[str, bool] | None = None):
+    """The critic's optimizer from `cfg.optimizer` (a critic trained alone: Figure 1a's)."""
     make_d = instantiate(cfg.critic, _convert_="all")
-    options = options or {}
     critic_params = critic_parameters(critic, cfg.critic.weight_decay, cfg.normalized_critic_weight_decay)
-    return make_optimizer(make_g, generator.parameters(), options), make_optimizer(make_d, critic_params, options)
+    return make_optimizer(make_d, critic_params, options or {})
 
 
 def critic_parameters(critic: nn.Module, weight_decay: float, normalized_decay: float) -> Any:

@@ -8,7 +8,7 @@ scoring a checkpoint again gives the numbers the run logged at that iteration.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
+from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -80,10 +80,11 @@ def evaluation_rng(seed: int, step: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + step) % 2**64)
 
 
-def scored_form(samples: torch.Tensor, kind: DataKind) -> torch.Tensor:
+def scored_form(samples: torch.Tensor, kind: Optional[DataKind]) -> torch.Tensor:
     """Generated samples as the metrics score them: images as uint8, the grid real images come from,
     so generated and real images are scored at the same precision; text as the index of the most
-    likely character at each position (argmax decoding, as the official code samples text)."""
+    likely character at each position (argmax decoding, as the official code samples text); toy
+    points, or with no kind any samples, as generated."""
     if kind is DataKind.image:
         return metrics.to_uint8(samples)
     if kind is DataKind.text:
@@ -92,7 +93,8 @@ def scored_form(samples: torch.Tensor, kind: DataKind) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def generate(generator: Generator, n: int, settings: DictConfig, kind: DataKind, rng: torch.Generator) -> torch.Tensor:
+def generate(generator: Generator, n: int, settings: DictConfig, kind: Optional[DataKind],
+             rng: torch.Generator) -> torch.Tensor:
     """`n` samples on the CPU in batches of `metrics.batch_size`, in their scored form."""
     device = next(generator.parameters()).device
     noise = generator.sample_noise(n, device, rng)

@@ -7,6 +7,7 @@ dataset, arch, lipschitz, loss, optimizer, metrics and logger.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
 import math
@@ -14,7 +15,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any, Iterable, Iterator, TypeVar
+from typing import Any, Callable, ContextManager, Iterable, Iterator, TypeVar
 
 import torch
 from omegaconf import DictConfig, OmegaConf
@@ -23,6 +24,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 from wgan import metrics, signals
 from wgan.config import LRDecay, build, build_dataset, method_name, validate
+from wgan.critic_diagnostics import critic_weights, layer_gradient_norms
 from wgan.dataset.kind import DataKind
 from wgan.device import resolve_device
 from wgan.figures import image_grid, text_samples, toy_figure
@@ -30,7 +32,7 @@ from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full, first_sentenc
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule, resize_schedule
 from wgan.overfitting import CriticValidation
-from wgan.sampling import check_sampling_batches, evaluation_context, frozen, scored_form
+from wgan.sampling import check_sampling_batches, evaluation_context, evaluation_rng, frozen, generate, scored_form
 from wgan.schema import ConfigError
 from wgan.speed import Speed
 from wgan.study import is_identity
@@ -71,6 +73,26 @@ def gradient_sum(module: torch.nn.Module) -> torch.Tensor:
     """The sum of every parameter gradient of `module` (0 where there are none yet)."""
     grads = [p.grad.sum() for p in module.parameters() if p.grad is not None]
     return torch.stack(grads).sum() if grads else next(module.parameters()).new_zeros(())
+
+
+def critic_update(critic: torch.nn.Module, loss: Any, lipschitz: Any, optimizer: torch.optim.Optimizer,
+                  real: torch.Tensor, fake: torch.Tensor,
+                  autocast: Callable[[], ContextManager] = contextlib.nullcontext) -> dict[str, Any]:
+    """One critic step of Algorithm 1 on a batch of real and generated samples: the loss plus the
+    Lipschitz method's penalty, the update, then its after-step (clipping); the step's statistics."""
+    with autocast():
+        d_real, d_fake = critic(real).float(), critic(fake).float()
+        critic_loss = loss.critic(d_real, d_fake)
+    penalty, grad_norms = lipschitz.penalty(critic, real, fake)  # in fp32 whatever the precision
+    total = critic_loss if penalty is None else critic_loss + penalty
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    optimizer.step()
+    lipschitz.after_critic_step(critic)
+    stats = {"critic_loss": total.detach(), "wasserstein": (d_real.mean() - d_fake.mean()).detach()}
+    if penalty is not None:
+        stats["penalty"] = penalty.detach()
+    return {**stats, "real": real, "fake": fake, "grad_norms": grad_norms}
 
 
 class Trainer:
@@ -126,19 +148,7 @@ class Trainer:
     def update_critic(self, real: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad(), self.speed.autocast():  # critic steps build no generator graph
             fake = self.generator(noise).float()
-        with self.speed.autocast():
-            d_real, d_fake = self.critic(real).float(), self.critic(fake).float()
-            loss = self.loss.critic(d_real, d_fake)
-        penalty, grad_norms = self.lipschitz.penalty(self.critic, real, fake)  # in fp32 whatever the precision
-        total = loss if penalty is None else loss + penalty
-        self.opt_d.zero_grad(set_to_none=True)
-        total.backward()
-        self.opt_d.step()
-        self.lipschitz.after_critic_step(self.critic)
-        stats = {"critic_loss": total.detach(), "wasserstein": (d_real.mean() - d_fake.mean()).detach()}
-        if penalty is not None:
-            stats["penalty"] = penalty.detach()
-        return {**stats, "real": real, "fake": fake, "grad_norms": grad_norms}
+        return critic_update(self.critic, self.loss, self.lipschitz, self.opt_d, real, fake, self.speed.autocast)
 
     def generator_step(self) -> torch.Tensor:
         batch = self.cfg.train.generator_batch_size or self.cfg.train.batch_size
@@ -218,6 +228,8 @@ class Trainer:
     def evaluate(self) -> dict[str, float]:
         with signals.stopping_in(f"the evaluation at iteration {self.step}"):
             values = self.score() if self.cfg.metrics.names else {}
+        if self.cfg.train.critic_diagnostics:
+            values.update(self.diagnose_critic())
         self.last_eval = {"step": self.step, **values}
         self.files.append_metrics({**self.last_eval, "elapsed": round(self.elapsed, 3)})
         figure = self.save_figure(self.files.sample_figure(self.step))
@@ -248,6 +260,16 @@ class Trainer:
             return
         self.best_generator = {"step": self.step, "key": key, "value": values[key]}
         self.files.save_best_generator({**self.best_generator, "generator": self.generator.state_dict()})
+
+    def diagnose_critic(self) -> dict[str, float]:
+        """Figure 1b (train.critic_diagnostics): the critic's weights to the logger as a histogram,
+        and the gradient norm of the critic loss at each layer on a batch of the evaluation's own draw."""
+        rng = evaluation_rng(self.cfg.seed, self.step)
+        n = self.cfg.train.batch_size
+        fake = generate(self.generator, n, self.cfg.metrics, None, rng)  # as the critic sees them.to(self.device)
+        real = self.dataset.sample(n, self.device, rng)
+        self.logger.log_histograms({"critic_weights": critic_weights(self.critic)}, self.step)
+        return layer_gradient_norms(self.critic, self.loss.critic, real, fake)
 
     @torch.no_grad()
     def save_figure(self, path: Path) -> Path:
