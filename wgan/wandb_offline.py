@@ -4,8 +4,9 @@ killed start left in them, and mending them so that `wandb sync` makes one run w
 What wandb 0.31 does with them (read in its Go core, checked against a stand-in server, README
 "W&B across preemptions"): `wandb sync` uploads the folders of one run id one after the other in
 the order they started; a later folder (its run record says `resume`) continues the run after the
-last step already uploaded, and a step it logged at or below that step is moved up past it, so
-steps logged again after a resume from an older checkpoint would shift every later step. The
+last step already uploaded, and a step it logged at or below that step is moved up to the next
+one (so are the steps after it until they are above again): steps logged again after a resume from
+an older checkpoint would be uploaded twice and shift later steps. The
 `.wandb` file is written in 32 KiB blocks and flushed every `x_transaction_log_flush_interval`
 seconds (15): a SIGKILL loses the rows logged since, and can leave the file ending inside a record,
 which `wandb sync` refuses ("the file ends with an incomplete record"), skipping the run's later
