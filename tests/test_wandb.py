@@ -2,17 +2,18 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from conftest import CONF_DIR, TINY, compose_config
 from wandb_records import read_run
 from wandb_stand_in import serve
+from test_faults import checkpoint_step
 from omegaconf.errors import ValidationError
 
 from wgan import wandb_offline
@@ -81,6 +82,7 @@ def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_eac
     """SIGKILL once the W&B file holds steps after the newest checkpoint, and a torn last record
     (a kill in the middle of a block write); the resumed start logs only the steps after them, and
     `wandb sync` of both folders to a stand-in server uploads one run with each step once."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)  # each start its own wandb process, as each job's
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB__TRANSACTION_LOG_FLUSH_INTERVAL", "0.1")  # rows reach the file at once
     command = [sys.executable, "run.py", *TINY, "logger=wandb", "train.iterations=300", "ckpt.every=100",
@@ -88,17 +90,21 @@ def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_eac
     files = RunFiles(tmp_path)
     killed = subprocess.Popen(command, cwd=Path(CONF_DIR).parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while True:  # until the file holds 4 logged steps past a checkpoint
-        assert time.monotonic() < deadline and killed.poll() is None, "never logged past a checkpoint"
-        state = torch.load(files.checkpoint, weights_only=True) if files.checkpoint.exists() else None
-        logs = sorted(tmp_path.glob("wandb/offline-run-*/*.wandb"))
-        if state and state["step"] > 0 and logs and max(history_steps(logs[0]), default=0) >= state["step"] + 20:
-            break
+    while checkpoint_step(files) <= 0:  # the first periodic checkpoint
+        assert time.monotonic() < deadline and killed.poll() is None, "never checkpointed"
         time.sleep(0.05)
+    while True:  # frozen now and then, until its W&B file holds 4 logged steps past the checkpoint
+        assert time.monotonic() < deadline and killed.poll() is None, "never logged past a checkpoint"
+        killed.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)  # wandb's own process flushes what it was sent (every 0.1 s here)
+        first = sorted(tmp_path.glob("wandb/offline-run-*/*.wandb"))[0]
+        if history_steps(first)[-1:] >= [checkpoint_step(files) + 20]:
+            break
+        killed.send_signal(signal.SIGCONT)
+        time.sleep(0.03)
     killed.kill()
     killed.wait()
-    checkpointed = torch.load(files.checkpoint, weights_only=True)["step"]
-    first = logs[0]
+    checkpointed = checkpoint_step(files)
     first.write_bytes(first.read_bytes()[:-3])  # the last record torn
     durable = history_steps(first)
     assert durable[-1] > checkpointed  # steps the resumed start redoes from its checkpoint
