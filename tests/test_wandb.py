@@ -85,8 +85,8 @@ def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_eac
     monkeypatch.delenv("WANDB_SERVICE", raising=False)  # each start its own wandb process, as each job's
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB__TRANSACTION_LOG_FLUSH_INTERVAL", "0.1")  # rows reach the file at once
-    command = [sys.executable, "run.py", *TINY, "logger=wandb", "train.iterations=300", "ckpt.every=100",
-               "eval.every=150", f"hydra.run.dir={tmp_path}"]
+    command = [sys.executable, "run.py", *TINY, "logger=wandb", "train.iterations=200", "ckpt.every=50",
+               "eval.every=100", f"hydra.run.dir={tmp_path}"]
     files = RunFiles(tmp_path)
     killed = subprocess.Popen(command, cwd=Path(CONF_DIR).parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
@@ -114,14 +114,14 @@ def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_eac
     assert f"at iteration {checkpointed}" in resumed.stderr + resumed.stdout
     logs = [next(folder.glob("*.wandb")) for folder in wandb_offline.folders(tmp_path / "wandb", read_run(first)["run"]["id"])]
     assert len(logs) == 2 and logs[0] == first
-    assert history_steps(logs[0]) == durable and history_steps(logs[0]) + history_steps(logs[1]) == list(range(5, 301, 5))
+    assert history_steps(logs[0]) == durable and history_steps(logs[0]) + history_steps(logs[1]) == list(range(5, 201, 5))
     assert max(end for _, end in wandb_offline.whole_records(first.read_bytes())) == first.stat().st_size  # syncable
     earlier, last = (read_run(log) for log in logs)
     assert earlier["run"]["id"] == last["run"]["id"]
     evaluated = [row["_step"] for log in (earlier, last) for row in log["history"] if "eval/w1" in row]
-    assert evaluated == [150, 300]
+    assert evaluated == [100, 200]
     results = files.read_results()
-    assert last["summary"]["status"] == "complete" and last["summary"]["step"] == 300
+    assert last["summary"]["status"] == "complete" and last["summary"]["step"] == 200
     assert last["summary"]["final"]["w1"] == pytest.approx(results["final"]["w1"])
 
     url, server_runs, server = serve()
@@ -134,7 +134,7 @@ def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_eac
         server.shutdown()
     assert synced.returncode == 0 and "ERROR" not in synced.stderr, synced.stderr
     uploaded = server_runs[earlier["run"]["id"]]
-    assert [row["_step"] for row in uploaded["history"]] == list(range(5, 301, 5))
+    assert [row["_step"] for row in uploaded["history"]] == list(range(5, 201, 5))
     assert uploaded["summary"]["final"]["w1"] == pytest.approx(results["final"]["w1"])
 
 
