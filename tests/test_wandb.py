@@ -1,13 +1,24 @@
 """W&B logging, offline by default: the run files hold what was logged, resumes continue the run."""
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
 import pytest
 
-from conftest import compose_config
+from conftest import CONF_DIR, TINY, compose_config
 from wandb_records import read_run
+from wandb_stand_in import serve
+from test_faults import checkpoint_step
 from omegaconf.errors import ValidationError
 
+from wgan import wandb_offline
 from wgan.config import validate
+from wgan.files import RunFiles
 from wgan.logger import WandbMode
 from wgan.schema import ConfigError
 from wgan.train import Trainer, run
@@ -61,6 +72,78 @@ def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
     assert first["run"]["id"] == second["run"]["id"]
     assert second["summary"]["status"] == "complete"
     assert "status" not in first["summary"]  # the interrupted start left no result
+
+
+def history_steps(log: Path) -> list[int]:
+    return [record.history.step.num for record in wandb_offline.records(log) if record.HasField("history")]
+
+
+def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_each_step_once(tmp_path, monkeypatch):
+    """SIGKILL once the W&B file holds steps after the newest checkpoint, and a torn last record
+    (a kill in the middle of a block write); the resumed start logs only the steps after them, and
+    `wandb sync` of both folders to a stand-in server uploads one run with each step once."""
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)  # each start its own wandb process, as each job's
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB__TRANSACTION_LOG_FLUSH_INTERVAL", "0.1")  # rows reach the file at once
+    command = [sys.executable, "run.py", *TINY, "logger=wandb", "train.iterations=200", "ckpt.every=50",
+               "eval.every=100", f"hydra.run.dir={tmp_path}"]
+    files = RunFiles(tmp_path)
+    killed = subprocess.Popen(command, cwd=Path(CONF_DIR).parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while checkpoint_step(files) <= 0:  # the first periodic checkpoint
+        assert time.monotonic() < deadline and killed.poll() is None, "never checkpointed"
+        time.sleep(0.05)
+    while True:  # frozen now and then, until its W&B file holds 4 logged steps past the checkpoint
+        assert time.monotonic() < deadline and killed.poll() is None, "never logged past a checkpoint"
+        killed.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)  # wandb's own process flushes what it was sent (every 0.1 s here)
+        first = sorted(tmp_path.glob("wandb/offline-run-*/*.wandb"))[0]
+        if history_steps(first)[-1:] >= [checkpoint_step(files) + 20]:
+            break
+        killed.send_signal(signal.SIGCONT)
+        time.sleep(0.03)
+    killed.kill()
+    killed.wait()
+    checkpointed = checkpoint_step(files)
+    first.write_bytes(first.read_bytes()[:-3])  # the last record torn
+    durable = history_steps(first)
+    assert durable[-1] > checkpointed  # steps the resumed start redoes from its checkpoint
+
+    resumed = subprocess.run(command, cwd=Path(CONF_DIR).parent, capture_output=True, text=True, timeout=120)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"at iteration {checkpointed}" in resumed.stderr + resumed.stdout
+    logs = [next(folder.glob("*.wandb")) for folder in wandb_offline.folders(tmp_path / "wandb", read_run(first)["run"]["id"])]
+    assert len(logs) == 2 and logs[0] == first
+    assert history_steps(logs[0]) == durable and history_steps(logs[0]) + history_steps(logs[1]) == list(range(5, 201, 5))
+    assert max(end for _, end in wandb_offline.whole_records(first.read_bytes())) == first.stat().st_size  # syncable
+    earlier, last = (read_run(log) for log in logs)
+    assert earlier["run"]["id"] == last["run"]["id"]
+    evaluated = [row["_step"] for log in (earlier, last) for row in log["history"] if "eval/w1" in row]
+    assert evaluated == [100, 200]
+    results = files.read_results()
+    assert last["summary"]["status"] == "complete" and last["summary"]["step"] == 200
+    assert last["summary"]["final"]["w1"] == pytest.approx(results["final"]["w1"])
+
+    url, server_runs, server = serve()
+    sync = [str(Path(sys.executable).with_name("wandb")), "sync", *map(str, logs)]
+    try:
+        synced = subprocess.run(sync, capture_output=True, text=True, timeout=60, env={
+            **os.environ, "WANDB_BASE_URL": url, "WANDB_API_KEY": "0" * 40, "WANDB_MODE": "online",
+            "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")})
+    finally:
+        server.shutdown()
+    assert synced.returncode == 0 and "ERROR" not in synced.stderr, synced.stderr
+    uploaded = server_runs[earlier["run"]["id"]]
+    assert [row["_step"] for row in uploaded["history"]] == list(range(5, 201, 5))
+    assert uploaded["summary"]["final"]["w1"] == pytest.approx(results["final"]["w1"])
+
+
+def test_a_start_killed_before_wandb_wrote_its_run_leaves_no_folder_to_stop_wandb_sync(tmp_path):
+    folder = tmp_path / "wandb" / "offline-run-20260101_000000-abc123"
+    folder.mkdir(parents=True)
+    (folder / "run-abc123.wandb").write_bytes(b":W&B\xe1\xbe\x00")  # the header alone, as a kill leaves it
+    assert wandb_offline.mend(tmp_path / "wandb", "abc123") is None
+    assert not folder.exists()
 
 
 def test_online_mode_without_credentials_fails_before_training(tmp_path):

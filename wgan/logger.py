@@ -90,7 +90,9 @@ def wandb_credentials_available() -> bool:
 
 
 class WandbLogger(NullLogger):
-    """One W&B run per training run; a resumed training run continues the same W&B run."""
+    """One W&B run per training run; a resumed training run continues the same W&B run, logging
+    only the steps its earlier starts have not (`wandb sync` would move a repeated step up past the
+    last one uploaded, shifting the rest: see wgan.wandb_offline)."""
 
     def __init__(self, project: str, entity: Optional[str], mode: WandbMode | str, tags: list[str]) -> None:
         self.project, self.entity, self.mode, self.tags = project, entity, WandbMode(mode).value, list(tags)
@@ -107,7 +109,11 @@ class WandbLogger(NullLogger):
     ) -> None:
         import wandb  # imported here: it is slow to import and logger=none never needs it
 
+        from wgan import wandb_offline
+
         self._wandb = wandb
+        logged = wandb_offline.mend(run_dir / "wandb", resume_id) if resume_id else None
+        self.first_new_step = 0 if logged is None else logged + 1
         self.run = wandb.init(
             project=self.project,
             entity=self.entity,
@@ -124,12 +130,14 @@ class WandbLogger(NullLogger):
         self.run_id = self.run.id
 
     def log(self, values, step):
-        self.run.log(values, step=step)
+        if step >= self.first_new_step:
+            self.run.log(values, step=step)
 
     def log_evaluation(self, values, samples, step):
         # The evaluation is the last thing logged at its step: committing writes the row now
         # rather than leaving the final one to the flush at exit.
-        self.run.log({**values, "samples": self.media(samples)}, step=step, commit=True)
+        if step >= self.first_new_step:
+            self.run.log({**values, "samples": self.media(samples)}, step=step, commit=True)
 
     def media(self, samples: Path) -> Any:
         """A picture as a W&B image; text samples (a text file) as a table of its lines."""
@@ -140,8 +148,9 @@ class WandbLogger(NullLogger):
 
     def log_histograms(self, values, step):
         # Not committed: the evaluation logged next at this step commits the row.
-        self.run.log({k: self._wandb.Histogram(v.numpy(), num_bins=HISTOGRAM_BINS) for k, v in values.items()},
-                     step=step, commit=False)
+        if step >= self.first_new_step:
+            self.run.log({k: self._wandb.Histogram(v.numpy(), num_bins=HISTOGRAM_BINS) for k, v in values.items()},
+                         step=step, commit=False)
 
     def log_figure(self, name, figure, values):
         self.run.log({**values, name: self._wandb.Image(str(figure))}, commit=True)
