@@ -2,6 +2,7 @@
 
 `python run.py --help` lists the config groups and their options; `-m` sweeps (multirun).
 """
+import logging
 import os
 from pathlib import Path
 
@@ -18,6 +19,9 @@ from wgan.study import cpu_share, limit_threads, reported, stop_when_orphaned
 from wgan.train import run
 
 register_configs()
+# run.log may sit on a full disk: logging then drops the lines it cannot write, instead of printing
+# a traceback for each (the run itself stops with one message: wgan.files.DiskFull).
+logging.raiseExceptions = False
 
 
 @hydra.main(config_path="conf", config_name="config", version_base="1.3")

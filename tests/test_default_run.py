@@ -1,6 +1,6 @@
 """`python run.py` exactly as the README's quick start runs it: WGAN-GP learns the 8 Gaussians.
 
-This is the slowest test (2 to 5 minutes on two CPU cores); it checks the targets of the
+This is the slowest test (2 to 6 minutes on two CPU cores); it checks the targets of the
 embedded default: all 8 modes covered and at least half of 2,500 samples high-quality.
 """
 from __future__ import annotations

@@ -428,8 +428,10 @@ def fill(disk: Path) -> Path:
 
 def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_newest_checkpoint(small_disk):
     run_dir = small_disk / "run"
+    # Nothing else is written between checkpoints (no evaluation, no train.jsonl line): the
+    # checkpoint is the write the full disk stops.
     command = [sys.executable, "run.py", *TINY, "train.iterations=3000", "ckpt.every=50", "eval.every=3000",
-               f"hydra.run.dir={run_dir}"]
+               "train.log_every=3000", f"hydra.run.dir={run_dir}"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     files = RunFiles(run_dir)
     while checkpoint_step(files) < 50:
@@ -462,6 +464,29 @@ def use_every_inode(disk: Path) -> list[Path]:
             assert error.errno == errno.ENOSPC
             return made
         made.append(disk / f"filler{len(made)}")
+
+
+def test_a_full_disk_while_appending_a_log_line_names_the_log_and_the_run_resumes(small_disk):
+    run_dir = small_disk / "run"
+    command = [sys.executable, "run.py", *TINY, "train.iterations=3000", "ckpt.every=50", "eval.every=3000",
+               "train.log_every=1", f"hydra.run.dir={run_dir}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    files = RunFiles(run_dir)
+    while checkpoint_step(files) < 50:
+        assert process.poll() is None, "training ended before the disk was filled"
+        time.sleep(0.05)
+    filler = fill(small_disk)
+    output, _ = process.communicate(timeout=120)
+    assert process.returncode == 1 and "Traceback" not in output
+    assert f"No space left on device while writing {files.train_stats}; a line it cut short is dropped on resume" \
+        in output
+    filler.unlink()
+    intact = torch.load(files.checkpoint, weights_only=True)["step"]
+    shortened = [f"train.iterations={intact + 10}" if o.startswith("train.iterations=") else o for o in command]
+    resumed = subprocess.run(shortened, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0 and files.read_results()["status"] == "complete"
+    steps = [json.loads(line)["step"] for line in files.train_stats.read_text().splitlines()]
+    assert steps == list(range(1, intact + 11))  # each step once: the torn and redone lines dropped
 
 
 def test_a_full_disk_while_writing_the_results_stops_the_run_as_for_a_checkpoint(disk_of_few_files, tmp_path):

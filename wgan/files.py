@@ -98,9 +98,16 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def append_line(path: Path, record: dict[str, Any]) -> None:
-    """One JSON line at the end of `path` (a JSON Lines log)."""
-    with path.open("a") as f:
-        f.write(json.dumps(record) + "\n")
+    """One JSON line at the end of `path` (a JSON Lines log). A full disk is a DiskFull naming the
+    file: a line it cut short is dropped when the run resumes (RunFiles.drop_metrics_after)."""
+    try:
+        with path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+    except OSError as error:
+        full = as_disk_full(error, path)
+        if full is None:
+            raise
+        raise DiskFull(f"{full}; a line it cut short is dropped on resume") from error
 
 
 def read_results(path: Path) -> dict[str, Any] | None:
