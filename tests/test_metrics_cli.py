@@ -189,7 +189,8 @@ def test_missing_paths_are_named_as_missing(toy_run, tmp_path, caplog):
     assert cli.main([str(toy_run[0]), "--reference", str(tmp_path / "reals")]) == 2
     assert caplog.messages[-1] == (
         f"--reference {tmp_path / 'reals'}: no such folder, and not a dataset option (cifar10, fashion_mnist, "
-        "imagefolder, imagenet32, lsun_bedroom, mnist, synthetic, toy_25gaussians, toy_8gaussians, toy_swissroll)")
+        "imagefolder, imagenet32, lsun_bedroom, mnist, mnist_5k, synthetic, text, toy_25gaussians, toy_8gaussians, "
+        "toy_swissroll)")
 
 
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="needs Debian's Fashion-MNIST: apt-get install dataset-fashion-mnist")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import string
 import subprocess
 import sys
 from pathlib import Path
@@ -18,15 +19,19 @@ from conftest import compose_config, require_fid_helper
 from wgan.config import validate
 from wgan.files import RunFiles
 from wgan.metrics import cli as metrics_cli
-from wgan import plan, report
+from wgan import curves, plan, report
 from wgan.study import expand_jobs
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
-# An indented command line of a code block, without its trailing comment.
+# An indented command line of a code block, without its trailing comment; and the shell variables
+# code blocks set (NAME="..."), which the commands after them use as $NAME.
 COMMAND = re.compile(r"^    (python (?:run\.py|-m wgan\.\w+)\b[^#\n]*?)\s*(?:#.*)?$", re.MULTILINE)
-COMMANDS = [shlex.split(line) for line in COMMAND.findall(README)]
-PARSERS = {"wgan.metrics": metrics_cli.parse, "wgan.report": report.parse_args, "wgan.plan": plan.parse_args}
+VARIABLE = re.compile(r'^    ([A-Z_]+)="([^"]*)"\s*$', re.MULTILINE)
+COMMANDS = [shlex.split(string.Template(line).substitute(dict(VARIABLE.findall(README))))
+            for line in COMMAND.findall(README)]
+PARSERS = {"wgan.metrics": metrics_cli.parse, "wgan.report": report.parse_args, "wgan.plan": plan.parse_args,
+           "wgan.curves": curves.parse_args}
 
 
 OFFLINE_INCEPTION = "metrics.inception.weights=fid_helper"
