@@ -21,6 +21,7 @@ def load_bench():
     return module
 
 
+@pytest.mark.slow
 def test_reference_loop_matches_the_project_after_one_iteration(tmp_path):
     bench = load_bench()
     cases = {

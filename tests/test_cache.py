@@ -82,6 +82,7 @@ def test_reference_statistics_follow_the_images_they_were_computed_from(tmp_path
     assert cache.computed["stats-channel-means-imagefolder"] == 2 and len(list(cache_home.glob("stats-*"))) == 1
 
 
+@pytest.mark.slow
 def test_scores_against_a_changed_reference_folder_equal_a_fresh_computation(tmp_path, capsys):
     """The reviewer's case: FID against a folder whose images changed was computed against the old
     statistics (114.3 instead of 397.2), silently. KID here, from the same cache entry: FID's
@@ -116,6 +117,7 @@ def cut_short(entry: Path, payload: torch.Tensor) -> None:
     entry.write_bytes(entry.read_bytes()[: entry.stat().st_size // 2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", [flip_a_byte_of, cut_short])
 def test_a_damaged_cache_is_reported_by_name_and_computed_again(tmp_path, cache_home, caplog, monkeypatch, damage):
     data, images = tmp_path / "data", random_images(8, 3, 32)
@@ -144,6 +146,7 @@ def full_disk(tmp_path):
         yield disk
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["below a file", "read_only_disk", "full_disk"])
 def test_a_cache_directory_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path, request, where):
     """Root writes into any folder whatever its mode: the directory is made unwritable for root too."""
@@ -164,6 +167,7 @@ def test_a_cache_directory_that_cannot_be_written_costs_a_warning_not_the_run(tm
     assert not list(cache_dir.glob("*.pt"))
 
 
+@pytest.mark.slow
 def test_an_image_run_writes_nothing_into_its_data_folder_or_the_repository(tmp_path, cache_home):
     data = tmp_path / "data"
     write_images(data, random_images(8, 3, 32))

@@ -27,6 +27,7 @@ def fashion(tmp_path_factory, classifier_cache):
     return args, net, test_accuracy, to_unit_range(test[0])
 
 
+@pytest.mark.slow
 def test_the_classifier_is_accurate_on_the_test_split(fashion):
     _, net, test_accuracy, _ = fashion
     print(f"Fashion-MNIST test accuracy: {test_accuracy:.4f}")
@@ -44,6 +45,7 @@ def test_a_second_call_loads_the_cache_without_training(fashion, monkeypatch):
     assert torch.equal(classifier.apply(loaded, images[:100]), classifier.apply(net, images[:100]))
 
 
+@pytest.mark.slow
 def test_scores_separate_real_images_from_noise(fashion):
     _, net, _, images = fashion
     noise = torch.rand(images.shape, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -53,6 +53,7 @@ def overrides_for(group: str, option: str) -> list[str]:
 @pytest.mark.parametrize(
     "group,option", [(g, o) for g in GROUPS for o in options(g)], ids=lambda v: str(v)
 )
+@pytest.mark.slow
 def test_every_option_composes_and_builds(group, option):
     overrides = overrides_for(group, option)
     if "metrics.inception.weights=fid_helper" in overrides:
@@ -81,6 +82,7 @@ def test_every_option_composes_and_builds(group, option):
     assert cfg.logger._target_ in ("wgan.logger.WandbLogger", "wgan.logger.NullLogger")
 
 
+@pytest.mark.slow
 def test_a_missing_dataset_fails_before_any_model_is_built(tmp_path):
     root = tmp_path / "nothing-here"
     result = subprocess.run(
@@ -115,6 +117,7 @@ def optimizer_settings(cfg):
         (["lipschitz=gp_onesided"], "wgan_gp_onesided", ("Adam", 1e-4, [0.0, 0.9])),
     ],
 )
+@pytest.mark.slow
 def test_methods_bring_the_papers_optimizers(overrides, method, optimizer):
     cfg = compose_config(["~recipe", *overrides])  # the paper's defaults, without the toy recipe
     assert method_name(cfg) == method
@@ -133,6 +136,7 @@ def test_paper_settings_of_the_defaults():
     assert (cfg.arch.width, cfg.arch.depth) == (512, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["toy_8gaussians", "toy_25gaussians", "toy_swissroll"])
 @pytest.mark.parametrize("lipschitz", ["gp", "gp_onesided"])
 def test_toy_recipe_applies_to_the_penalty_on_toy_data(dataset, lipschitz):
@@ -190,6 +194,7 @@ def test_the_toy_recipe_tunes_adam_only(overrides):
         ("metrics=classifier", "metrics.names: 'classifier' scores MNIST and Fashion-MNIST, not dataset=toy_8gaussians"),
     ],
 )
+@pytest.mark.slow
 def test_out_of_range_values_name_the_key(override, message):
     cfg = compose_config([override])
     with pytest.raises(ConfigError, match=re.escape(message)):
@@ -204,6 +209,7 @@ def test_clip_bound_is_validated():
             validate(compose_config(["lipschitz=clip", f"lipschitz.bound={value}"]))
 
 
+@pytest.mark.slow
 def test_seeds_take_64_bits_and_no_more(train_tiny):
     """torch.manual_seed takes seeds below 2**64; the largest trains (evaluations included, whose
     seeds derive from it), the next fails before training, for `seed` and `arch.seed` alike."""
@@ -224,6 +230,7 @@ BATCH_NORM_GENERATOR = ["logger=none", "arch=random", "arch.g.norm=[true]", "arc
     (["metrics.num_samples=201"], "a last batch of one sample (metrics.num_samples=201)"),
     (["metrics.final_num_samples=1001"], "a last batch of one sample (metrics.final_num_samples=1001)"),
 ])
+@pytest.mark.slow
 def test_sampling_batches_of_one_sample_fail_before_training_with_batch_norm(tmp_path, overrides, batches):
     batch_size = overrides[0].split("=")[1] if "batch_size" in overrides[0] else "100"
     with pytest.raises(ConfigError, match=re.escape(
@@ -237,6 +244,7 @@ def test_sampling_batches_of_one_sample_fail_before_training_with_batch_norm(tmp
         assert run(cfg, tmp_path / fine[0])["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_run_directory_that_is_a_file_is_named(tmp_path):
     file = tmp_path / "file"
     file.write_text("not a folder")
@@ -253,6 +261,7 @@ def test_a_run_directory_that_is_a_file_is_named(tmp_path):
     assert file.read_text() == "not a folder"
 
 
+@pytest.mark.slow
 def test_a_study_name_that_is_a_path_creates_nothing(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
@@ -284,6 +293,7 @@ def test_wrong_types_and_names_fail_at_composition(override, message):
     assert message in f"{raised.value} {raised.value.__cause__}"
 
 
+@pytest.mark.slow
 def test_unknown_option_lists_the_valid_ones():
     result = subprocess.run(
         [sys.executable, "run.py", "lipschitz=clp"], cwd=Path(CONF_DIR).parent, capture_output=True, text=True
@@ -294,6 +304,7 @@ def test_unknown_option_lists_the_valid_ones():
         assert f"\t{option}\n" in result.stderr
 
 
+@pytest.mark.slow
 def test_cli_rejects_bad_value_before_training(tmp_path):
     result = subprocess.run(
         [sys.executable, "run.py", "train.n_critic=0", f"hydra.run.dir={tmp_path}"],
@@ -313,6 +324,7 @@ def test_cli_rejects_bad_value_before_training(tmp_path):
     ("+optimizer.critic.lrr=1", "invalid config: optimizer.critic.lrr: no such setting; did you mean "
                                 "optimizer.critic.lr or optimizer.generator.lr?"),
 ])
+@pytest.mark.slow
 def test_added_keys_that_no_schema_has_are_refused_before_training(override, message, tmp_path):
     """Hydra's `+key=value` adds a key to any node (and suggests it for a mistyped key): the closed
     structured config refuses it, naming the close matches, instead of training without it."""
@@ -347,6 +359,7 @@ def outside(bounds: dict) -> float:
     return {"ge": limit - 1, "gt": limit, "le": limit + 1, "lt": limit}[name]
 
 
+@pytest.mark.slow
 def test_every_numeric_setting_of_every_option_is_typed_and_range_checked():
     settings = {}  # key -> (a config holding it, bounds)
     for group in GROUPS:
@@ -386,12 +399,14 @@ def test_every_numeric_setting_of_every_option_is_typed_and_range_checked():
     (["metrics=inception"], "metrics.names: 'inception' scores images, not dataset=toy_8gaussians"),
     (["speed.cuda_graphs=true", "train.lr_decay=linear"], "speed.cuda_graphs=true needs train.lr_decay=constant"),
 ])
+@pytest.mark.slow
 def test_incompatible_choices_fail_before_training(tmp_path, overrides, message):
     with pytest.raises(ConfigError, match=re.escape(message)):
         run(compose_config(["logger=none", *overrides]), tmp_path)
     assert not (tmp_path / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_help_is_the_projects_own_page_listed_from_the_config_folders():
     result = subprocess.run([sys.executable, "run.py", "--help", "sweeps=robustness_toy"], cwd=Path(CONF_DIR).parent,
                             capture_output=True, text=True, timeout=120)

@@ -22,6 +22,7 @@ def logged(run, name: str, metric: str) -> list[tuple[int, float, float]]:
     return [(r["step"], r["elapsed"], r[metric]) for r in map(json.loads, lines)]
 
 
+@pytest.mark.slow
 def test_curves_plot_the_values_of_the_runs_files(study, tmp_path, capsys):
     w1 = {s.method: s for s in collect([study], "w1")}
     assert sorted(w1) == ["wgan_clip", "wgan_gp"]

@@ -5,6 +5,8 @@ embedded default: all 8 modes covered and at least half of 2,500 samples high-qu
 """
 from __future__ import annotations
 
+import pytest
+
 import json
 import subprocess
 import sys
@@ -14,6 +16,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_default_run_learns_the_eight_gaussians(tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_MODE", raising=False)
     started = time.perf_counter()

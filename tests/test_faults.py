@@ -42,6 +42,7 @@ def checkpoint_step(files: RunFiles) -> int:
         return -1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGUSR1])
 def test_a_stop_signal_checkpoints_and_exits_within_seconds_then_the_run_resumes(tmp_path, stop):
     overrides = [*TINY, "train.iterations=600", "ckpt.every=600", "eval.every=600", f"hydra.run.dir={tmp_path}"]
@@ -114,6 +115,7 @@ LONG_CRITIC = [*TINY, "train.n_critic=2000", "train.batch_size=8", "arch.width=8
                "train.log_every=1", "eval.every=2", "ckpt.every=2"]
 
 
+@pytest.mark.slow
 def test_a_stop_signal_in_a_long_critic_loop_keeps_the_last_whole_iteration_and_resumes_exactly(tmp_path):
     calm, command, files = calm_and_stopped(LONG_CRITIC, tmp_path)
     output = stopped_within_seconds(command, "iter 1/2", 1.0, signal.SIGTERM)  # in iteration 2
@@ -124,6 +126,7 @@ def test_a_stop_signal_in_a_long_critic_loop_keeps_the_last_whole_iteration_and_
     resumes_as(command, 1, calm, files)
 
 
+@pytest.mark.slow
 def test_a_million_critic_steps_show_progress_and_a_stop_signal_ends_them(tmp_path):
     command = [sys.executable, "run.py", *TINY, "train.n_critic=1000000", f"hydra.run.dir={tmp_path}"]
     output = stopped_within_seconds(command, "iteration 1, critic steps: ", 0.0, signal.SIGUSR1)
@@ -137,6 +140,7 @@ def test_a_million_critic_steps_show_progress_and_a_stop_signal_ends_them(tmp_pa
 LONG_EVALUATION = [*TINY, "metrics.num_samples=300000", "metrics.batch_size=10", "ckpt.every=20"]
 
 
+@pytest.mark.slow
 def test_a_stop_signal_in_a_long_evaluation_checkpoints_and_the_evaluation_is_redone_on_resume(tmp_path):
     calm, command, files = calm_and_stopped(LONG_EVALUATION, tmp_path)
     output = stopped_within_seconds(command, "iter 10/20", 0.5, signal.SIGTERM)  # in the evaluation at 10
@@ -148,6 +152,7 @@ def test_a_stop_signal_in_a_long_evaluation_checkpoints_and_the_evaluation_is_re
     resumes_as(command, 10, calm, files)  # the evaluation at 10 done once, on resume
 
 
+@pytest.mark.slow
 def test_ctrl_c_checkpoints_without_a_traceback_and_the_printed_command_resumes(tmp_path):
     """A default run directory, named after the time the run started: the same command would start
     another run, so the message spells the directory out."""
@@ -173,6 +178,7 @@ def test_ctrl_c_checkpoints_without_a_traceback_and_the_printed_command_resumes(
     assert files.read_results()["status"] == "complete" and list(tmp_path.glob("outputs/ctrl/*")) == [run_dir]
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_the_dataset_is_prepared_exits_130_without_a_traceback_or_a_half_written_file(tmp_path):
     """Before training there is nothing to checkpoint: Ctrl-C while 1,500 images are decoded for the
     cache ends the run at once, writing no checkpoint, config, result or cache entry."""
@@ -209,6 +215,7 @@ def test_the_resume_command_of_a_study_job_quotes_its_directory_for_the_shell_an
     assert parsed.value() == str(job_dir)
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_extended_to_more_iterations_from_its_final_checkpoint(tmp_path):
     """30 then 60 iterations end exactly as 60 from the start (with constant learning rates: the toy
     recipe's linear decay follows the longer schedule, see test_train.py)."""
@@ -241,6 +248,7 @@ def test_an_unreadable_checkpoint_falls_back_to_the_previous_one(tmp_path, caplo
         files.load_checkpoint()
 
 
+@pytest.mark.slow
 def test_unreadable_checkpoints_stop_the_run_instead_of_starting_over(tmp_path):
     """Starting from iteration 0 would overwrite both checkpoints: a run that cannot read any of
     them stops before training, naming them, and leaves every file of the directory as it was."""
@@ -276,6 +284,7 @@ def wait_for_training(process: subprocess.Popen, files: RunFiles, step: int = 0)
         time.sleep(0.1)
 
 
+@pytest.mark.slow
 def test_a_second_process_in_a_run_directory_stops_at_once_naming_the_first(tmp_path):
     overrides = [*TINY, "train.iterations=300", "ckpt.every=50", "eval.every=150", f"hydra.run.dir={tmp_path}"]
     first = subprocess.Popen([sys.executable, "run.py", *overrides], cwd=ROOT, stdout=subprocess.PIPE,
@@ -300,6 +309,7 @@ def test_a_second_process_in_a_run_directory_stops_at_once_naming_the_first(tmp_
     assert "seed: 0" in files.config.read_text()
 
 
+@pytest.mark.slow
 def test_a_run_killed_while_holding_its_directory_does_not_block_the_next(tmp_path):
     command = [sys.executable, "run.py", *TINY, "train.iterations=200", "ckpt.every=20", f"hydra.run.dir={tmp_path}"]
     files = RunFiles(tmp_path)
@@ -366,6 +376,7 @@ def kill_at_random_moments(command: list[str], files: RunFiles, kills: int, seed
         assert starts < 20, "the run never finished"
 
 
+@pytest.mark.slow
 def test_sigkill_at_any_moment_then_resuming_ends_exactly_as_an_uninterrupted_run(tmp_path):
     overrides = [*TINY, "train.iterations=600", "ckpt.every=20", "eval.every=150", "metrics.num_samples=2000"]
     calm, killed = tmp_path / "calm", tmp_path / "killed"
@@ -426,6 +437,7 @@ def fill(disk: Path) -> Path:
     return filler
 
 
+@pytest.mark.slow
 def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_newest_checkpoint(small_disk):
     run_dir = small_disk / "run"
     # Nothing else is written between checkpoints (no evaluation, no train.jsonl line): the
@@ -466,6 +478,7 @@ def use_every_inode(disk: Path) -> list[Path]:
         made.append(disk / f"filler{len(made)}")
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_appending_a_log_line_names_the_log_and_the_run_resumes(small_disk):
     run_dir = small_disk / "run"
     command = [sys.executable, "run.py", *TINY, "train.iterations=3000", "ckpt.every=50", "eval.every=3000",
@@ -489,6 +502,7 @@ def test_a_full_disk_while_appending_a_log_line_names_the_log_and_the_run_resume
     assert steps == list(range(1, intact + 11))  # each step once: the torn and redone lines dropped
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_writing_the_results_stops_the_run_as_for_a_checkpoint(disk_of_few_files, tmp_path):
     """A run whose training is done resumes its final checkpoint and only has results.json left to
     write (the first start is stopped there by deleting it); the disk is full for new files. W&B's
@@ -518,6 +532,7 @@ def test_a_full_disk_while_writing_the_results_stops_the_run_as_for_a_checkpoint
     assert resumed.returncode == 0 and files.read_results()["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_a_checkpoint_from_another_config_is_refused(train_tiny, tmp_path):
     train_tiny("train.iterations=10", run_dir=tmp_path / "a")
     (tmp_path / "b" / "checkpoints").mkdir(parents=True)
@@ -531,6 +546,7 @@ def test_a_checkpoint_from_another_config_is_refused(train_tiny, tmp_path):
 SOAK_STUDY = ["-m", "seed=0,1,2,3,4,5,6,7,8,9", "method=wgan_gp,dcgan", *TINY, "study=soak"]
 
 
+@pytest.mark.slow
 def test_soak_a_study_killed_again_and_again_ends_as_an_uninterrupted_one(tmp_path):
     calm, soaked = tmp_path / "calm", tmp_path / "soaked"
     subprocess.run([sys.executable, "run.py", *SOAK_STUDY, f"hydra.sweep.dir={calm}"], cwd=ROOT, check=True,
@@ -563,6 +579,7 @@ def files_below(folder: Path) -> set[Path]:
     return {path for path in folder.rglob("*") if path.is_file()}
 
 
+@pytest.mark.slow
 def test_a_run_writes_only_into_its_run_directory_and_caches(tmp_path):
     home, work, scratch = tmp_path / "home", tmp_path / "work", tmp_path / "tmp"
     for folder in (home, work, scratch):
@@ -610,6 +627,7 @@ def test_the_report_reads_results_as_plain_data(tmp_path):
     assert jobs.method == "${oc.env:HOME}" and jobs.key[0] == "!!python/object/apply:os.system ['true']"
 
 
+@pytest.mark.slow
 def test_files_are_created_with_the_users_umask(tmp_path):
     """A study shared by a group (umask 002) stays readable and writable by the group: every file
     of a run, those written atomically included, gets 0666 less the umask, as open() gives."""
@@ -653,6 +671,7 @@ def test_a_damaged_results_file_reads_as_no_results(tmp_path, how):
     assert files.read_results() is None
 
 
+@pytest.mark.slow
 def test_damaged_results_are_unfinished_jobs_for_the_study_the_report_and_the_run(tmp_path):
     """A study whose finished results.json files were damaged (empty, a list, not UTF-8, a folder):
     the report lists those jobs as unfinished, and the same study command counts them unfinished
@@ -678,6 +697,7 @@ def test_damaged_results_are_unfinished_jobs_for_the_study_the_report_and_the_ru
     assert [job.status for job in records_from_dir(tmp_path)] == ["complete"] * 4
 
 
+@pytest.mark.slow
 def test_a_damaged_config_file_does_not_lock_out_the_checkpoint_that_holds_the_config(tmp_path):
     """config.yaml is written atomically, but a copy or an editor can still cut it short: the run
     killed mid-training resumes from its checkpoint, whose config decides, and writes config.yaml
@@ -706,6 +726,7 @@ def test_a_damaged_config_file_does_not_lock_out_the_checkpoint_that_holds_the_c
     assert files.config.read_bytes() == config and files.read_results()["status"] == "complete"
 
 
+@pytest.mark.slow
 def test_the_report_survives_a_hostile_study_tree_with_exact_counts(tmp_path):
     """Symlink loops, a results.json nested 100,000 deep, one of 50 MB, a FIFO: the report ends
     within seconds, counts each job once and lists the damaged ones as unfinished."""
@@ -737,6 +758,7 @@ def test_the_report_survives_a_hostile_study_tree_with_exact_counts(tmp_path):
     assert seconds < 60  # torch's import is most of it (about 15 s on this loaded 2-core machine)
 
 
+@pytest.mark.slow
 def test_the_report_writes_each_file_atomically_and_a_full_disk_keeps_the_old_ones(small_disk, tmp_path):
     study = tmp_path / "study"
     job = study / "a"

@@ -48,6 +48,7 @@ def test_fraction_at_bound_counts_weights_within_one_percent_of_either_end():
     assert fraction_at_bound(weights, 0.01) == pytest.approx(2 / 5)
 
 
+@pytest.mark.slow
 def test_figure1a_penalty_critics_reach_unit_gradients_and_clipping_stays_far_below(tmp_path, offline_wandb):
     out = tmp_path / "fig"
     numbers = figure1.main(["surfaces", "--out", str(out), *TINY])
@@ -65,6 +66,7 @@ def test_figure1a_penalty_critics_reach_unit_gradients_and_clipping_stays_far_be
     assert logged["summary"]["numbers"]["gp/toy_swissroll"] == pytest.approx(numbers["gp/toy_swissroll"])
 
 
+@pytest.mark.slow
 def test_figure1b_clipping_explodes_or_vanishes_across_layers_the_penalty_stays_flat(tmp_path):
     out = tmp_path / "fig"
     numbers = figure1.main(["layers", "--out", str(out), "logger=none", *TINY])
@@ -84,6 +86,7 @@ def test_figure1b_clipping_explodes_or_vanishes_across_layers_the_penalty_stays_
     assert Image.open(out / "figure1b_weights.png").size == (1000, 400)
 
 
+@pytest.mark.slow
 def test_critic_diagnostics_reach_wandb_as_lines_per_layer_and_a_weight_histogram(train_tiny, tmp_path, offline_wandb):
     train_tiny("logger=wandb", "train.critic_diagnostics=true", "lipschitz=clip", "metrics=none")
     (log,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
@@ -96,6 +99,7 @@ def test_critic_diagnostics_reach_wandb_as_lines_per_layer_and_a_weight_histogra
     assert sum(histograms[-1]["critic_weights/values"]) == 2 * 32 + 32 * 32 * 2 + 32  # every weight, no bias
 
 
+@pytest.mark.slow
 def test_a_wrong_override_stops_the_figure_command_before_anything_trains(tmp_path):
     out = tmp_path / "fig"
     done = subprocess.run([sys.executable, "-m", "wgan.figure1", "surfaces", "--out", str(out), "train.n_critic=0"],

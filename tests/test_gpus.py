@@ -2,6 +2,8 @@
 claiming slots, as joblib's workers do, with the GPU count given."""
 from __future__ import annotations
 
+import pytest
+
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +23,7 @@ def worker(slots: Path, gpus: int, jobs_per_gpu: int) -> tuple[subprocess.Popen,
     return process, first
 
 
+@pytest.mark.slow
 def test_workers_spread_round_robin_over_the_gpus_at_most_n_per_gpu_each_keeping_its_own(tmp_path):
     workers = [worker(tmp_path, gpus=3, jobs_per_gpu=2) for _ in range(7)]
     assert [gpu for _, gpu in workers] == ["0", "1", "2", "0", "1", "2", "None"]  # 6 slots, the 7th finds none

@@ -52,6 +52,7 @@ def check_pair(arch, shape, norm="layer", n=2):
     assert all(torch.isfinite(p.grad).all() for p in critic.parameters() if p.grad is not None)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("option", IMAGE_ARCHS)
 @pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "x".join(map(str, s)))
 def test_shapes_and_finite_penalty(option, shape):
@@ -93,12 +94,14 @@ def test_official_dcgan_structure():
         ("dcgan", 32, "layer", None), ("mlp_generator", 32, "layer", None),
     ],
 )
+@pytest.mark.slow
 def test_critic_normalization_follows_the_method_and_the_official_script(option, size, norm, expected):
     critic = build_arch(option, "arch.dim=8").critic((3, size, size), norm)
     kinds = {type(m) for m in critic.modules() if isinstance(m, (nn.BatchNorm2d, nn.GroupNorm))}
     assert kinds == ({expected} if expected else set())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("setting,expected", [("layer", {nn.GroupNorm}), ("none", set())])
 def test_the_critic_norm_under_the_penalty_can_be_chosen(setting, expected):
     for size in (32, 64):
@@ -134,6 +137,7 @@ def test_layer_norm_is_per_sample_over_channels_and_positions():
         ("random", (3, 16, 16), "arch=random supports 32x32 and 64x64"),
     ],
 )
+@pytest.mark.slow
 def test_unbuildable_shapes_name_the_setting(option, shape, message):
     arch = build_arch(option)
     for build in (arch.generator, lambda s: arch.critic(s, "layer")):
@@ -168,6 +172,7 @@ def random_nets(seed: int, shape: tuple[int, ...]):
         return arch, arch.generator(shape), arch.critic(shape, "layer")
 
 
+@pytest.mark.slow
 def test_random_space_builds_200_valid_networks_covering_table_1():
     space = random_space()
     seen = defaultdict(set)
@@ -184,6 +189,7 @@ def test_random_space_builds_200_valid_networks_covering_table_1():
     assert all(type(v) in (str, int, bool) for v in arch.choices.values())
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 64, 64), (2,)], ids=str)
 def test_random_architectures_forward(shape):
     for seed in range(3):

@@ -252,6 +252,7 @@ def test_fashion_mnist_falls_back_to_gzipped_idx_files(tmp_path):
     assert torch.equal(exact.images[:, 0, 2:30, 2:30], clothes)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="needs Debian's Fashion-MNIST: apt-get install dataset-fashion-mnist")
 def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     dataset = build("fashion_mnist", f"dataset.root={tmp_path}")
@@ -350,6 +351,7 @@ def test_dequantized_batches_follow_gan_cifar_resnet(tmp_path):
     assert (many.double() - lower).mean().item() == pytest.approx(1 / 256, abs=1e-5)
 
 
+@pytest.mark.slow
 def test_dequantize_is_a_setting_of_every_stored_image_option_and_off_by_default():
     for option in ("cifar10", "mnist", "fashion_mnist", "imagefolder", "imagenet32", "lsun_bedroom"):
         assert compose_config([f"dataset={option}"]).dataset.dequantize is False, option
@@ -430,6 +432,7 @@ def test_a_folder_of_one_undecodable_file_is_named_in_the_singular(tmp_path):
         f"no image in {tmp_path} could be decoded (tried 1 file)")
 
 
+@pytest.mark.slow
 def test_missing_imagenet32_names_the_path_the_layout_and_the_download(tmp_path):
     oord = ("(dataset.layout=oord: van den Oord et al.'s PNG folders, which the paper's study read): download "
             '"Downsampled ImageNet 32x32" (train_32x32.tar, valid_32x32.tar) from '

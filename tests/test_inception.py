@@ -55,6 +55,7 @@ def cifar_halves(cifar_jpeg: Path, root: Path, per_class: int) -> tuple[Path, Pa
     return halves
 
 
+@pytest.mark.slow
 def test_fid_of_two_cifar_halves_is_far_below_cifar_against_fashion_mnist(cifar_jpeg, tmp_path, capsys):
     a, b = cifar_halves(cifar_jpeg, tmp_path, per_class=10)  # 100 images each
     common = [*TORCHSCRIPT, f"metrics.cache_dir={tmp_path / 'cache'}", "--json"]
@@ -81,6 +82,7 @@ def synthetic_context(tmp_path: Path, *overrides: str, n: int = 16) -> EvalConte
     return EvalContext(fake, None, dataset, cfg)
 
 
+@pytest.mark.slow
 def test_reference_statistics_are_computed_once_and_read_from_the_cache(tmp_path):
     context = synthetic_context(tmp_path)
     network = inception.load_network("fid_helper", torch.device("cpu"))
@@ -95,6 +97,7 @@ def test_reference_statistics_are_computed_once_and_read_from_the_cache(tmp_path
     assert len(list(tmp_path.glob("stats-inception-v3-folded-*-synthetic-*.pt"))) == 1
 
 
+@pytest.mark.slow
 def test_torch_fidelity_weights_give_the_same_features_and_an_inception_score(torch_fidelity_weights, tmp_path):
     images = torch.randint(0, 256, (6, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
     script = inception.load_network("fid_helper", torch.device("cpu"))
@@ -136,6 +139,7 @@ def test_an_inception_score_the_weights_cannot_give_fails_before_training(tmp_pa
     assert not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_short_image_run_logs_protocol_named_scores_to_results_and_wandb(tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.setenv("WANDB_MODE", "offline")
     overrides = ["dataset=synthetic", "arch=dcgan", "arch.dim=8", *TORCHSCRIPT, "metrics.num_samples=20",

@@ -64,6 +64,7 @@ SCRIPTS = [
 
 @pytest.mark.parametrize("option,overrides,size,g_std,d_std", SCRIPTS,
                          ids=[f"{s[0]}-{s[2]}" for s in SCRIPTS])
+@pytest.mark.slow
 def test_every_architecture_starts_as_the_official_script_initializes_it(option, overrides, size, g_std, d_std):
     torch.manual_seed(0)
     arch = build(option, *overrides)
@@ -138,11 +139,13 @@ def dead_networks(init: str, shape: tuple[int, ...], seeds: range, *overrides: s
     return dead
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(3, 32, 32), (3, 64, 64), (2,)], ids=["32x32", "64x64", "toy"])
 def test_no_random_architecture_starts_dead(shape):
     assert dead_networks("official", shape, range(200)) == []
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape", [(3, 32, 32), (2,)], ids=["32x32", "toy"])
 def test_the_elu_space_of_appendix_d_builds_elu_networks_that_do_not_start_dead(shape):
     elu = ["arch.g.nonlinearity=[elu]", "arch.d.nonlinearity=[elu]"]
@@ -163,6 +166,7 @@ def test_the_named_architectures_take_elu(option, overrides, shape):
         assert sum(isinstance(layer, nn.ELU) for layer in net.modules()) >= 3  # every hidden layer's
 
 
+@pytest.mark.slow
 def test_torchs_default_initialization_starts_a_third_of_them_dead():
     """The same check fails with torch's defaults: this is why the official one is the default."""
     dead = dead_networks("torch", (3, 32, 32), range(20))

@@ -68,6 +68,7 @@ def scored(values: dict) -> dict:
     return {k: v for k, v in values.items() if k != "step"}
 
 
+@pytest.mark.slow
 def test_a_toy_run_is_scored_with_its_own_metrics_in_a_process_of_its_own(toy_run):
     run_dir, results = toy_run
     done = python("-m", "wgan.metrics", str(run_dir), "--json")
@@ -101,6 +102,7 @@ def edit_config(run_dir: Path, edit) -> None:
     path.write_text(yaml.safe_dump(cfg))
 
 
+@pytest.mark.slow
 def test_a_hostile_target_in_config_yaml_outside_the_run_identity_is_never_called(copied_run, toy_run, tmp_path):
     marker = tmp_path / "marker"
     edit_config(copied_run, lambda cfg: cfg.update(logger={"_target_": "builtins.exec", "_args_": [marker_code(marker)]}))
@@ -111,6 +113,7 @@ def test_a_hostile_target_in_config_yaml_outside_the_run_identity_is_never_calle
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_hostile_targets_in_config_yaml_are_refused_naming_the_keys(copied_run, tmp_path):
     marker, payload = tmp_path / "marker", tmp_path / "payload.pt"
     torch.save(Payload(marker_code(marker)), payload)
@@ -133,6 +136,7 @@ def test_hostile_targets_in_config_yaml_are_refused_naming_the_keys(copied_run, 
     assert not marker.exists()
 
 
+@pytest.mark.slow
 def test_an_environment_interpolation_in_config_yaml_is_refused_without_reading_it(copied_run):
     edit_config(copied_run, lambda cfg: cfg["metrics"].update(cache_dir="${oc.env:WGAN_TEST_SECRET}"))
     done = python("-m", "wgan.metrics", str(copied_run), env={"WGAN_TEST_SECRET": SECRET})
@@ -193,6 +197,7 @@ def test_missing_paths_are_named_as_missing(toy_run, tmp_path, caplog):
         "toy_swissroll)")
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="needs Debian's Fashion-MNIST: apt-get install dataset-fashion-mnist")
 def test_a_fashion_mnist_run_is_scored_with_its_classifier_metrics(tmp_path, classifier_cache, capsys):
     run_dir = tmp_path / "run"

@@ -171,6 +171,7 @@ def test_figure5b_is_gan_mnists_network_under_both_methods_on_1000_digits():
                 list(node.get("betas", []))) == opt
 
 
+@pytest.mark.slow
 def test_validating_leaves_training_exactly_as_it_is(tmp_path):
     """Batch norm in both networks under clipping: the validation's batches leave their running
     statistics, and its draws the training RNG, as they were."""

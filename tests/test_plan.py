@@ -39,6 +39,7 @@ def test_parallelism_is_the_launchers():
     assert plan.launcher_parallelism({"array_parallelism": 16}) == 16 and plan.launcher_parallelism({}) == 1
 
 
+@pytest.mark.slow
 def test_a_plan_measures_each_job_and_leaves_out_what_the_study_has_done(tmp_path, monkeypatch, capsys):
     sweep = tmp_path / "study"
     jobs = plan.study_jobs([*STUDY, f"hydra.sweep.dir={sweep}"])[1]

@@ -15,6 +15,7 @@ from wgan.metrics import to_uint8
     ("dcgan", 1, "gan"), ("lsgan", 1, "lsgan"),  # DISC_ITERS = 1 for dcgan/lsgan in gan_64x64.py, gan_cifar.py
     ("wgan_gp_beta05", 5, "wgan_gp"), ("wgan_gp_rmsprop", 5, "wgan_gp_rmsprop"),
 ])
+@pytest.mark.slow
 def test_each_method_preset_trains_its_own_number_of_critic_steps(method, n_critic, label):
     cfg = compose_config([f"method={method}"])
     assert cfg.train.n_critic == n_critic
@@ -22,6 +23,7 @@ def test_each_method_preset_trains_its_own_number_of_critic_steps(method, n_crit
     assert compose_config([f"method={method}", "train.n_critic=3"]).train.n_critic == 3  # the command line wins
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("study", ["robustness_paper", "robustness_toy", "robustness_fmnist"])
 def test_the_robustness_studies_give_the_gan_one_discriminator_step(study):
     assert compose_config([f"sweeps={study}", "method=dcgan"]).train.n_critic == 1
@@ -45,6 +47,7 @@ def test_figure2_is_200k_iterations_with_appendix_e_optimizers():
     assert {settings[m].dataset.resolution for m in settings} == {64}
 
 
+@pytest.mark.slow
 def test_figure3_is_gan_cifars_dcgan_four_ways():
     for method, opt in [("wgan_clip", (5e-5, [])), ("wgan_gp_rmsprop", (5e-5, [])),
                         ("wgan_gp_beta05", (1e-4, [0.5, 0.9])), ("dcgan", (2e-4, [0.5, 0.999]))]:

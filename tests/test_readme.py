@@ -50,6 +50,7 @@ def test_the_readme_has_the_commands_a_user_types():
     assert {command[0] for command in tools()} == set(PARSERS)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("overrides", runs(), ids=" ".join)
 def test_each_readme_run_command_composes_into_a_valid_config(overrides):
     if overrides[:1] == ["-m"]:  # a multirun: its first and last jobs, as the sweeper expands them
@@ -73,6 +74,7 @@ def test_each_readme_tool_command_parses(arguments):
     PARSERS[module](argv)  # argparse exits 2 on an option the tool does not have
 
 
+@pytest.mark.slow
 def test_the_readme_image_run_trains_offline(cifar_jpeg, tmp_path):
     (line,) = [command for command in runs() if "dataset=imagefolder" in command]
     overrides = [f"dataset.root={cifar_jpeg / 'train'}" if o.startswith("dataset.root=") else o for o in line]

@@ -231,6 +231,7 @@ def test_wandb_adapter_gives_the_same_tables(study_dir):
     assert [job.where for job in from_wandb.unfinished] == ["gan-9 (W&B state: running)"]
 
 
+@pytest.mark.slow
 def test_cli_errors_exit_2(tmp_path, capsys):
     (tmp_path / "empty").mkdir()
     assert main([str(tmp_path / "empty")]) == 2

@@ -109,6 +109,7 @@ def wait_for(condition, what: str, timeout: float = 120) -> None:
         time.sleep(0.5)
 
 
+@pytest.mark.slow
 def test_a_study_runs_as_a_slurm_array_a_crash_fails_only_its_job_and_the_report_reads_it(slurm, tmp_path):
     study = tmp_path / "study"
     crashing = study / job_dir_name(["arch.seed=0", "method=wgan_gp", *TINY_STUDY])
@@ -132,6 +133,7 @@ def test_a_study_runs_as_a_slurm_array_a_crash_fails_only_its_job_and_the_report
     assert [(job.where, job.error) for job in report.crashed] == [(crashing.name, error)]
 
 
+@pytest.mark.slow
 def test_a_job_resubmitted_while_it_runs_is_refused_by_the_run_lock(slurm, tmp_path):
     overrides = [*JOB, "train.iterations=1000000", "ckpt.every=20"]
     first_dir = tmp_path / "study"
@@ -210,6 +212,7 @@ def run_log(job: Path) -> str:
     return (job / "run.log").read_text()
 
 
+@pytest.mark.slow
 def test_a_preempted_job_is_requeued_and_resumes_to_an_uninterrupted_runs_results(long_job, tmp_path):
     study = tmp_path / "study"
     launcher = launch(study, *long_job.overrides)
@@ -229,6 +232,7 @@ def test_a_preempted_job_is_requeued_and_resumes_to_an_uninterrupted_runs_result
     assert_same_run(job, long_job.baseline())
 
 
+@pytest.mark.slow
 def test_a_job_at_its_time_limit_checkpoints_is_requeued_and_finishes_as_an_uninterrupted_run(long_job, tmp_path):
     study = tmp_path / "study"
     # A 1-minute limit: submitit counts each signal as a timeout (limits of 10 minutes or less),
@@ -247,6 +251,7 @@ def test_a_job_at_its_time_limit_checkpoints_is_requeued_and_finishes_as_an_unin
     assert_same_run(job, long_job.baseline())
 
 
+@pytest.mark.slow
 def test_the_slurm_preset_requeues_a_100k_iteration_job_and_refuses_settings_that_never_would(tmp_path):
     """No cluster needed: the settings are checked before anything is submitted."""
     launcher = compose_config(["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher

@@ -2,6 +2,8 @@
 GPU machine, tests/gpu/ checks the levers themselves."""
 from __future__ import annotations
 
+import pytest
+
 import logging
 
 import torch
@@ -36,12 +38,14 @@ def test_cuda_graphs_fall_back_to_the_same_eager_training_on_the_cpu(tmp_path, c
     assert torch.equal(plain, graphed)
 
 
+@pytest.mark.slow
 def test_channels_last_and_fused_optimizers_train_as_the_plain_run(tmp_path):
     plain = losses(tmp_path, "device=cpu")
     for lever in ("speed.channels_last=true", "speed.fused_optimizer=true"):
         assert torch.allclose(plain, losses(tmp_path, "device=cpu", lever), rtol=1e-4, atol=1e-5), lever
 
 
+@pytest.mark.slow
 def test_bf16_autocasts_the_networks_but_keeps_the_penalty_in_fp32(tmp_path):
     trainer = Trainer(compose_config([*DCGAN, "device=cpu", "speed.precision=bf16"]), RunFiles(tmp_path))
     stats = trainer.critic_step()

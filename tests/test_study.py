@@ -72,6 +72,7 @@ def test_jobs_expand_as_hydras_basic_sweeper_launches_them(overrides):
                          "arch.seed": {str(s) for s in range(174)}}),
     ("appendix_d_toy", 4, {"arch.nonlinearity": {"elu", "softplus"}, "seed": {"0", "1"}}),
 ])
+@pytest.mark.slow
 def test_each_study_expands_to_its_jobs(study, jobs, swept):
     cfg = compose_config([f"sweeps={study}"], return_hydra_config=True)
     assert cfg.study == study
@@ -99,6 +100,7 @@ def statuses(study_dir: Path) -> dict[tuple[int, str], str]:
     return {(r["arch_seed"], r["method"]): r["status"] for r in results}
 
 
+@pytest.mark.slow
 def test_robustness_toy_through_joblib_then_skipped_on_the_second_run(tmp_path):
     first = multirun(tmp_path)
     assert first.returncode == 0, first.stdout[-3000:]
@@ -119,6 +121,7 @@ def test_robustness_toy_through_joblib_then_skipped_on_the_second_run(tmp_path):
     assert {p: p.stat().st_mtime_ns for p in tmp_path.glob("*/results.json")} == written
 
 
+@pytest.mark.slow
 def test_a_study_grows_by_more_architectures_skipping_the_finished_ones(tmp_path):
     first = multirun(tmp_path, "method=wgan_gp")  # TINY_STUDY's arch.count=2
     assert first.returncode == 0, first.stdout[-3000:]
@@ -136,6 +139,7 @@ def test_a_study_grows_by_more_architectures_skipping_the_finished_ones(tmp_path
     assert not [name for name in names if "arch.count" in name]
 
 
+@pytest.mark.slow
 def test_robustness_toy_through_submitit_local(tmp_path):
     result = multirun(tmp_path, "hydra/launcher=submitit_local", "arch.count=1", "hydra.launcher.timeout_min=10")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -149,6 +153,7 @@ def with_overrides(base: list[str], *overrides: str) -> list[str]:
     return [o for o in base if o.split("=", 1)[0] not in keys] + list(overrides)
 
 
+@pytest.mark.slow
 def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     overrides = with_overrides(TINY_STUDY, "arch.seed=0", "method=wgan_gp", "train.iterations=400", "ckpt.every=20",
                                "eval.every=400")
@@ -170,6 +175,7 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
     assert json.loads((job / "results.json").read_text())["step"] == 400
 
 
+@pytest.mark.slow
 def test_workers_of_a_killed_joblib_launcher_checkpoint_and_stop(tmp_path):
     """Only the launcher is killed: its workers must not train on, or the relaunched study would
     run the same jobs twice in the same directories."""
@@ -215,6 +221,7 @@ def _step_in_log(output: str) -> int:
     return int(line.rsplit("at iteration ", 1)[1].split()[0])
 
 
+@pytest.mark.slow
 def test_a_failing_job_does_not_stop_the_others(tmp_path):
     result = multirun(tmp_path, "arch.count=1", "method=wgan_gp", "lipschitz.lam=0.1,-1")
     assert result.returncode != 0  # the sweep reports the failure at its end
@@ -222,6 +229,7 @@ def test_a_failing_job_does_not_stop_the_others(tmp_path):
     assert list(statuses(tmp_path).values()) == ["complete"]
 
 
+@pytest.mark.slow
 def test_a_setting_every_job_fails_on_stops_the_study_once_before_any_job(tmp_path):
     result = multirun(tmp_path, "arch.count=2", "train.batch_size=0")
     output = result.stdout + result.stderr
@@ -231,6 +239,7 @@ def test_a_setting_every_job_fails_on_stops_the_study_once_before_any_job(tmp_pa
     assert not tmp_path.exists() or not any(tmp_path.iterdir())  # no job started
 
 
+@pytest.mark.slow
 def test_a_job_held_by_another_process_is_skipped_and_reported(tmp_path):
     held = RunFiles(tmp_path / job_dir_name(with_overrides(TINY_STUDY, "arch.seed=0", "method=wgan_gp")))
     holder = f"pid {os.getpid()} on host {socket.gethostname()}"
@@ -248,6 +257,7 @@ def test_a_job_held_by_another_process_is_skipped_and_reported(tmp_path):
     assert set(statuses(tmp_path)) == {(0, "gan"), (0, "wgan_gp")}
 
 
+@pytest.mark.slow
 def test_a_study_directory_refuses_a_job_of_another_config(tmp_path):
     tiny = ["logger=none", "arch.width=16", "train.batch_size=16", "train.iterations=2", "eval.every=2",
             "metrics.num_samples=50"]

@@ -132,6 +132,7 @@ def test_the_penalty_is_over_the_whole_sequence_by_vocabulary_input():
     assert float(penalty.detach()) == pytest.approx(10 * (float(weight.norm()) - 1) ** 2, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_a_tiny_run_writes_the_js_metrics_and_text_samples_to_files_and_wandb_and_the_metrics_command_agrees(
         tmp_path, corpus):
     run_dir = tmp_path / "run"
@@ -166,6 +167,7 @@ def test_a_tiny_run_writes_the_js_metrics_and_text_samples_to_files_and_wandb_an
     assert report["reference"] == f"text ({corpus}, 32 characters of {len(build_dataset(text_config(files=corpus)).vocab)})"
 
 
+@pytest.mark.slow
 def test_a_missing_corpus_stops_the_run_before_training_naming_where_and_how(tmp_path):
     root = tmp_path / "nothing-here"
     result = subprocess.run(

@@ -23,6 +23,7 @@ from wgan.train import Trainer, run
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["wgan_gp", "wgan_clip", "dcgan", "lsgan"])
 def test_each_method_trains_and_leaves_its_files(train_tiny, tmp_path, method):
     results = train_tiny(f"method={method}")
@@ -46,6 +47,7 @@ def test_each_method_trains_and_leaves_its_files(train_tiny, tmp_path, method):
     assert state["step"] == 20 and set(state) >= {"generator", "critic", "opt_g", "opt_d", "rng"}
 
 
+@pytest.mark.slow
 def test_clipping_keeps_every_saved_critic_weight_in_bounds(train_tiny, tmp_path):
     train_tiny("lipschitz=clip", "lipschitz.bound=0.02")
     critic = RunFiles(tmp_path / "run").load_checkpoint()["critic"]
@@ -77,6 +79,7 @@ def parameters(files: RunFiles) -> dict[str, torch.Tensor]:
     return {f"{net}.{k}": v for net in ("generator", "critic") for k, v in state[net].items()}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("method", ["wgan_gp", "wgan_clip"])
 def test_resume_matches_an_uninterrupted_run(train_tiny, tmp_path, monkeypatch, method):
     train_tiny(f"method={method}", run_dir=tmp_path / "straight")
@@ -113,6 +116,7 @@ def test_resume_matches_an_uninterrupted_run(train_tiny, tmp_path, monkeypatch, 
     assert all(torch.equal(best["generator"][k], v) for k, v in straight_best["generator"].items())
 
 
+@pytest.mark.slow
 def test_the_best_evaluation_keeps_its_generator_and_the_metrics_command_scores_it(train_tiny, tmp_path, capsys):
     overrides = ["train.iterations=30", "eval.every=5", "metrics.best=[w1]"]
     results = train_tiny(*overrides)
@@ -138,6 +142,7 @@ def test_the_best_value_must_be_one_the_metrics_give(train_tiny):
         train_tiny("metrics.best=[is]")
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_not_trained_again(train_tiny, tmp_path, caplog):
     first = train_tiny()
     checkpoint = RunFiles(tmp_path / "run").checkpoint
@@ -148,6 +153,7 @@ def test_a_finished_run_is_not_trained_again(train_tiny, tmp_path, caplog):
     assert "already holds a finished run (complete); not training again" in caplog.text
 
 
+@pytest.mark.slow
 def test_an_extended_linear_decay_goes_on_as_the_longer_schedule_from_where_the_run_is(train_tiny, tmp_path):
     """30 iterations decay the rates to zero; extended to 60, they go on at lr * (1 - t / 60)."""
     train_tiny("train.iterations=30", "train.lr_decay=linear")
@@ -163,6 +169,7 @@ def test_an_extended_linear_decay_goes_on_as_the_longer_schedule_from_where_the_
             assert group["lr"] == pytest.approx(group["initial_lr"] * (1 - step / 60), abs=1e-15)
 
 
+@pytest.mark.slow
 def test_a_run_is_never_shortened_below_the_iteration_it_reached(train_tiny, tmp_path):
     finished = train_tiny("train.iterations=30")
     assert train_tiny("train.iterations=20") == finished  # a finished run stays as it is
@@ -207,6 +214,7 @@ def test_an_exception_is_recorded_as_crashed_and_raised(train_tiny, tmp_path, mo
     assert "RuntimeError: critic exploded" in results["traceback"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lipschitz", ["sn", "clip"])
 def test_evaluating_and_logging_never_change_training(train_tiny, tmp_path, lipschitz):
     # Spectral norm updates its power iteration on every training-mode forward; the figure's
@@ -217,6 +225,7 @@ def test_evaluating_and_logging_never_change_training(train_tiny, tmp_path, lips
     assert all(torch.equal(often[k], rarely[k]) for k in often)
 
 
+@pytest.mark.slow
 def test_multirun_sweeps_the_lipschitz_methods(tmp_path):
     command = [sys.executable, "run.py", "-m", "lipschitz=gp,clip", f"hydra.sweep.dir={tmp_path}", *TINY]
     subprocess.run(command, cwd=ROOT, check=True, capture_output=True)
@@ -235,6 +244,7 @@ def write_pngs(folder: Path, count: int) -> None:
         Image.fromarray(pixels).save(folder / f"{i:03d}.png")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["synthetic", "imagefolder"])
 def test_image_training_end_to_end(tmp_path, dataset):
     overrides = [f"dataset={dataset}", "arch=dcgan", "arch.dim=8", "logger=none", "train.batch_size=8",
@@ -257,6 +267,7 @@ def test_image_training_end_to_end(tmp_path, dataset):
     assert any("weight" in k for k in critic) and all(torch.isfinite(v).all() for v in critic.values())
 
 
+@pytest.mark.slow
 def test_fashion_mnist_run_logs_protocol_named_classifier_metrics(tmp_path, classifier_cache, monkeypatch):
     reads = []
     read_split = classifier.labeled_split

@@ -35,6 +35,7 @@ def wandb_logs(run_dir):
     return sorted(run_dir.glob("wandb/offline-run-*/run-*.wandb"))
 
 
+@pytest.mark.slow
 def test_offline_run_records_config_scalars_images_and_summary(train_tiny, tmp_path):
     results = train_tiny("logger=wandb", "study=toy_check")
     (log,) = wandb_logs(tmp_path / "run")
@@ -53,6 +54,7 @@ def test_offline_run_records_config_scalars_images_and_summary(train_tiny, tmp_p
     assert logged["summary"]["final"]["w1"] == pytest.approx(results["final"]["w1"])
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_the_same_wandb_run(tmp_path, monkeypatch):
     cfg = compose_config(["logger=wandb", "arch.width=32", "train.batch_size=32", "train.iterations=20",
                           "ckpt.every=5", "eval.every=10", "metrics.num_samples=200"])
@@ -78,6 +80,7 @@ def history_steps(log: Path) -> list[int]:
     return [record.history.step.num for record in wandb_offline.records(log) if record.HasField("history")]
 
 
+@pytest.mark.slow
 def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_each_step_once(tmp_path, monkeypatch):
     """SIGKILL once the W&B file holds steps after the newest checkpoint, and a torn last record
     (a kill in the middle of a block write); the resumed start logs only the steps after them, and
@@ -166,6 +169,7 @@ def test_a_wrong_wandb_mode_names_the_key(monkeypatch):
         validate(compose_config())
 
 
+@pytest.mark.slow
 def test_each_drawn_architecture_gets_its_own_run_name():
     from wgan.train import run_name
 
