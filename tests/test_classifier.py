@@ -35,6 +35,7 @@ def test_the_classifier_is_accurate_on_the_test_split(fashion):
     assert net(torch.zeros(2, 1, 32, 32)).shape == (2, 10) and net.features(torch.zeros(2, 1, 32, 32)).shape == (2, 128)
 
 
+@pytest.mark.slow
 def test_a_second_call_loads_the_cache_without_training(fashion, monkeypatch):
     args, net, test_accuracy, images = fashion
     calls = []

@@ -437,21 +437,28 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-@pytest.mark.slow
-def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_newest_checkpoint(small_disk):
-    run_dir = small_disk / "run"
-    # Nothing else is written between checkpoints (no evaluation, no train.jsonl line): the
-    # checkpoint is the write the full disk stops.
+def fill_after_a_checkpoint(disk: Path, log_every: int) -> tuple[list[str], RunFiles, str, Path]:
+    """Start a long tiny run on `disk`, fill the disk once it has checkpointed iteration 50, and
+    wait for the run to stop: (its command, its files, its output, the filler file)."""
+    run_dir = disk / "run"
     command = [sys.executable, "run.py", *TINY, "train.iterations=3000", "ckpt.every=50", "eval.every=3000",
-               "train.log_every=3000", f"hydra.run.dir={run_dir}"]
+               f"train.log_every={log_every}", f"hydra.run.dir={run_dir}"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     files = RunFiles(run_dir)
     while checkpoint_step(files) < 50:
         assert process.poll() is None, "training ended before the disk was filled"
         time.sleep(0.05)
-    filler = fill(small_disk)
+    filler = fill(disk)
     output, _ = process.communicate(timeout=120)
     assert process.returncode == 1
+    return command, files, output, filler
+
+
+@pytest.mark.slow
+def test_a_full_disk_stops_the_run_with_a_message_and_keeps_the_newest_checkpoint(small_disk):
+    # Nothing else is written between checkpoints (no evaluation, no train.jsonl line): the
+    # checkpoint is the write the full disk stops.
+    command, files, output, filler = fill_after_a_checkpoint(small_disk, log_every=3000)
     intact = torch.load(files.checkpoint, weights_only=True)["step"]
     assert f"No space left on device while writing {files.checkpoint}; it was left as it was" in output
     assert f"The newest checkpoint, {files.checkpoint}, is intact (iteration {intact}): free some space " \
@@ -480,17 +487,8 @@ def use_every_inode(disk: Path) -> list[Path]:
 
 @pytest.mark.slow
 def test_a_full_disk_while_appending_a_log_line_names_the_log_and_the_run_resumes(small_disk):
-    run_dir = small_disk / "run"
-    command = [sys.executable, "run.py", *TINY, "train.iterations=3000", "ckpt.every=50", "eval.every=3000",
-               "train.log_every=1", f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    files = RunFiles(run_dir)
-    while checkpoint_step(files) < 50:
-        assert process.poll() is None, "training ended before the disk was filled"
-        time.sleep(0.05)
-    filler = fill(small_disk)
-    output, _ = process.communicate(timeout=120)
-    assert process.returncode == 1 and "Traceback" not in output
+    command, files, output, filler = fill_after_a_checkpoint(small_disk, log_every=1)
+    assert "Traceback" not in output
     assert f"No space left on device while writing {files.train_stats}; a line it cut short is dropped on resume" \
         in output
     filler.unlink()

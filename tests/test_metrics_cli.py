@@ -83,6 +83,7 @@ def test_a_toy_run_is_scored_with_its_own_metrics_in_a_process_of_its_own(toy_ru
            "INFO wgan: scoring against toy_8gaussians with toy_modes, toy_w1\n" in done.stderr
 
 
+@pytest.mark.slow
 def test_scoring_builds_no_trainer_and_leaves_the_global_rng_alone(toy_run, monkeypatch, capsys):
     run_dir, results = toy_run
     monkeypatch.setattr("wgan.train.Trainer.__init__", lambda *args: pytest.fail("built a Trainer"))
