@@ -130,7 +130,8 @@ def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_eac
     url, server_runs, server = serve()
     sync = [str(Path(sys.executable).with_name("wandb")), "sync", *map(str, logs)]
     try:
-        synced = subprocess.run(sync, capture_output=True, text=True, timeout=60, env={
+        # In the test's folder: `wandb sync` writes its debug log into ./wandb, never into the repository.
+        synced = subprocess.run(sync, cwd=tmp_path, capture_output=True, text=True, timeout=60, env={
             **os.environ, "WANDB_BASE_URL": url, "WANDB_API_KEY": "0" * 40, "WANDB_MODE": "online",
             "WANDB_CONFIG_DIR": str(tmp_path / "wandb-config")})
     finally:
