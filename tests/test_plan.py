@@ -80,3 +80,13 @@ def test_a_plan_measures_each_job_and_leaves_out_what_the_study_has_done(tmp_pat
 def test_a_study_with_a_bad_setting_fails_naming_the_key(capsys, caplog):
     assert plan.main(["sweeps=robustness_toy", "train.batch_size=0", "logger=none"]) == 2
     assert "train.batch_size" in caplog.text
+
+
+def test_a_job_whose_checkpoints_cannot_be_read_stops_the_plan_naming_them(tmp_path, caplog):
+    sweep = tmp_path / "study"
+    jobs = plan.study_jobs([*STUDY, f"hydra.sweep.dir={sweep}"])[1]
+    damaged = RunFiles(sweep / job_dir_name(jobs[0]))
+    damaged.checkpoint.parent.mkdir(parents=True)
+    damaged.checkpoint.write_bytes(b"PK\x03\x04 cut short")
+    assert plan.main([*STUDY, f"hydra.sweep.dir={sweep}", "--iterations", "1"]) == 2
+    assert f"no readable checkpoint: {damaged.checkpoint}" in caplog.text

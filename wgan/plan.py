@@ -36,9 +36,9 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from wgan.config import compose_config, validate
-from wgan.files import FINISHED, RunFiles, counted
+from wgan.files import FINISHED, RunDirError, RunFiles, counted
 from wgan.schema import ConfigError
-from wgan.study import cpu_share, expand_jobs, job_dir_name, read_status
+from wgan.study import cpu_share, expand_jobs, job_dir_name, joblib_workers
 
 log = logging.getLogger("wgan.plan")
 
@@ -86,8 +86,7 @@ def launcher_parallelism(launcher: Mapping[str, Any], cpus: Optional[int] = None
     does), a SLURM array's parallelism, else one."""
     n_jobs = launcher.get("n_jobs")
     if n_jobs:
-        cpus = cpus or os.cpu_count() or 1
-        return max(1, cpus + 1 + n_jobs if n_jobs < 0 else n_jobs)
+        return joblib_workers(n_jobs, cpus or os.cpu_count() or 1)
     return int(launcher.get("array_parallelism") or 1)
 
 
@@ -158,15 +157,15 @@ def measure(cfg: DictConfig, name: str, iterations: int, threads: Optional[int])
                    evaluation_s * final / cfg.metrics.num_samples)
 
 
-def remaining(cost: JobCost, cfg: DictConfig, job_dir: Path) -> JobCost:
-    """What is left of a job that already ran in the study directory."""
+def reached(cfg: DictConfig, job_dir: Path) -> Optional[int]:
+    """The iteration a job of the study directory goes on from (0 if it has not started), or None
+    if it has finished. A checkpoint that cannot be read is a RunDirError, as for the run itself."""
     files = RunFiles(job_dir)
-    if read_status(job_dir) in FINISHED and files.read_results()["step"] >= cfg.train.iterations:
-        return JobCost(**{**asdict(cost), "iterations": 0, "evaluations": 0})
-    state = files.load_checkpoint() if files.checkpoint.exists() or files.previous_checkpoint.exists() else None
-    step = state["step"] if state else 0
-    return JobCost(**{**asdict(cost), "iterations": cfg.train.iterations - step,
-                      "evaluations": evaluations_left(cfg, step)})
+    results = files.read_results()
+    if results is not None and results["status"] in FINISHED and results.get("step", 0) >= cfg.train.iterations:
+        return None
+    state = files.load_checkpoint()
+    return state["step"] if state else 0
 
 
 def plan(overrides: Sequence[str], iterations: int, parallel: Optional[int]) -> dict[str, Any]:
@@ -179,7 +178,13 @@ def plan(overrides: Sequence[str], iterations: int, parallel: Optional[int]) -> 
         cfg = compose_config(job)
         validate(cfg)
         name = job_dir_name(job)
-        cost = remaining(measure(cfg, name, iterations, threads), cfg, sweep_dir / name)
+        step = reached(cfg, sweep_dir / name)
+        if step is None:  # finished: nothing to measure
+            cost = JobCost(name, 0, 0, 0.0, 0.0, 0.0, 0.0)
+        else:
+            measured = measure(cfg, name, iterations, threads)
+            cost = JobCost(**{**asdict(measured), "iterations": cfg.train.iterations - step,
+                              "evaluations": evaluations_left(cfg, step)})
         log.info("job %d of %d, %s: %.3g s/iteration, %.3g s/evaluation, %s", number, len(jobs), name,
                  cost.iteration_s, cost.evaluation_s, duration(cost.seconds))
         costs.append(cost)
@@ -235,7 +240,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     os.environ.setdefault("WANDB_SILENT", "true")  # the measuring W&B runs: not one banner per job
     try:
         result = plan(args.overrides, args.iterations, args.parallel)
-    except ConfigError as error:
+    except (ConfigError, RunDirError) as error:  # RunDirError: a job's checkpoints cannot be read
         log.error("%s", error)
         return 2
     if args.json:

@@ -199,8 +199,12 @@ def cpu_share(launcher: Mapping[str, Any], cpus: Optional[int] = None) -> Option
     if not n_jobs:
         return None
     cpus = cpus or os.cpu_count() or 1
-    parallel = cpus + 1 + n_jobs if n_jobs < 0 else n_jobs  # joblib: -1 all cores, -2 all but one, ...
-    return max(1, cpus // min(max(parallel, 1), cpus))
+    return max(1, cpus // min(joblib_workers(n_jobs, cpus), cpus))
+
+
+def joblib_workers(n_jobs: int, cpus: int) -> int:
+    """The processes joblib runs for `n_jobs`: -1 one per core, -2 all cores but one, ..."""
+    return max(1, cpus + 1 + n_jobs if n_jobs < 0 else n_jobs)
 
 
 def limit_threads(threads: Optional[int], load: Optional[float] = None) -> None:
