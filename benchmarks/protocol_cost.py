@@ -11,7 +11,7 @@ sampled over `--architectures` seeds. Training only: the evaluations (a final 50
 Inception Score per job) come on top. docs/protocol.md quotes the table.
 
 The GPU column projects each study onto one H100 from the one step measured there: the 32x32
-DCGAN under WGAN-GP at batch 64 takes 75 ms per iteration eager (README, Performance). Each job
+DCGAN under WGAN-GP at batch 64 takes 75 ms per iteration eager (benchmarks/RESULTS.md, GPU). Each job
 kind's time is that, scaled by its CPU time relative to the same reference network timed here in
 the same run. Small networks are launch-bound on a GPU, so this over-estimates them: read the
 column as an upper bound.

@@ -89,9 +89,9 @@ def test_joblib_jobs_share_the_cores_without_oversubscribing():
     assert cpu_share({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, cpus=16) is None
 
 
-def multirun(study_dir: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def multirun(study_dir: Path, *overrides: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
     command = [sys.executable, "run.py", "-m", *with_overrides(TINY_STUDY, *overrides), f"hydra.sweep.dir={study_dir}"]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def statuses(study_dir: Path) -> dict[tuple[int, str], str]:
@@ -140,11 +140,18 @@ def test_a_study_grows_by_more_architectures_skipping_the_finished_ones(tmp_path
 
 
 @pytest.mark.slow
-def test_robustness_toy_through_submitit_local(tmp_path):
-    result = multirun(tmp_path, "hydra/launcher=submitit_local", "arch.count=1", "hydra.launcher.timeout_min=10")
+def test_robustness_toy_through_submitit_local_where_a_requeue_signal_after_the_job_is_ignored(tmp_path):
+    """Each job's process sends itself submitit's SIGUSR2 as it exits (tests/late_signal.py): the
+    finished job is neither requeued nor killed (seen on SLURM: a time-limit warning in the last
+    milliseconds of a finished job, which SLURM then recorded as FAILED)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    result = multirun(tmp_path, "hydra/launcher=submitit_local", "arch.count=1", "hydra.launcher.timeout_min=10",
+                      "+hydra.callbacks.late_signal._target_=late_signal.RequeueSignalAtExit", env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert set(statuses(tmp_path)) == {(0, "gan"), (0, "wgan_gp")}
     assert set(statuses(tmp_path).values()) <= {"complete", "diverged"}
+    logs = sorted((tmp_path / ".submitit").glob("*/*_log.err"))
+    assert len(logs) == 2 and not [log for log in logs if "SIGUSR2" in log.read_text()]
 
 
 def with_overrides(base: list[str], *overrides: str) -> list[str]:
