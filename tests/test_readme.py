@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from conftest import compose_config, require_fid_helper
 from wgan.config import validate
-from wgan.files import RunFiles
+from wgan.files import Results, RunFiles, Status
 from wgan.metrics import cli as metrics_cli
 from wgan import curves, plan, report
 from wgan.study import expand_jobs
@@ -86,6 +86,12 @@ def test_the_readmes_table_of_groups_lists_each_groups_options_default_first():
         assert sorted(listed) == sorted(p.stem for p in folder.glob("*.yaml")), group
         default = defaults[group]
         assert listed[0] == default if default in listed else options.startswith("none by default"), group
+
+
+def test_the_readmes_results_json_row_names_every_key_and_status_of_the_results_record():
+    (row,) = [cells for cells in table_rows(README, "| file | contents |") if cells[0] == "`results.json`"]
+    named = set(re.findall(r"`(\w+)`", row[1]))
+    assert set(Results.__annotations__) <= named and {status.value for status in Status} <= named
 
 
 def test_the_readme_has_the_commands_a_user_types():
