@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config, require_fid_helper
+from helpers import require_fid_helper
+from wgan.config import compose_config, validate
 from wandb_records import read_run
-from wgan.config import validate
 from wgan import cache
 from wgan.metrics import EvalContext, cli, inception
 from wgan.metrics.scores import inception_score

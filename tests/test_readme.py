@@ -13,20 +13,18 @@ import shlex
 import string
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import yaml
 from omegaconf import OmegaConf
 
-from conftest import compose_config, require_fid_helper
-from wgan.config import validate
+from helpers import ROOT, require_fid_helper
+from wgan.config import compose_config, validate
 from wgan.files import Results, RunFiles, Status
 from wgan.metrics import cli as metrics_cli
 from wgan import curves, plan, report
 from wgan.study import expand_jobs
 
-ROOT = Path(__file__).resolve().parents[1]
 # The README and the configuration reference it links to: a user types the commands of both.
 README = (ROOT / "README.md").read_text() + (ROOT / "docs" / "configuration.md").read_text()
 # An indented command line of a code block, without its trailing comment; and the shell variables

@@ -12,17 +12,16 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import CONF_DIR, compose_config
+from helpers import ROOT, checkpoint_step, wait_for
+from wgan.config import compose_config
 from wgan.report import build_report, records_from_dir
 from wgan.study import SUBMITIT_TIMEOUT_MIN, check_requeues, job_dir_name
 
-ROOT = Path(CONF_DIR).parent
 SCRIPTS = ROOT / "tests" / "slurm"
 HOW = ("needs a SLURM cluster on this machine: as root, `tests/slurm/start.sh` installs slurm-wlm, munge and "
        "MariaDB (apt-get) and starts one; `tests/slurm/stop.sh` stops it")
@@ -93,20 +92,6 @@ def array_ids(study_dir: Path) -> list[str]:
     """The SLURM ids of the job arrays the study's launches submitted (submitit's folder
     `.submitit/<id>/` holds each one's script; its tasks are `<id>_<index>`)."""
     return sorted(p.parent.name for p in (study_dir / ".submitit").glob("*/*_submission.sh"))
-
-
-def checkpoint_step(job: Path) -> int:
-    try:
-        return torch.load(job / "checkpoints" / "last.pt", weights_only=True)["step"]
-    except (FileNotFoundError, RuntimeError, EOFError):
-        return -1
-
-
-def wait_for(condition, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 @pytest.mark.slow
