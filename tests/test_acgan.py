@@ -140,3 +140,15 @@ def test_table3_supervised_is_the_unsupervised_recipe_with_labels():
     for key in ("optimizer", "train", "dataset", "metrics", "lipschitz"):
         assert supervised[key] == unsupervised[key], key
     assert json.dumps(supervised.arch.dim) == "128"
+
+
+def test_the_critic_diagnostics_count_the_layers_the_score_passes_through():
+    from wgan.critic_diagnostics import layer_gradient_norms
+
+    torch.manual_seed(0)
+    features = nn.Sequential(nn.Flatten(), nn.Linear(4, 3), nn.ReLU())
+    critic = ClassifyingCritic(features, width=3, num_classes=5)
+    real, fake = torch.randn(6, 4), torch.randn(6, 4)
+    norms = layer_gradient_norms(critic, WassersteinLoss().critic, real, fake)
+    assert sorted(norms) == ["layer_grad_norm_01", "layer_grad_norm_02"]  # score and hidden layer; no class head
+    assert all(value > 0 for value in norms.values())
