@@ -104,9 +104,14 @@ def test_a_conditional_run_logs_the_classifier_and_draws_a_class_per_column(shad
     from wgan.files import RunFiles
     from wgan.train import Trainer
 
-    trainer = Trainer(compose_config(conditional(shaded_folder)), RunFiles(tmp_path / "run"))
+    from wgan.sampling import evaluation_context
+
+    cfg = compose_config(conditional(shaded_folder, "metrics.num_samples=30"))
+    trainer = Trainer(cfg, RunFiles(tmp_path / "run"))
     classes = trainer.generator.labels(trainer.fixed_noise)
     assert torch.equal(classes, torch.arange(3 * CLASS_ROWS) % 3)  # row by row: column j is class j
+    scored = evaluation_context(trainer.generator, trainer.dataset, cfg, 0)  # every class equally often
+    assert len(scored.fake) == 30 and scored.fake_labels.bincount().tolist() == [10, 10, 10]
     stats = trainer.iteration()
     for key in ("ac_accuracy_real", "ac_accuracy_fake"):  # fractions of the batch of 6
         assert float(stats[key]) * 6 == pytest.approx(round(float(stats[key]) * 6))
@@ -152,3 +157,27 @@ def test_the_critic_diagnostics_count_the_layers_the_score_passes_through():
     norms = layer_gradient_norms(critic, WassersteinLoss().critic, real, fake)
     assert sorted(norms) == ["layer_grad_norm_01", "layer_grad_norm_02"]  # score and hidden layer; no class head
     assert all(value > 0 for value in norms.values())
+
+
+def test_the_conditional_settings_are_range_checked_naming_the_key():
+    for override, message in [("arch.num_classes=-1", r"arch.num_classes=-1 is out of range"),
+                              ("loss.ac_scale=-1", r"loss.ac_scale=-1.0 is out of range"),
+                              ("loss.ac_scale_g=nan", r"loss.ac_scale_g=nan is out of range")]:
+        with pytest.raises(ConfigError, match=message):
+            validate(compose_config(["dataset=fashion_mnist", "arch=resnet_cifar", "logger=none", override]))
+    with pytest.raises(ConfigError, match=r"arch.num_classes=1: a conditional model needs 2 classes or more"):
+        build(compose_config(["arch=resnet_cifar", "arch.num_classes=1", "logger=none"]).arch)
+
+
+def test_a_conditional_run_writes_the_classifier_accuracies_to_train_jsonl(shaded_folder, tmp_path):
+    from wgan.train import run
+
+    results = run(compose_config(conditional(shaded_folder, "train.iterations=2", "train.log_every=1", "eval.every=2",
+                                             "ckpt.every=2")), tmp_path / "run")
+    assert results["status"] == "complete"
+    lines = [json.loads(line) for line in (tmp_path / "run" / "train.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [1, 2]
+    for line in lines:
+        assert 0 <= line["ac_accuracy_real"] <= 1 and 0 <= line["ac_accuracy_fake"] <= 1 and line["ac_loss"] > 0
+    grid = Image.open(tmp_path / "run" / "samples" / "final.png")
+    assert grid.size[0] == 3 * 34 + 2  # a column per class
