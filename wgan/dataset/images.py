@@ -258,28 +258,30 @@ class ImagePool(StoredImages):
         self.images = images
         self.labels = labels
         self.num_classes = 0 if labels is None else labels.num_classes
-        self._on_device = {}  # device -> the images (and labels) there, moved at the first sample on it
+        self._on_device = {}  # device -> the images there, moved at the first sample on it
+        self._labels_on_device = {}  # device -> the labels there, moved at the first labelled sample on it
 
-    def on_device(self, device: torch.device | str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        device = torch.device(device)
+    def images_on(self, device: torch.device) -> torch.Tensor:
         if device not in self._on_device:
-            labels = None if self.labels is None else self.labels.labels.to(device)
-            self._on_device[device] = self.images.to(device), labels
+            self._on_device[device] = self.images.to(device)
         return self._on_device[device]
 
     def sample_uint8(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
-        images, _ = self.on_device(device)
+        images = self.images_on(torch.device(device))
         index = torch.randint(len(images), (n,), generator=generator)
         return images[index.to(images.device)]
 
     def sample_labeled(self, n: int, device: torch.device | str = "cpu",
                        generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """`n` training images, as `sample` draws them, and their classes."""
-        images, labels = self.on_device(device)
-        if labels is None:
+        if self.labels is None:
             raise ValueError(f"{self.name} was built without its labels (labeled=False)")
-        index = torch.randint(len(images), (n,), generator=generator).to(images.device)
-        return self.training_form(images[index], generator), labels[index]
+        device = torch.device(device)
+        images = self.images_on(device)
+        if device not in self._labels_on_device:
+            self._labels_on_device[device] = self.labels.labels.to(device)
+        index = torch.randint(len(images), (n,), generator=generator).to(device)
+        return self.training_form(images[index], generator), self._labels_on_device[device][index]
 
 
 class InMemoryImages(ImagePool):
