@@ -280,3 +280,30 @@ def test_fashion_mnist_run_logs_protocol_named_classifier_metrics(tmp_path, clas
     first_reads = list(reads)
     run(compose_config(overrides), tmp_path / "second run")
     assert reads == first_reads
+
+
+@pytest.mark.slow
+def test_a_run_written_before_a_setting_existed_resumes_at_its_default_and_is_refused_at_another(train_tiny, tmp_path):
+    """A run directory of an earlier version lacks the settings added since (here the AC-GAN loss
+    scales): at their defaults the run extends (and the metrics command accepts its config), and
+    its config now records them; at another value it is another run, refused naming the key."""
+    import yaml
+
+    from wgan import run_config
+    from wgan.schema import ConfigError
+
+    run_dir = tmp_path / "old"
+    assert train_tiny("train.iterations=10", run_dir=run_dir)["step"] == 10
+    files = RunFiles(run_dir)
+    saved = yaml.safe_load(files.config.read_text())
+    del saved["loss"]["ac_scale"], saved["loss"]["ac_scale_g"]
+    files.config.write_text(yaml.safe_dump(saved))
+    state = files.load_checkpoint()  # its copy of the config too (YAML)
+    in_checkpoint = yaml.safe_load(state["config"])
+    del in_checkpoint["loss"]["ac_scale"], in_checkpoint["loss"]["ac_scale_g"]
+    state["config"] = yaml.safe_dump(in_checkpoint)
+    torch.save(state, files.checkpoint)
+    assert train_tiny("train.iterations=12", run_dir=run_dir)["step"] == 12
+    run_config.check_against_recorded(compose_config([*TINY, "train.iterations=12"]), files)
+    with pytest.raises(ConfigError, match=r"loss\.ac_scale: 1\.0 there, 2\.0 now"):
+        train_tiny("train.iterations=14", "loss.ac_scale=2", run_dir=run_dir)

@@ -15,7 +15,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.config_store import ConfigStore
 from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from wgan import arch, cache, dataset, logger, metrics, speed
@@ -194,10 +194,35 @@ def build(node: DictConfig, **kwargs: Any) -> Any:
         raise
 
 
+def num_classes(cfg: DictConfig) -> int:
+    """The classes of a conditional model (`arch.num_classes`); 0: an unconditional one."""
+    return cfg.arch.get("num_classes", 0)
+
+
+def check_labels(cfg: DictConfig) -> None:
+    """A conditional model needs a dataset option that has class labels."""
+    classes = num_classes(cfg)
+    if classes and not getattr(get_class(cfg.dataset._target_), "has_labels", False):
+        raise ConfigError(
+            f"arch.num_classes={classes} makes a conditional model, which needs class labels, but dataset="
+            f"{cfg.dataset.name} has none: use a labelled dataset (cifar10, mnist, fashion_mnist, or imagefolder "
+            "with one subfolder per class) or arch.num_classes=0"
+        )
+
+
 def build_dataset(cfg: DictConfig) -> Any:
-    """The run's dataset; an option that reads files keeps what it caches in `metrics.cache_dir`."""
+    """The run's dataset; an option that reads files keeps what it caches in `metrics.cache_dir`. A
+    conditional model's reads its labels too, as many classes as the model has."""
     where = {"cache_dir": str(cache.directory(cfg.metrics.cache_dir))} if "root" in cfg.dataset else {}
-    return build(cfg.dataset, **where)
+    classes = num_classes(cfg)
+    if not classes:
+        return build(cfg.dataset, **where)
+    check_labels(cfg)
+    dataset = build(cfg.dataset, **where, labeled=True)
+    if dataset.num_classes != classes:
+        raise ConfigError(f"arch.num_classes={classes}, but dataset={cfg.dataset.name} has {dataset.num_classes} "
+                          f"classes: set arch.num_classes={dataset.num_classes}")
+    return dataset
 
 
 def method_name(cfg: DictConfig) -> str:
@@ -214,6 +239,7 @@ def validate(cfg: DictConfig) -> None:
     """Every check that needs no data or model: ranges, the device, metric names, W&B access."""
     check_schema(cfg)
     check_study_name(cfg.study)
+    check_labels(cfg)
     resolve_device(cfg.device)
     speed.check(cfg)
     logger.check_config(cfg.logger)

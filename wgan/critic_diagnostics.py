@@ -36,6 +36,7 @@ def layer_gradient_norms(critic: nn.Module, critic_loss: Callable[[torch.Tensor,
     finally:
         for handle in handles:
             handle.remove()
+    layers = [layer for layer in layers if seen[layer]]  # not those the score skips (an AC-GAN's class head)
     squares = [sum(float(g.pow(2).sum()) for g in (next(grads) for _ in seen[layer]) if g is not None)
                for layer in layers]
     return {LAYER_METRIC.format(k): squares[-k] ** 0.5 for k in range(1, len(layers) + 1)}

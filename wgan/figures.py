@@ -7,6 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from wgan.dataset.kind import DataKind
+
 GRID_POINTS = 128
 
 
@@ -52,13 +54,22 @@ def toy_figure(real: torch.Tensor, fake: torch.Tensor, critic: nn.Module, path: 
 LABEL_HEIGHT = 14  # pixels above an image grid for its label: PIL's built-in font is 11 high
 
 
-def image_grid(images: torch.Tensor, path: Path, label: str) -> Path:
-    """Save images in [-1, 1] as a square-ish grid PNG (torchvision's, 2-pixel padding) under a strip
-    that says what they are, e.g. `wgan_gp-random7-cifar10-s0, iteration 2000`."""
+CLASS_ROWS = 10  # a conditional model's figure: 10 samples of each class, a class per column (Figure 6, right)
+
+
+def figure_count(kind: DataKind, num_classes: int) -> int:
+    """How many samples of the fixed noise batch each evaluation shows."""
+    return num_classes * CLASS_ROWS if num_classes else kind.figure_samples
+
+
+def image_grid(images: torch.Tensor, path: Path, label: str, columns: int | None = None) -> Path:
+    """Save images in [-1, 1] as a grid PNG (torchvision's, 2-pixel padding), `columns` wide (None:
+    square-ish), row by row, under a strip that says what they are, e.g.
+    `wgan_gp-random7-cifar10-s0, iteration 2000`."""
     from PIL import Image, ImageDraw
     from torchvision.utils import make_grid  # imported on use: toy runs never need torchvision
 
-    grid = make_grid(images, nrow=max(1, int(len(images) ** 0.5)), normalize=True, value_range=(-1, 1))
+    grid = make_grid(images, nrow=columns or max(1, int(len(images) ** 0.5)), normalize=True, value_range=(-1, 1))
     # As torchvision's save_image rounds a grid to 8 bits.
     pixels = grid.mul(255).add_(0.5).clamp_(0, 255).permute(1, 2, 0).to(torch.uint8).numpy()
     picture = Image.new("RGB", (pixels.shape[1], pixels.shape[0] + LABEL_HEIGHT), "white")

@@ -24,7 +24,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from wgan.config import SCHEMAS, compose_config, config_dir
 from wgan.files import RunFiles
-from wgan.schema import ConfigError
+from wgan.schema import ConfigError, added_at_default
 from wgan.study import is_identity
 from wgan.train import flatten
 
@@ -104,7 +104,8 @@ def check_against_recorded(cfg: DictConfig, files: RunFiles) -> None:
                               "resolved) never does; values from a run directory are never resolved: not scoring it")
     rebuilt = flatten(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
     differing = sorted(key for key in set(recorded) | set(rebuilt) if is_identity(key)
-                       and not is_interpolation(rebuilt.get(key)) and recorded.get(key) != rebuilt.get(key))
+                       and not is_interpolation(rebuilt.get(key)) and recorded.get(key) != rebuilt.get(key)
+                       and not (key not in recorded and added_at_default(cfg, key)))  # newer than the run
     if differing:
         shown = ", ".join(f"{k}: {recorded.get(k)!r} there, {rebuilt.get(k)!r} rebuilt" for k in differing[:5])
         raise ConfigError(f"{files.config} differs from its recorded overrides composed with this checkout's conf/ "

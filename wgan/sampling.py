@@ -95,9 +95,10 @@ def scored_form(samples: torch.Tensor, kind: Optional[DataKind]) -> torch.Tensor
 @torch.inference_mode()
 def generate(generator: Generator, n: int, settings: DictConfig, kind: Optional[DataKind],
              rng: torch.Generator) -> torch.Tensor:
-    """`n` samples on the CPU in batches of `metrics.batch_size`, in their scored form."""
+    """`n` samples on the CPU in batches of `metrics.batch_size`, in their scored form; a conditional
+    model's of every class equally often (`balanced_labels`, the paper's Inception Score protocol)."""
     device = next(generator.parameters()).device
-    noise = generator.sample_noise(n, device, rng)
+    noise = generator.sample_noise(n, device, rng, generator.balanced_labels(n))
     batches = noise.split(settings.batch_size)
     with sampling_mode(generator, settings.batch_stats):
         samples = [scored_form(generator(batch), kind).cpu() for batch in signals.stoppable(tqdm(
@@ -119,7 +120,7 @@ def evaluation_context(generator: Generator, dataset: Any, cfg: DictConfig, step
     rng = evaluation_rng(cfg.seed, step)
     fake = generate(generator, n, cfg.metrics, dataset.kind, rng)
     real = dataset.sample(n, "cpu", rng) if dataset.kind is DataKind.toy else None
-    return metrics.EvalContext(fake, real, dataset, cfg)
+    return metrics.EvalContext(fake, real, dataset, cfg, fake_labels=generator.balanced_labels(n))
 
 
 def read_checkpoint(files: RunFiles, best: bool = False) -> dict[str, Any]:

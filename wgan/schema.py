@@ -13,6 +13,7 @@ import dataclasses
 import difflib
 import math
 import operator
+from enum import Enum
 from typing import Any
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -95,3 +96,23 @@ def check_schema(cfg: DictConfig, prefix: str = "") -> None:
             _check_value(full_key, value, bounds_by_field[key])
         if isinstance(value, DictConfig):
             check_schema(value, prefix=f"{full_key}.")
+
+
+def added_at_default(cfg: DictConfig, key: str) -> bool:
+    """Whether the dotted `key` is a field of its node's schema and `cfg` holds the field's
+    default. A setting the project adds defaults to what the project did before it, so a run
+    written before the setting existed (its config lacks the key) is the same run at the default."""
+    parent, _, leaf = key.rpartition(".")
+    node = OmegaConf.select(cfg, parent) if parent else cfg
+    schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+    if schema is None or not dataclasses.is_dataclass(schema):
+        return False
+    field = {f.name: f for f in dataclasses.fields(schema)}.get(leaf)
+    if field is None or field.default is dataclasses.MISSING:
+        return False
+    return OmegaConf.to_container(node, enum_to_str=True)[leaf] == as_plain(field.default)
+
+
+def as_plain(value: Any) -> Any:
+    """An enum as the name a config written with enum_to_str holds; anything else as it is."""
+    return value.name if isinstance(value, Enum) else value

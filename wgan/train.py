@@ -27,13 +27,13 @@ from wgan.config import LRDecay, build, build_dataset, method_name, validate
 from wgan.critic_diagnostics import critic_weights, layer_gradient_norms
 from wgan.dataset.kind import DataKind
 from wgan.device import resolve_device
-from wgan.figures import image_grid, text_samples, toy_figure
+from wgan.figures import figure_count, image_grid, text_samples, toy_figure
 from wgan.files import FINISHED, DiskFull, Results, RunFiles, Status, as_disk_full, first_sentence
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule, resize_schedule
 from wgan.overfitting import CriticValidation
 from wgan.sampling import check_sampling_batches, evaluation_context, evaluation_rng, frozen, generate, scored_form
-from wgan.schema import ConfigError
+from wgan.schema import ConfigError, added_at_default
 from wgan.speed import Speed
 from wgan.study import is_identity
 
@@ -77,19 +77,20 @@ def gradient_sum(module: torch.nn.Module) -> torch.Tensor:
 
 def critic_update(critic: torch.nn.Module, loss: Any, lipschitz: Any, optimizer: torch.optim.Optimizer,
                   real: torch.Tensor, fake: torch.Tensor,
-                  autocast: Callable[[], ContextManager] = contextlib.nullcontext) -> dict[str, Any]:
+                  autocast: Callable[[], ContextManager] = contextlib.nullcontext,
+                  labels: torch.Tensor | None = None) -> dict[str, Any]:
     """One critic step of Algorithm 1 on a batch of real and generated samples: the loss plus the
-    Lipschitz method's penalty, the update, then its after-step (clipping); the step's statistics."""
+    Lipschitz method's penalty, the update, then its after-step (clipping); the step's statistics.
+    `labels`: a conditional model's classes of the batch (the AC-GAN terms, wgan.loss)."""
     with autocast():
-        d_real, d_fake = critic(real).float(), critic(fake).float()
-        critic_loss = loss.critic(d_real, d_fake)
+        critic_loss, d_real, d_fake, loss_stats = loss.critic_objective(critic, real, fake, labels)
     penalty, grad_norms = lipschitz.penalty(critic, real, fake)  # in fp32 whatever the precision
     total = critic_loss if penalty is None else critic_loss + penalty
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     optimizer.step()
     lipschitz.after_critic_step(critic)
-    stats = {"critic_loss": total.detach(), "wasserstein": (d_real.mean() - d_fake.mean()).detach()}
+    stats = {"critic_loss": total.detach(), "wasserstein": (d_real.mean() - d_fake.mean()).detach(), **loss_stats}
     if penalty is not None:
         stats["penalty"] = penalty.detach()
     return {**stats, "real": real, "fake": fake, "grad_norms": grad_norms}
@@ -125,8 +126,10 @@ class Trainer:
         self.validation = CriticValidation.configured(cfg, self.dataset, self.loss, self.lipschitz)
         # The same noise at every evaluation, drawn from its own seeded generator, makes the
         # figures comparable across iterations and leaves the training RNG stream alone.
+        figure_samples = figure_count(self.dataset.kind, self.generator.num_classes)
         self.fixed_noise = self.generator.sample_noise(
-            self.dataset.kind.figure_samples, self.device, torch.Generator().manual_seed(cfg.seed)
+            figure_samples, self.device, torch.Generator().manual_seed(cfg.seed),
+            self.generator.balanced_labels(figure_samples),  # a conditional model's: one class per column
         )
         self.step = 0
         self.checkpointed_step: int | None = None  # the iteration the newest checkpoint holds
@@ -142,13 +145,17 @@ class Trainer:
 
     def critic_step(self) -> dict[str, torch.Tensor]:
         batch = self.cfg.train.batch_size
-        real = self.speed.batch(self.dataset.sample(batch, self.device))
-        return self.critic_update(real, self.generator.sample_noise(batch, self.device))
+        if self.generator.num_classes:  # conditional: its fakes are generated for the real images' classes
+            real, labels = self.dataset.sample_labeled(batch, self.device)
+        else:
+            real, labels = self.dataset.sample(batch, self.device), None
+        return self.critic_update(self.speed.batch(real), self.generator.sample_noise(batch, self.device, labels=labels))
 
     def update_critic(self, real: torch.Tensor, noise: torch.Tensor) -> dict[str, torch.Tensor]:
         with torch.no_grad(), self.speed.autocast():  # critic steps build no generator graph
             fake = self.generator(noise).float()
-        return critic_update(self.critic, self.loss, self.lipschitz, self.opt_d, real, fake, self.speed.autocast)
+        return critic_update(self.critic, self.loss, self.lipschitz, self.opt_d, real, fake, self.speed.autocast,
+                             self.generator.labels(noise))
 
     def generator_step(self) -> torch.Tensor:
         batch = self.cfg.train.generator_batch_size or self.cfg.train.batch_size
@@ -157,7 +164,7 @@ class Trainer:
     def update_generator(self, noise: torch.Tensor) -> torch.Tensor:
         self.critic.requires_grad_(False)  # the generator step needs no critic parameter gradients
         with self.speed.autocast():
-            loss = self.loss.generator(self.critic(self.generator(noise)).float())
+            loss = self.loss.generator_objective(self.critic, self.generator(noise), self.generator.labels(noise))
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
@@ -279,7 +286,7 @@ class Trainer:
         fake = self.generator(self.fixed_noise).cpu()
         label = f"{run_name(self.method, self.cfg)}, iteration {self.step}"  # the W&B run's name
         if self.dataset.kind is DataKind.image:
-            return image_grid(fake, path, label)
+            return image_grid(fake, path, label, columns=self.generator.num_classes or None)
         if self.dataset.kind is DataKind.text:
             return text_samples(self.dataset.decode(scored_form(fake, DataKind.text)), path)
         real = self.dataset.sample(len(fake), "cpu", torch.Generator().manual_seed(self.cfg.seed))
@@ -470,12 +477,14 @@ def read_config(path: Path) -> DictConfig:
 def refuse_if_different(saved: DictConfig, cfg: DictConfig, what: str) -> None:
     """Raise a ConfigError starting with `what` and naming the differing keys, if any of a run's
     identity differ (the settings of where and how it runs, wgan.study.NOT_IDENTITY, may, and
-    RESIZABLE, checked against the iteration reached when the checkpoint is loaded)."""
+    RESIZABLE, checked against the iteration reached when the checkpoint is loaded). A setting
+    added to the project since the run was written is the same at its default."""
     saved_values = flatten(OmegaConf.to_container(saved, resolve=True))
     current = flatten(OmegaConf.to_container(cfg, resolve=True, enum_to_str=True))
     differences = sorted(
         key for key in set(saved_values) | set(current)
         if saved_values.get(key) != current.get(key) and is_identity(key) and key != RESIZABLE
+        and not (key not in saved_values and added_at_default(cfg, key))  # a setting newer than the run
     )
     if differences:
         shown = ", ".join(f"{k}: {saved_values.get(k)!r} there, {current.get(k)!r} now" for k in differences[:5])

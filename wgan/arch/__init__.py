@@ -11,7 +11,8 @@ architecture it trains. An architecture may expose `choices`, a flat dict of wha
 
 `mlp` is for 2-D toy data; the image options (`dcgan` and its variants, `mlp_generator`,
 `resnet101`, `resnet_cifar`) build 32x32 and 64x64 images of 1 or 3 channels and raise a
-ConfigError for anything else; `random` builds both; `text_resnet` is the character-level language
+ConfigError for anything else (`resnet_cifar` with `num_classes` builds a class-conditional G,
+`wgan.arch.conditional.ConditionalGenerator`, and a critic that also classifies, `Classifying`); `random` builds both; `text_resnet` is the character-level language
 model (text data only).
 """
 from wgan.arch.base import Architecture, Generator

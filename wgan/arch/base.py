@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from omegaconf import MISSING
@@ -20,17 +21,30 @@ class ArchConfig:
 
 
 class Generator(nn.Module):
-    """Wraps a network mapping `noise_dim`-dimensional standard Gaussian noise to samples."""
+    """Wraps a network mapping `noise_dim`-dimensional standard Gaussian noise to samples. An
+    unconditional one: no classes (wgan.arch.conditional.ConditionalGenerator has them)."""
+
+    num_classes = 0
 
     def __init__(self, net: nn.Module, noise_dim: int) -> None:
         super().__init__()
         self.net = net
         self.noise_dim = noise_dim
 
-    def sample_noise(self, n: int, device: torch.device | str, generator: torch.Generator | None = None):
+    def sample_noise(self, n: int, device: torch.device | str, generator: torch.Generator | None = None,
+                     labels: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """`n` latents; `labels`, the classes to generate, only for a conditional generator."""
         if generator is None:
             return torch.randn(n, self.noise_dim, device=device)
         return torch.randn(n, self.noise_dim, generator=generator).to(device)
+
+    def labels(self, latent: torch.Tensor) -> Optional[torch.Tensor]:
+        """The classes a batch of latents generates: None, no classes."""
+        return None
+
+    def balanced_labels(self, n: int) -> Optional[torch.Tensor]:
+        """Classes for `n` evaluation samples, each class equally often: None, no classes."""
+        return None
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.net(z)

@@ -17,6 +17,9 @@ convolutions, 128 filters. G: linear to 4x4x128, upsampling blocks to the image,
 3x3 conv, tanh. D: an optimized first block (conv, ReLU, conv, mean-pool), then downsampling blocks
 until 8x8 (one at 32x32, two at 64x64), two blocks that keep the grid, ReLU, global mean-pool,
 linear. As in the paper, D has no normalization, whatever the Lipschitz method asks for.
+With `num_classes` (Table 3's supervised row, CONDITIONAL and ACGAN in the official code), G's
+blocks normalize by conditional batch norm (a scale and an offset per class; its last batch norm
+stays plain) and D gets an auxiliary classifier head beside its score (wgan.arch.conditional).
 """
 from __future__ import annotations
 
@@ -25,10 +28,12 @@ from dataclasses import dataclass
 from torch import nn
 
 from wgan.arch.base import Generator
-from wgan.arch.init import glorot
+from wgan.arch.conditional import (ClassifyingCritic, ConditionalBatchNorm2d, ConditionalGenerator, LabeledResidual,
+                                   LabeledSequential)
+from wgan.arch.init import Init, glorot
 from wgan.arch.layers import (ImageArch, ImageArchConfig, PiecewiseLinear, Residual, Scale, doublings, image_size,
                               norm_layers, resampled, to_grid)
-from wgan.schema import bounded
+from wgan.schema import ConfigError, bounded
 
 # Bottleneck blocks that keep the grid, per stage from the 4x4 grid to the image; a resampling
 # block joins consecutive stages. 33 blocks of 3 layers plus input and output layers: 101.
@@ -49,6 +54,9 @@ class ResNetCIFARArchConfig(ImageArchConfig):
     _target_: str = "wgan.arch.resnet.ResNetCIFARArch"
     name: str = "resnet_cifar"
     dim: int = bounded(128, ge=1)  # filters of every block, in G and D
+    # Classes of a conditional (AC-GAN) model, which the dataset's labels must have (10 for
+    # CIFAR-10); 0: unconditional.
+    num_classes: int = bounded(0, ge=0)
 
 
 def bottleneck_projection(c_in: int, c_out: int, resample: str | None) -> nn.Module | None:
@@ -97,18 +105,25 @@ def resnet101_plan(dim: int, size: int, resample: str) -> tuple[list[int], list[
     return widths, [resample] * n + [None] * (len(widths) - 1 - n)
 
 
-def preact_block(c_in: int, c_out: int, resample: str | None, norm: str) -> Residual:
+def preact_block(c_in: int, c_out: int, resample: str | None, norm: str, num_classes: int = 0) -> Residual:
     """The CIFAR-10 ResNet block: norm, ReLU, 3x3 conv, norm, ReLU, 3x3 conv; upsampling before
-    the first conv, mean pooling after the second."""
+    the first conv, mean pooling after the second. With `num_classes`, its norms are conditional
+    batch norms and it takes (x, labels)."""
+    def norms(channels: int) -> list[nn.Module]:
+        return [ConditionalBatchNorm2d(channels, num_classes)] if num_classes else norm_layers(norm, channels)
+
     mid = c_in if resample == "down" else c_out
-    branch = nn.Sequential(
-        *norm_layers(norm, c_in), PiecewiseLinear(),
+    layers = [
+        *norms(c_in), PiecewiseLinear(),
         resampled(nn.Conv2d(c_in, mid, 3, padding=1), "up" if resample == "up" else None),
-        *norm_layers(norm, mid), PiecewiseLinear(),
+        *norms(mid), PiecewiseLinear(),
         resampled(nn.Conv2d(mid, c_out, 3, padding=1), "down" if resample == "down" else None),
-    )
+    ]
     projects = resample is not None or c_in != c_out
-    return Residual(branch, resampled(glorot(nn.Conv2d(c_in, c_out, 1)), resample) if projects else None)
+    shortcut = resampled(glorot(nn.Conv2d(c_in, c_out, 1)), resample) if projects else None
+    if num_classes:
+        return LabeledResidual(LabeledSequential(*layers), shortcut)
+    return Residual(nn.Sequential(*layers), shortcut)
 
 
 def optimized_block(c_in: int, c_out: int) -> Residual:
@@ -139,23 +154,35 @@ class ResNet101Arch(ImageArch):
 
 
 class ResNetCIFARArch(ImageArch):
+    def __init__(self, name: str, noise_dim: int, dim: int, init: Init | str = Init.official,
+                 num_classes: int = 0) -> None:
+        super().__init__(name, noise_dim, dim, init)
+        if num_classes == 1:
+            raise ConfigError("arch.num_classes=1: a conditional model needs 2 classes or more (0: unconditional)")
+        self.num_classes = num_classes
+
     def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
         ups = doublings(image_size(data_shape, self.name))
-        d = self.dim
-        net = nn.Sequential(
+        d, k = self.dim, self.num_classes
+        layers = [
             to_grid(self.noise_dim, d, 4),
-            *[preact_block(d, d, "up", "batch") for _ in range(ups)],
+            *[preact_block(d, d, "up", "batch", k) for _ in range(ups)],
             *norm_layers("batch", d), PiecewiseLinear(), glorot(nn.Conv2d(d, data_shape[0], 3, padding=1)), nn.Tanh(),
-        )
-        return Generator(net, self.noise_dim)
+        ]
+        if k:
+            return ConditionalGenerator(LabeledSequential(*layers), self.noise_dim, k)
+        return Generator(nn.Sequential(*layers), self.noise_dim)
 
     def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
         """No normalization (Appendix F: batch norm in G only), so `norm` changes nothing."""
         downs = doublings(image_size(data_shape, self.name)) - 2  # to 8x8, the first block included
         d = self.dim
-        return nn.Sequential(
+        features = [
             optimized_block(data_shape[0], d),
             *[preact_block(d, d, "down", "none") for _ in range(downs)],
             *[preact_block(d, d, None, "none") for _ in range(2)],
-            PiecewiseLinear(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(d, 1), nn.Flatten(0),
-        )
+            PiecewiseLinear(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+        ]
+        if self.num_classes:
+            return ClassifyingCritic(nn.Sequential(*features), d, self.num_classes)
+        return nn.Sequential(*features, nn.Linear(d, 1), nn.Flatten(0))

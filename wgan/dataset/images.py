@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import os
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, ClassVar, NamedTuple, Optional
 
 import torch
 from omegaconf import MISSING
@@ -39,6 +40,9 @@ from wgan.dataset.image_files import (
 from wgan.dataset.lmdb_images import LMDBImages
 from wgan.dataset.kind import DataKind
 from wgan.schema import ConfigError, bounded
+
+
+TORCHVISION_CLASSES = 10  # CIFAR-10's, MNIST's and Fashion-MNIST's
 
 
 class Split(Enum):
@@ -208,10 +212,12 @@ class ImageData:
     """What every image option shares: its name, kind and sample shape, and its `fingerprint`,
     a digest of what its images are made from (files and settings), which keys every cache of
     something computed from them (the reference statistics of the scores). With `dataset.subset`,
-    `held_out` samples the images left out of training (else it is None)."""
+    `held_out` samples the images left out of training (else it is None). An option that `has_labels`
+    reads its images' classes when built with `labeled=True` (a conditional model's run)."""
 
     kind = DataKind.image
     held_out: Optional["ImageData"] = None
+    has_labels: ClassVar[bool] = False
 
     def __init__(self, name: str, resolution: int, channels: int, fingerprint: str) -> None:
         check_channels(channels)
@@ -229,25 +235,53 @@ class StoredImages(ImageData):
         self.dequantize = dequantize
 
     def sample(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
-        images = self.sample_uint8(n, device, generator)
+        return self.training_form(self.sample_uint8(n, device, generator), generator)
+
+    def training_form(self, images: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
         return dequantized(images, generator) if self.dequantize else to_unit_range(images)
 
 
-class ImagePool(StoredImages):
-    """uint8 images (N, C, H, W) held in memory and sampled by index."""
+class Labels(NamedTuple):
+    """The class of each image (int64, in the images' order) and how many classes there are."""
 
-    def __init__(self, name: str, images: torch.Tensor, fingerprint: str, dequantize: bool) -> None:
+    labels: torch.Tensor
+    num_classes: int
+
+
+class ImagePool(StoredImages):
+    """uint8 images (N, C, H, W) held in memory and sampled by index; with `labels`, their classes
+    too (`sample_labeled`), moved to a device with the images only then."""
+
+    def __init__(self, name: str, images: torch.Tensor, fingerprint: str, dequantize: bool,
+                 labels: Optional[Labels] = None) -> None:
         super().__init__(name, images.shape[-1], images.shape[1], fingerprint, dequantize)
         self.images = images
+        self.labels = labels
+        self.num_classes = 0 if labels is None else labels.num_classes
         self._on_device = {}  # device -> the images there, moved at the first sample on it
+        self._labels_on_device = {}  # device -> the labels there, moved at the first labelled sample on it
 
-    def sample_uint8(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
-        device = torch.device(device)
+    def images_on(self, device: torch.device) -> torch.Tensor:
         if device not in self._on_device:
             self._on_device[device] = self.images.to(device)
-        images = self._on_device[device]
+        return self._on_device[device]
+
+    def sample_uint8(self, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None):
+        images = self.images_on(torch.device(device))
         index = torch.randint(len(images), (n,), generator=generator)
-        return images[index.to(device)]
+        return images[index.to(images.device)]
+
+    def sample_labeled(self, n: int, device: torch.device | str = "cpu",
+                       generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """`n` training images, as `sample` draws them, and their classes."""
+        if self.labels is None:
+            raise ValueError(f"{self.name} was built without its labels (labeled=False)")
+        device = torch.device(device)
+        images = self.images_on(device)
+        if device not in self._labels_on_device:
+            self._labels_on_device[device] = self.labels.labels.to(device)
+        index = torch.randint(len(images), (n,), generator=generator).to(device)
+        return self.training_form(images[index], generator), self._labels_on_device[device][index]
 
 
 class InMemoryImages(ImagePool):
@@ -262,20 +296,30 @@ class InMemoryImages(ImagePool):
 
     def __init__(self, name: str, root: str, kind: str, sources: str, read: Callable[[], torch.Tensor],
                  resolution: int, channels: int, fit: Fit | str, cache: bool, cache_dir: Optional[str],
-                 dequantize: bool, subset: Optional[int] = None, subset_seed: int = 0) -> None:
+                 dequantize: bool, subset: Optional[int] = None, subset_seed: int = 0,
+                 read_labels: Optional[Callable[[], Labels]] = None) -> None:
         check_channels(channels)
         fit = Fit(fit)
         key = {"images": kind, "root": str(Path(root).expanduser().resolve()), "resolution": resolution,
                "channels": channels, "fit": fit.value}
         images = cached(directory(cache_dir) if cache else None, f"images-{kind}", key, sources,
                         lambda: conform(read(), resolution, channels, fit))
+        labels = None if read_labels is None else read_labels()
+        if labels is not None and len(labels.labels) != len(images):
+            raise ConfigError(f"{root} gives {len(images):,} images but {len(labels.labels):,} labels: images that "
+                              "do not decode were skipped; remove them to train a conditional model (arch.num_classes)")
         if subset is None:
-            super().__init__(name, images, digest([key, sources]), dequantize)
+            super().__init__(name, images, digest([key, sources]), dequantize, labels)
             return
         kept, rest = subset_indices(len(images), subset, subset_seed)
         fingerprint = digest([key, sources, {"subset": subset, "subset_seed": subset_seed}])
-        super().__init__(name, images[kept], fingerprint, dequantize)
-        self.held_out = ImagePool(f"{name} (held out)", images[rest], digest([fingerprint, "held out"]), dequantize)
+        super().__init__(name, images[kept], fingerprint, dequantize, subset_labels(labels, kept))
+        self.held_out = ImagePool(f"{name} (held out)", images[rest], digest([fingerprint, "held out"]), dequantize,
+                                  subset_labels(labels, rest))
+
+
+def subset_labels(labels: Optional[Labels], index: torch.Tensor) -> Optional[Labels]:
+    return None if labels is None else Labels(labels.labels[index], labels.num_classes)
 
 
 def read_torchvision(source: TorchvisionSource, root: Path, split: Split, download: bool,
@@ -306,6 +350,14 @@ def read_idx_folder(folder: Path, split: Split) -> torch.Tensor:
     return read_idx(idx_file(folder, split, "images"))[:, None]
 
 
+def read_labels(source: TorchvisionSource, root: Path, split: Split, system_root: str | None) -> torch.Tensor:
+    """The class of each image of a torchvision source's split (int64), from where its images are read."""
+    try:
+        return torch.as_tensor(source.dataset_class(str(root), train=split is Split.train).targets).long()
+    except (RuntimeError, OSError):  # not in torchvision's folder: the images came from system_root
+        return read_idx(idx_file(Path(system_root), split, "labels")).long()
+
+
 def torchvision_files(source: TorchvisionSource, root: Path, system_root: str | None) -> str:
     """The fingerprint of every file a torchvision source may be read from (images and labels of
     both splits, in torchvision's folder and the IDX fallback)."""
@@ -313,17 +365,24 @@ def torchvision_files(source: TorchvisionSource, root: Path, system_root: str | 
 
 
 class TorchvisionImages(InMemoryImages):
-    """CIFAR-10, MNIST or Fashion-MNIST, read by torchvision (and downloaded if asked)."""
+    """CIFAR-10, MNIST or Fashion-MNIST, read by torchvision (and downloaded if asked); 10 classes each."""
+
+    has_labels = True
 
     def __init__(self, name: str, root: str, source: TorchvisionSource | str, resolution: int = 32,
                  channels: int = 3, fit: Fit | str = Fit.pad, cache: bool = True, split: Split | str = Split.train,
                  download: bool = False, system_root: str | None = None, dequantize: bool = False,
-                 cache_dir: str | None = None, subset: int | None = None, subset_seed: int = 0) -> None:
+                 cache_dir: str | None = None, subset: int | None = None, subset_seed: int = 0,
+                 labeled: bool = False) -> None:
         source, split = TorchvisionSource(source), Split(split)
         read = functools.partial(read_torchvision, source, Path(root), split, download, system_root)
         sources = torchvision_files(source, Path(root), system_root)
+
+        def labels() -> Labels:
+            return Labels(read_labels(source, Path(root), split, system_root), TORCHVISION_CLASSES)
+
         super().__init__(name, root, f"{source.value}-{split.value}", sources, read, resolution, channels, fit, cache,
-                         cache_dir, dequantize, subset, subset_seed)
+                         cache_dir, dequantize, subset, subset_seed, labels if labeled else None)
 
 
 def folder_reader(root: Path, resolution: int, channels: int, fit: Fit,
@@ -340,20 +399,37 @@ def folder_reader(root: Path, resolution: int, channels: int, fit: Fit,
     return f"folder-{undecodable.value}", file_stats(root, files), read
 
 
+def folder_labels(root: Path) -> Labels:
+    """The class of every image below `root` (in `image_files` order): its top-level subfolder,
+    numbered in sorted order of the subfolders' names (as torchvision's ImageFolder numbers them)."""
+    files = image_files(root)
+    loose = [path for path in files if os.sep not in path]
+    if loose:
+        raise ConfigError(f"dataset.root={root} has images directly in it (e.g. {loose[0]}): a conditional model "
+                          "(arch.num_classes) takes its classes from subfolders, one per class")
+    folders = [path.split(os.sep, 1)[0] for path in files]
+    classes = {name: i for i, name in enumerate(sorted(set(folders)))}
+    return Labels(torch.tensor([classes[name] for name in folders]), len(classes))
+
+
 class ImageFolder(InMemoryImages):
-    """Every image in a folder tree (e.g. the CIFAR-10 JPEG copy), resized and centre-cropped.
+    """Every image in a folder tree (e.g. the CIFAR-10 JPEG copy), resized and centre-cropped; with
+    `labeled`, its classes are its subfolders.
 
     The whole folder is kept in memory (3 KB an image at 32x32 RGB, 12 KB at 64x64): fine for
     CIFAR- or ImageNet-32-sized collections; larger ones want a streaming option like LSUN's.
     """
 
+    has_labels = True
+
     def __init__(self, name: str, root: str, resolution: int = 32, channels: int = 3, fit: Fit | str = Fit.resize,
                  cache: bool = True, undecodable: Undecodable | str = Undecodable.skip,
                  dequantize: bool = False, cache_dir: str | None = None, subset: int | None = None,
-                 subset_seed: int = 0) -> None:
+                 subset_seed: int = 0, labeled: bool = False) -> None:
         kind, sources, read = folder_reader(Path(root), resolution, channels, Fit(fit), Undecodable(undecodable))
+        labels = functools.partial(folder_labels, Path(root)) if labeled else None
         super().__init__(name, root, kind, sources, read, resolution, channels, fit, cache, cache_dir, dequantize,
-                         subset, subset_seed)
+                         subset, subset_seed, labels)
 
 
 def imagenet_reader(root: Path, layout: ImageNetLayout, split: Split, resolution: int, channels: int, fit: Fit,

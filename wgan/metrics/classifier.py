@@ -16,9 +16,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from wgan.dataset.image_files import read_idx
 from wgan.cache import cached, digest, payload_checksum
-from wgan.dataset.images import Split, TorchvisionSource, idx_file, to_unit_range, torchvision_files
+from wgan.dataset.images import Split, TorchvisionSource, read_labels, to_unit_range, torchvision_files
 from wgan.metrics.registry import Better, EvalContext, protocol_name, register
 from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score
 from wgan.schema import ConfigError
@@ -120,20 +119,13 @@ def labeled_split(dataset: DictConfig, split: Split | str, cache_dir: Path) -> t
     """uint8 images (N, 1, 32, 32) and int64 labels (N,) of one split of a `mnist` or `fashion_mnist`
     dataset config, the images built (and cached) by the dataset option itself.
 
-    The dataset objects keep no labels, so they are read beside the images: torchvision's `targets`
-    from the same root, else the labels IDX file next to Debian's image files.
+    The labels are read beside the images (`read_labels`): torchvision's `targets` from the same
+    root, else the labels IDX file next to Debian's image files.
     """
     split = Split(split)
     config = OmegaConf.merge(dataset, {"split": split.value, "resolution": 32, "channels": 1, "fit": "pad"})
     images = instantiate(config, cache_dir=str(cache_dir)).images
     return images, read_labels(TorchvisionSource(config.source), Path(config.root), split, config.system_root)
-
-
-def read_labels(source: TorchvisionSource, root: Path, split: Split, system_root: str | None) -> torch.Tensor:
-    try:
-        return torch.as_tensor(source.dataset_class(str(root), train=split is Split.train).targets).long()
-    except (RuntimeError, OSError):  # not in torchvision's folder: the images came from system_root
-        return read_idx(idx_file(Path(system_root), split, "labels")).long()
 
 
 def check_dataset(cfg: DictConfig) -> None:
@@ -149,12 +141,13 @@ def check_dataset(cfg: DictConfig) -> None:
         )
 
 
-@register("classifier", better={"cls_accuracy": Better.higher, "cls_is": Better.higher, "cls_fid": Better.lower},
-          check=check_dataset)
+@register("classifier", better={"cls_accuracy": Better.higher, "cls_is": Better.higher, "cls_fid": Better.lower,
+                                "cls_class_accuracy": Better.higher}, check=check_dataset)
 def classifier_scores(context: EvalContext) -> dict[str, float]:
     """Classifier Inception Score of the generated samples and classifier FID against the whole
     training split (statistics computed once, cached), with the classifier's test accuracy (what
-    the scores can be trusted to)."""
+    the scores can be trusted to); for a conditional model, the fraction of samples the classifier
+    assigns to the class they were generated for (`cls_class_accuracy`)."""
     cfg = context.cfg.dataset
 
     def splits():
@@ -172,8 +165,12 @@ def classifier_scores(context: EvalContext) -> dict[str, float]:
     n = len(context.fake)
     fake_features = apply(net.features, to_unit_range(context.fake))
     with torch.no_grad():
-        is_mean, _ = inception_score(net.head(fake_features))
+        logits = net.head(fake_features)
+    is_mean, _ = inception_score(logits)
+    conditional = {} if context.fake_labels is None else {
+        "cls_class_accuracy": float((logits.argmax(1) == context.fake_labels).double().mean())}
     return {
+        **conditional,
         "cls_accuracy": test_accuracy,
         protocol_name("cls_is", n): is_mean,
         protocol_name("cls_fid", n): frechet_distance(

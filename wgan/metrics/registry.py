@@ -30,6 +30,7 @@ class EvalContext:
     real: Optional[torch.Tensor]  # as many real points, for toy data; None for images
     dataset: object  # the training dataset object
     cfg: DictConfig  # the run's whole config: the dataset option, metrics settings, device
+    fake_labels: Optional[torch.Tensor] = None  # a conditional model's: the class each sample was generated for
 
     @property
     def cache_dir(self) -> Path:
