@@ -71,7 +71,7 @@ def test_reference_statistics_follow_the_images_they_were_computed_from(tmp_path
     cfg = compose_config(["dataset=imagefolder", f"dataset.root={data}", "metrics=inception"])
 
     def statistics() -> torch.Tensor:
-        context = EvalContext(fake=None, real=None, dataset=build_dataset(cfg), cfg=cfg)
+        context = EvalContext(num_samples=0, real=None, dataset=build_dataset(cfg), cfg=cfg)
         return reference(context, network, cfg.metrics.inception, batch_size=4)["mu"]
 
     for seed in (0, 1):  # the second folder's images under the first one's names
