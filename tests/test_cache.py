@@ -67,7 +67,7 @@ class ChannelMeans(torch.nn.Module):
 
 
 def test_reference_statistics_follow_the_images_they_were_computed_from(tmp_path, cache_home):
-    data, network = tmp_path / "data", Network(ChannelMeans(), "channel-means", False, torch.device("cpu"))
+    data, network = tmp_path / "data", Network(ChannelMeans(), "channel-means", False, torch.device("cpu"), width=3)
     cfg = compose_config(["dataset=imagefolder", f"dataset.root={data}", "metrics=inception"])
 
     def statistics() -> torch.Tensor:

@@ -132,13 +132,13 @@ def test_torch_fidelity_weights_give_the_same_features_and_an_inception_score(to
 
 class TinyInception(torch.nn.Module):
     """A stand-in where the network is not the point: fixed random projections of 8x8 average-pooled
-    pixels to `inception.FEATURES` rectified features and 1008 logits."""
+    pixels to 64 rectified features and 1008 logits."""
 
     def __init__(self) -> None:
         super().__init__()
         rng = torch.Generator().manual_seed(0)
-        self.to_features = torch.randn(3 * 8 * 8, inception.FEATURES, generator=rng)
-        self.to_logits = torch.randn(inception.FEATURES, inception.CLASSES, generator=rng)
+        self.to_features = torch.randn(3 * 8 * 8, 64, generator=rng)
+        self.to_logits = torch.randn(64, inception.CLASSES, generator=rng)
 
     def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         features = torch.relu(torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 8).flatten(1) @ self.to_features)
@@ -148,8 +148,7 @@ class TinyInception(torch.nn.Module):
 def test_streamed_inception_scores_are_torch_fidelitys_on_the_same_features(tmp_path, monkeypatch):
     """The scores of 43 images fed in batches of 6 (straddling the Inception Score's splits), against
     torch-fidelity's on all the features at once, with the reference statistics and KID's features."""
-    monkeypatch.setattr(inception, "FEATURES", 64)  # the width is not the point either; 2048 takes seconds more
-    network = inception.Network(TinyInception(), "tiny", True, torch.device("cpu"))
+    network = inception.Network(TinyInception(), "tiny", True, torch.device("cpu"), width=64)
     monkeypatch.setattr(inception, "load_network", lambda *args: network)
     context, fake = synthetic_context(tmp_path, "metrics.inception.reference_samples=30", n=43)
     values = inception_scores(context, fake, batch=6)
@@ -166,7 +165,7 @@ def test_streamed_inception_scores_are_torch_fidelitys_on_the_same_features(tmp_
         "fid_43": fid["frechet_inception_distance"],
         "kid_43": kid["kernel_inception_distance_mean"], "kid_std_43": kid["kernel_inception_distance_std"],
     }, rel=1e-6)
-    assert values["is_43"] > 1.5 and values["fid_43"] > 0  # not degenerate
+    assert values["is_43"] > 1.2 and values["fid_43"] > 1  # not degenerate: 1.38 and 45.6
 
 
 def test_missing_weights_name_the_key_and_every_alternative(tmp_path, monkeypatch):

@@ -75,11 +75,12 @@ class InceptionConfig:
 class Network:
     """The Inception network behind the scores: pool3 features and, where the weights have the
     classifier layer, the 1008 logits, from uint8 images (N, C, H, W) of any size. `module` maps
-    such images to a tuple (features, logits) or (features,). Its outputs stay on its device,
-    where the metrics accumulate them."""
+    such images to a tuple (features, logits) or (features,), `width` features each. Its outputs
+    stay on its device, where the metrics accumulate them."""
 
-    def __init__(self, module: torch.nn.Module, name: str, has_logits: bool, device: torch.device) -> None:
-        self.module, self.name, self.has_logits, self.device = module, name, has_logits, device
+    def __init__(self, module: torch.nn.Module, name: str, has_logits: bool, device: torch.device,
+                 width: int = FEATURES) -> None:
+        self.module, self.name, self.has_logits, self.device, self.width = module, name, has_logits, device, width
         self.images_seen = 0  # counts every image passed through the network (tests read it)
 
     @torch.inference_mode()
@@ -309,7 +310,7 @@ def reference(context: EvalContext, network: Network, settings: DictConfig, batc
         images = reference_images(context, settings.reference_samples)
         log.info("reference statistics: %d images of %s through %s (once; cached)", len(images), cfg.name, network.name)
         kid_rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:KID_REFERENCE]
-        moments, kid = FeatureMoments(FEATURES).to(network.device), Rows(kid_rows, FEATURES).to(network.device)
+        moments, kid = FeatureMoments(network.width).to(network.device), Rows(kid_rows, network.width).to(network.device)
         batches = tqdm(images.split(batch_size), desc=f"Inception ({len(images)} real)", unit="batch", disable=None,
                        leave=False)
         for batch in stoppable(batches, f"Inception features of {len(images)} real"):
