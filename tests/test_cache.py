@@ -14,16 +14,13 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CONF_DIR, compose_config, require_fid_helper
-from test_faults import fill, tmpfs
-from test_image_data import idx_bytes, random_images, write_png
+from helpers import ROOT, fill, idx_bytes, random_images, require_fid_helper, tmpfs, write_png
+from wgan.config import build_dataset, compose_config
 from wgan import cache
-from wgan.config import build_dataset
 from wgan.dataset.images import Split
 from wgan.metrics import EvalContext, classifier, cli
 from wgan.metrics.inception import Network, reference
 
-ROOT = Path(CONF_DIR).parent
 IMAGE_RUN = ["dataset=imagefolder", "metrics=none", "arch=dcgan", "arch.dim=8", "logger=none", "train.batch_size=8",
              "train.iterations=4", "eval.every=2", "ckpt.every=2"]
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import compose_config
+from wgan.config import compose_config
 from wgan.dataset.images import to_unit_range
 from wgan.metrics import classifier, scores
 

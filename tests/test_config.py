@@ -13,8 +13,8 @@ import torch
 from hydra.errors import ConfigCompositionException
 from omegaconf import DictConfig, ListConfig, OmegaConf, ValidationError
 
-from conftest import CONF_DIR, compose_config, require_fid_helper
-from wgan.config import build, method_name, validate
+from helpers import CONF_DIR, ROOT, require_fid_helper
+from wgan.config import build, compose_config, method_name, validate
 from wgan.dataset import DatasetNotFound
 from wgan.metrics import REGISTRY
 from wgan.optimizer import build_optimizers
@@ -88,7 +88,7 @@ def test_a_missing_dataset_fails_before_any_model_is_built(tmp_path):
     result = subprocess.run(
         [sys.executable, "run.py", "dataset=cifar10", f"dataset.root={root}", "arch=dcgan", "metrics=none", "logger=none",
          f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=Path(CONF_DIR).parent, capture_output=True, text=True,
+        cwd=ROOT, capture_output=True, text=True,
     )
     output = result.stdout + result.stderr
     assert result.returncode == 2
@@ -254,7 +254,7 @@ def test_a_run_directory_that_is_a_file_is_named(tmp_path):
         (["-m", f"hydra.sweep.dir={file}", "seed=0,1"],
          f"invalid config: run directory {file}/seed=0: {file} is a file, not a folder"),
     ]:
-        result = subprocess.run([sys.executable, "run.py", *where, "logger=none"], cwd=Path(CONF_DIR).parent,
+        result = subprocess.run([sys.executable, "run.py", *where, "logger=none"], cwd=ROOT,
                                 capture_output=True, text=True, timeout=300)
         output = result.stdout + result.stderr
         assert result.returncode == 2 and message in output and "Traceback" not in output
@@ -265,7 +265,7 @@ def test_a_run_directory_that_is_a_file_is_named(tmp_path):
 def test_a_study_name_that_is_a_path_creates_nothing(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
-    result = subprocess.run([sys.executable, str(Path(CONF_DIR).parent / "run.py"), "logger=none", "study=../escaped"],
+    result = subprocess.run([sys.executable, str(ROOT / "run.py"), "logger=none", "study=../escaped"],
                             cwd=work, capture_output=True, text=True, timeout=300)
     assert result.returncode == 2 and "invalid config: study='../escaped' is not a single folder name" in result.stdout
     assert list(tmp_path.rglob("*")) == [work]
@@ -296,7 +296,7 @@ def test_wrong_types_and_names_fail_at_composition(override, message):
 @pytest.mark.slow
 def test_unknown_option_lists_the_valid_ones():
     result = subprocess.run(
-        [sys.executable, "run.py", "lipschitz=clp"], cwd=Path(CONF_DIR).parent, capture_output=True, text=True
+        [sys.executable, "run.py", "lipschitz=clp"], cwd=ROOT, capture_output=True, text=True
     )
     assert result.returncode == 1
     assert "Available options in 'lipschitz'" in result.stderr
@@ -308,7 +308,7 @@ def test_unknown_option_lists_the_valid_ones():
 def test_cli_rejects_bad_value_before_training(tmp_path):
     result = subprocess.run(
         [sys.executable, "run.py", "train.n_critic=0", f"hydra.run.dir={tmp_path}"],
-        cwd=Path(CONF_DIR).parent,
+        cwd=ROOT,
         capture_output=True,
         text=True,
     )
@@ -329,7 +329,7 @@ def test_added_keys_that_no_schema_has_are_refused_before_training(override, mes
     """Hydra's `+key=value` adds a key to any node (and suggests it for a mistyped key): the closed
     structured config refuses it, naming the close matches, instead of training without it."""
     result = subprocess.run([sys.executable, "run.py", override, "logger=none", f"hydra.run.dir={tmp_path}"],
-                            cwd=Path(CONF_DIR).parent, capture_output=True, text=True)
+                            cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert message in result.stderr + result.stdout
     assert not (tmp_path / "checkpoints").exists()
@@ -408,7 +408,7 @@ def test_incompatible_choices_fail_before_training(tmp_path, overrides, message)
 
 @pytest.mark.slow
 def test_help_is_the_projects_own_page_listed_from_the_config_folders():
-    result = subprocess.run([sys.executable, "run.py", "--help", "sweeps=robustness_toy"], cwd=Path(CONF_DIR).parent,
+    result = subprocess.run([sys.executable, "run.py", "--help", "sweeps=robustness_toy"], cwd=ROOT,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     page = result.stdout

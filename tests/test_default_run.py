@@ -5,15 +5,14 @@ embedded default: all 8 modes covered and at least half of 2,500 samples high-qu
 """
 from __future__ import annotations
 
-import pytest
-
 import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+import pytest
+
+from helpers import ROOT
 
 
 @pytest.mark.slow

@@ -24,7 +24,8 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from PIL import Image
 
-from conftest import CONF_DIR, TINY, compose_config
+from helpers import ROOT, TINY, checkpoint_step, fill, tmpfs
+from wgan.config import compose_config
 from wandb_records import records as wandb_records
 from wgan.files import RunDirError, RunFiles
 from wgan.report import records_from_dir
@@ -32,14 +33,6 @@ from wgan.schema import ConfigError
 from wgan.signals import python, resume_command
 from wgan.train import run
 
-ROOT = Path(CONF_DIR).parent
-
-
-def checkpoint_step(files: RunFiles) -> int:
-    try:
-        return torch.load(files.checkpoint, weights_only=True)["step"]
-    except (FileNotFoundError, RuntimeError, EOFError):  # not written yet
-        return -1
 
 
 @pytest.mark.slow
@@ -50,7 +43,7 @@ def test_a_stop_signal_checkpoints_and_exits_within_seconds_then_the_run_resumes
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     files = RunFiles(tmp_path)
     deadline = time.monotonic() + 60
-    while checkpoint_step(files) < 0:  # the step-0 checkpoint: training has started
+    while checkpoint_step(files.dir) < 0:  # the step-0 checkpoint: training has started
         assert time.monotonic() < deadline and process.poll() is None, "training never started"
         time.sleep(0.1)
     time.sleep(1.0)
@@ -59,7 +52,7 @@ def test_a_stop_signal_checkpoints_and_exits_within_seconds_then_the_run_resumes
     output, _ = process.communicate(timeout=30)
     assert time.monotonic() - sent < 5
     assert process.returncode == 128 + stop
-    stopped_at = checkpoint_step(files)
+    stopped_at = checkpoint_step(files.dir)
     assert 0 < stopped_at < 600
     assert f"{stop.name} during iteration {stopped_at}: checkpointed at iteration {stopped_at}; stopping. " \
            f"Resume with:\n  {shlex.quote(python())} run.py {' '.join(overrides[:-1])} " \
@@ -121,7 +114,7 @@ def test_a_stop_signal_in_a_long_critic_loop_keeps_the_last_whole_iteration_and_
     output = stopped_within_seconds(command, "iter 1/2", 1.0, signal.SIGTERM)  # in iteration 2
     step = re.search(r"SIGTERM during iteration 2, critic step (\d+) of 2000: checkpointed at iteration 1", output)
     assert step and int(step[1]) < 2000, output[-3000:]  # the stop did not wait for the iteration's end
-    assert checkpoint_step(files) == 1
+    assert checkpoint_step(files.dir) == 1
     assert files.read_results()["stopped_in"] == f"iteration 2, critic step {step[1]} of 2000"
     resumes_as(command, 1, calm, files)
 
@@ -133,7 +126,7 @@ def test_a_million_critic_steps_show_progress_and_a_stop_signal_ends_them(tmp_pa
     assert re.search(r"iteration 1, critic steps: \d+ of 1000000 done, [\d.e+]+/s", output)  # a line every 10 s
     assert re.search(r"SIGUSR1 during iteration 1, critic step \d+ of 1000000: checkpointed at iteration 0", output)
     files = RunFiles(tmp_path)
-    assert checkpoint_step(files) == 0 and files.read_results()["status"] == "interrupted"
+    assert checkpoint_step(files.dir) == 0 and files.read_results()["status"] == "interrupted"
 
 
 # An evaluation of 300,000 samples in batches of 10: seconds of sampling, with a stop point per batch.
@@ -147,7 +140,7 @@ def test_a_stop_signal_in_a_long_evaluation_checkpoints_and_the_evaluation_is_re
     where = re.search(r"SIGTERM during (the evaluation at iteration 10: sampling 300000, batch (\d+) of 30000): "
                       r"checkpointed at iteration 10", output)
     assert where and int(where[2]) < 30000, output[-3000:]
-    assert checkpoint_step(files) == 10 and files.read_results()["stopped_in"] == where[1]
+    assert checkpoint_step(files.dir) == 10 and files.read_results()["stopped_in"] == where[1]
     assert not files.metrics.exists()  # the evaluation did not end: nothing recorded
     resumes_as(command, 10, calm, files)  # the evaluation at 10 done once, on resume
 
@@ -168,7 +161,7 @@ def test_ctrl_c_checkpoints_without_a_traceback_and_the_printed_command_resumes(
     stdout, stderr = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGINT and "Traceback" not in stdout + stderr
     files = RunFiles(run_dir)
-    stopped_at = checkpoint_step(files)
+    stopped_at = checkpoint_step(files.dir)
     assert 0 < stopped_at < 300 and f"SIGINT during iteration {stopped_at}: checkpointed" in stdout
     printed = stdout.split("Resume with:\n  ")[1].splitlines()[0]
     assert printed == f"{shlex.quote(python())} {ROOT / 'run.py'} {' '.join(TINY)} train.iterations=300 " \
@@ -279,7 +272,7 @@ def test_unreadable_checkpoints_stop_the_run_instead_of_starting_over(tmp_path):
 def wait_for_training(process: subprocess.Popen, files: RunFiles, step: int = 0) -> None:
     """Until the run has checkpointed `step` (0: training has started, the directory is held)."""
     deadline = time.monotonic() + 120
-    while checkpoint_step(files) < step:
+    while checkpoint_step(files.dir) < step:
         assert time.monotonic() < deadline and process.poll() is None, "training never got there"
         time.sleep(0.1)
 
@@ -318,7 +311,7 @@ def test_a_run_killed_while_holding_its_directory_does_not_block_the_next(tmp_pa
     killed.kill()  # SIGKILL: no handler runs, the lock file stays behind naming a dead process
     killed.wait()
     assert files.lock.read_text() == f"pid {killed.pid} on host {socket.gethostname()}"
-    killed_at = checkpoint_step(files)
+    killed_at = checkpoint_step(files.dir)
     resumed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     output, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0 and f"at iteration {killed_at}" in output
@@ -366,7 +359,7 @@ def kill_at_random_moments(command: list[str], files: RunFiles, kills: int, seed
         if landed == kills:
             assert process.wait(timeout=600) == 0
             return starts
-        while checkpoint_step(files) < 0 and process.poll() is None:
+        while checkpoint_step(files.dir) < 0 and process.poll() is None:
             time.sleep(0.05)
         time.sleep(rng.uniform(0.0, 1.5))
         if process.poll() is None:
@@ -401,17 +394,6 @@ def test_a_torn_metrics_line_from_a_kill_mid_append_is_dropped_on_resume(tmp_pat
     assert files.train_stats.read_text() == '{"step": 10, "critic_loss": -0.1}\n'
 
 
-def tmpfs(disk: Path, options: str):
-    """A filesystem of its own at `disk` for the test (tmpfs; mounting one needs root, as CI and
-    this machine have)."""
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs to fill (needs root): {mounted.stderr.decode().strip()}")
-    yield disk
-    subprocess.run(["umount", str(disk)], check=True)
-
-
 @pytest.fixture
 def small_disk(tmp_path):
     """16 MiB, to fill."""
@@ -424,19 +406,6 @@ def disk_of_few_files(tmp_path):
     yield from tmpfs(tmp_path / "disk", "size=64m,nr_inodes=64")
 
 
-def fill(disk: Path) -> Path:
-    """Write a file until the disk is full."""
-    filler = disk / "filler"
-    with filler.open("wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * 65536)
-                f.flush()
-        except OSError:
-            pass
-    return filler
-
-
 def fill_after_a_checkpoint(disk: Path, log_every: int) -> tuple[list[str], RunFiles, str, Path]:
     """Start a long tiny run on `disk`, fill the disk once it has checkpointed iteration 50, and
     wait for the run to stop: (its command, its files, its output, the filler file)."""
@@ -445,7 +414,7 @@ def fill_after_a_checkpoint(disk: Path, log_every: int) -> tuple[list[str], RunF
                f"train.log_every={log_every}", f"hydra.run.dir={run_dir}"]
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     files = RunFiles(run_dir)
-    while checkpoint_step(files) < 50:
+    while checkpoint_step(files.dir) < 50:
         assert process.poll() is None, "training ended before the disk was filled"
         time.sleep(0.05)
     filler = fill(disk)
@@ -705,12 +674,12 @@ def test_a_damaged_config_file_does_not_lock_out_the_checkpoint_that_holds_the_c
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     files = RunFiles(tmp_path)
     deadline = time.monotonic() + 120
-    while checkpoint_step(files) < 20:
+    while checkpoint_step(files.dir) < 20:
         assert time.monotonic() < deadline and process.poll() is None, "training never checkpointed"
         time.sleep(0.05)
     process.kill()
     process.wait()
-    killed_at = checkpoint_step(files)
+    killed_at = checkpoint_step(files.dir)
     config = files.config.read_bytes()
     for damaged in (b"- a list\n", config[:1000] + b"\xff\n", config[: len(config) // 2]):
         files.config.write_bytes(damaged)

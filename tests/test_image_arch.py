@@ -11,9 +11,8 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from conftest import compose_config
+from wgan.config import compose_config, validate
 from wgan.arch.init import WEIGHT_LAYERS
-from wgan.config import validate
 from wgan.lipschitz import GradientPenalty
 from wgan.schema import ConfigError
 

@@ -5,12 +5,9 @@ from __future__ import annotations
 import contextlib
 import gzip
 import importlib.util
-import io
-import json
 import logging
 import os
 import struct
-import subprocess
 import sys
 import zlib
 from pathlib import Path
@@ -20,12 +17,11 @@ import numpy as np
 import pytest
 import torch
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
 from PIL import Image
 
-from conftest import compose_config
+from helpers import as_set, build, idx_bytes, random_images, write_folder, write_lmdb, write_png
+from wgan.config import build_dataset, compose_config, validate
 from wgan import cache
-from wgan.config import build_dataset, validate
 from wgan.dataset import DataKind, DatasetNotFound, Fit
 from wgan.dataset.image_files import conform, image_files
 from wgan.dataset.images import StreamingImages
@@ -37,42 +33,11 @@ from wgan.schema import ConfigError
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
-def build(option: str, *overrides: str):
-    return instantiate(compose_config([f"dataset={option}", *overrides]).dataset)
-
-
 def build_error(option: str, *overrides: str) -> Exception:
     """The error building the option raises (Hydra wraps it; the cause is ours)."""
     with pytest.raises(InstantiationException) as info:
         build(option, *overrides)
     return info.value.__cause__
-
-
-def random_images(n: int, channels: int, size: int, seed: int = 0) -> torch.Tensor:
-    return torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))
-
-
-def write_png(image: torch.Tensor, path: Path) -> None:
-    Image.fromarray(image.permute(1, 2, 0).squeeze(2).numpy()).save(path)
-
-
-def write_folder(root: Path, images: torch.Tensor) -> None:
-    """PNGs in two class folders, named so that sorted order is the tensor's order."""
-    for i, image in enumerate(images):
-        path = root / f"class{i % 2}" / f"{i:03d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write_png(image, path)
-    # Sorted order is class0/000, class0/002, ..., class1/001, ...
-    return torch.cat([images[0::2], images[1::2]])
-
-
-def idx_bytes(images: torch.Tensor) -> bytes:
-    return struct.pack(">BBBB", 0, 0, 8, images.ndim) + struct.pack(f">{images.ndim}i", *images.shape) + images.numpy().tobytes()
-
-
-def as_set(images: torch.Tensor) -> list[bytes]:
-    """The images as a multiset, for streams, whose order is the loader's."""
-    return sorted(map(bytes, images.flatten(1).numpy()))
 
 
 def expected_batch(images: torch.Tensor, n: int, seed: int) -> torch.Tensor:
@@ -463,22 +428,6 @@ def test_lsun_without_lmdb_says_how_to_install_it(tmp_path, monkeypatch):
     (tmp_path / "bedroom_train_lmdb").mkdir()
     error = build_error("lsun_bedroom", f"dataset.root={tmp_path}")
     assert type(error) is ConfigError and str(error) == "dataset lsun needs the lmdb package: pip install lmdb"
-
-
-def write_lmdb(folder: Path, images: dict[bytes, torch.Tensor]) -> None:
-    """An LSUN-style database, each image a PNG under its key, written by another process (as
-    LSUN's are; LMDB opens a database once per process, and this one reads it)."""
-    pngs = {}
-    for key, image in images.items():
-        png = io.BytesIO()
-        Image.fromarray(image.permute(1, 2, 0).numpy()).save(png, format="PNG")
-        pngs[key.hex()] = png.getvalue().hex()
-    folder.mkdir(parents=True, exist_ok=True)
-    write = ("import json, sys, lmdb\n"
-             "with lmdb.open(sys.argv[1], map_size=1 << 24) as env, env.begin(write=True) as txn:\n"
-             "    for key, png in json.loads(sys.stdin.read()).items():\n"
-             "        txn.put(bytes.fromhex(key), bytes.fromhex(png))\n")
-    subprocess.run([sys.executable, "-c", write, str(folder)], input=json.dumps(pngs), text=True, check=True)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("lmdb") is None, reason="needs the lmdb package: pip install lmdb")

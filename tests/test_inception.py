@@ -13,9 +13,9 @@ from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics
 from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
-from conftest import compose_config, require_fid_helper
+from helpers import require_fid_helper
+from wgan.config import compose_config, validate
 from wandb_records import read_run
-from wgan.config import validate
 from wgan import cache
 from wgan import metrics
 from wgan.metrics import EvalContext, cli, inception

@@ -11,7 +11,7 @@ import torch
 from hydra.utils import instantiate
 from torch import nn
 
-from conftest import compose_config
+from wgan.config import compose_config
 from wgan.arch.init import WEIGHT_LAYERS, Init, glorot, he, initialize, tflib_std
 
 SQRT3 = math.sqrt(3)

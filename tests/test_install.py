@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONF_DIR
+from helpers import CONF_DIR, ROOT
 
-ROOT = CONF_DIR.parent
 
 
 @pytest.fixture(scope="module")

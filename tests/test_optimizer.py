@@ -10,8 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config
-from wgan.config import validate
+from wgan.config import compose_config, validate
 from wgan.files import RunFiles
 from wgan.optimizer import build_optimizers, tf1_rmsprop
 from wgan.schema import ConfigError

@@ -11,11 +11,10 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import compose_config
-from test_image_data import as_set, build, random_images, write_folder, write_lmdb
+from helpers import as_set, build, random_images, write_folder, write_lmdb
+from wgan.config import build as build_component, compose_config
 from wandb_records import read_run
 from wgan import overfitting
-from wgan.config import build as build_component
 from wgan.dataset import DatasetNotFound, read_mnist_5k
 from wgan.dataset.images import subset_indices
 from wgan.overfitting import CriticValidation

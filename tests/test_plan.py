@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import compose_config
+from wgan.config import compose_config
 from wgan import plan
 from wgan.files import RunFiles
 from wgan.study import job_dir_name

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from conftest import compose_config
-from wgan.config import method_name
+from helpers import TINY
+from wgan.config import compose_config, method_name
 from wgan.metrics import to_uint8
 
 
@@ -97,7 +97,6 @@ def test_generated_images_are_quantized_as_the_official_scripts_do():
 
 def test_the_generator_step_draws_its_own_batch_size(tmp_path):
     """gan_cifar_resnet.py's generator batch is twice the critic's (GEN_BS_MULTIPLE = 2)."""
-    from conftest import TINY
     from wgan.files import RunFiles
     from wgan.train import Trainer
 
@@ -120,7 +119,6 @@ def test_robustness_paper_is_the_studys_data_and_appendix_b_weight_decay():
 def test_the_weight_decay_follows_the_drawn_critic(tmp_path, method, norm):
     """A random architecture's critic is normalized or not; only a normalized one is decayed, and
     only its weight layers' weights."""
-    from conftest import TINY
     from wgan.arch.random import RandomArch
     from wgan.files import RunFiles
     from wgan.train import Trainer

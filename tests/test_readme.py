@@ -1,6 +1,8 @@
-"""The README's commands, as written: each `python run.py` command composes into a valid config
-(each job of a multirun), each `python -m wgan.<tool>` command parses, and the image run trains
-offline (shortened to 20 iterations, as the README says). `make run` is tests/test_default_run.py.
+"""The README's commands, as written (and those of docs/configuration.md): each `python run.py`
+command composes into a valid config (each job of a multirun), each `python -m wgan.<tool>` command
+parses, and the image run trains offline (shortened to 20 iterations, as the README says). The
+defaults the documents state are the composed config's, and the README's table of config groups
+lists each group's options. `make run` is tests/test_default_run.py.
 Offline, the Inception metrics are checked with the offline network (`fid_helper`): online, the
 default weights download instead.
 """
@@ -11,19 +13,20 @@ import shlex
 import string
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+import yaml
+from omegaconf import OmegaConf
 
-from conftest import compose_config, require_fid_helper
-from wgan.config import validate
-from wgan.files import RunFiles
+from helpers import ROOT, require_fid_helper
+from wgan.config import compose_config, validate
+from wgan.files import Results, RunFiles, Status
 from wgan.metrics import cli as metrics_cli
 from wgan import curves, plan, report
 from wgan.study import expand_jobs
 
-ROOT = Path(__file__).resolve().parents[1]
-README = (ROOT / "README.md").read_text()
+# The README and the configuration reference it links to: a user types the commands of both.
+README = (ROOT / "README.md").read_text() + (ROOT / "docs" / "configuration.md").read_text()
 # An indented command line of a code block, without its trailing comment; and the shell variables
 # code blocks set (NAME="..."), which the commands after them use as $NAME.
 COMMAND = re.compile(r"^    (python (?:run\.py|-m wgan\.\w+)\b[^#\n]*?)\s*(?:#.*)?$", re.MULTILINE)
@@ -43,6 +46,50 @@ def runs() -> list[list[str]]:
 
 def tools() -> list[list[str]]:
     return [command[2:] for command in COMMANDS if command[1] == "-m"]
+
+
+def table_rows(text: str, header: str) -> list[list[str]]:
+    """The cells of the Markdown table under the header row `header`, backticks kept."""
+    lines = text[text.index(header):].splitlines()[2:]
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            break
+        rows.append([cell.strip() for cell in line.strip("|").split(" | ")])
+    return rows
+
+
+def test_each_documented_default_is_what_cfg_job_prints():
+    """docs/configuration.md's table of top-level settings against `python run.py --cfg job`'s config."""
+    printed = OmegaConf.create(yaml.safe_load(OmegaConf.to_yaml(compose_config([]))))  # enums as their names
+    rows = table_rows((ROOT / "docs" / "configuration.md").read_text(), "| key | default | meaning |")
+    assert len(rows) >= 20
+    for key, default, _ in rows:
+        assert yaml.safe_load(default.strip("`")) == OmegaConf.select(printed, key.strip("`"), throw_on_missing=True), key
+
+
+def test_the_readmes_table_of_groups_lists_each_groups_options_default_first():
+    defaults = {}
+    for entry in yaml.safe_load((ROOT / "conf" / "config.yaml").read_text())["defaults"]:
+        if isinstance(entry, dict):
+            ((group, option),) = entry.items()
+            defaults[group.removeprefix("optional ")] = option
+    rows = table_rows(README, "| group | options (the default first) | built by |")
+    assert [row[0] for row in rows] == [f"`{g}`" for g in ("dataset", "arch", "lipschitz", "loss", "optimizer",
+                                                            "method", "recipe", "metrics", "logger", "sweeps")]
+    for group, options, _ in rows:
+        group = group.strip("`")
+        listed = re.findall(r"`(\w+)`", options.removeprefix("none by default; "))
+        folder = ROOT / "sweeps" if group == "sweeps" else ROOT / "conf" / group
+        assert sorted(listed) == sorted(p.stem for p in folder.glob("*.yaml")), group
+        default = defaults[group]
+        assert listed[0] == default if default in listed else options.startswith("none by default"), group
+
+
+def test_the_readmes_results_json_row_names_every_key_and_status_of_the_results_record():
+    (row,) = [cells for cells in table_rows(README, "| file | contents |") if cells[0] == "`results.json`"]
+    named = set(re.findall(r"`(\w+)`", row[1]))
+    assert set(Results.__annotations__) <= named and {status.value for status in Status} <= named
 
 
 def test_the_readme_has_the_commands_a_user_types():

@@ -12,17 +12,16 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
-from conftest import CONF_DIR, compose_config
+from helpers import ROOT, checkpoint_step, wait_for
+from wgan.config import compose_config
 from wgan.report import build_report, records_from_dir
 from wgan.study import SUBMITIT_TIMEOUT_MIN, check_requeues, job_dir_name
 
-ROOT = Path(CONF_DIR).parent
 SCRIPTS = ROOT / "tests" / "slurm"
 HOW = ("needs a SLURM cluster on this machine: as root, `tests/slurm/start.sh` installs slurm-wlm, munge and "
        "MariaDB (apt-get) and starts one; `tests/slurm/stop.sh` stops it")
@@ -93,20 +92,6 @@ def array_ids(study_dir: Path) -> list[str]:
     """The SLURM ids of the job arrays the study's launches submitted (submitit's folder
     `.submitit/<id>/` holds each one's script; its tasks are `<id>_<index>`)."""
     return sorted(p.parent.name for p in (study_dir / ".submitit").glob("*/*_submission.sh"))
-
-
-def checkpoint_step(job: Path) -> int:
-    try:
-        return torch.load(job / "checkpoints" / "last.pt", weights_only=True)["step"]
-    except (FileNotFoundError, RuntimeError, EOFError):
-        return -1
-
-
-def wait_for(condition, what: str, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
 
 
 @pytest.mark.slow
@@ -236,10 +221,11 @@ def test_a_preempted_job_is_requeued_and_resumes_to_an_uninterrupted_runs_result
 def test_a_job_at_its_time_limit_checkpoints_is_requeued_and_finishes_as_an_uninterrupted_run(long_job, tmp_path):
     study = tmp_path / "study"
     # A 1-minute limit: submitit counts each signal as a timeout (limits of 10 minutes or less),
-    # so each requeue spends one of max_num_timeout.
+    # so each requeue spends one of max_num_timeout. A submission trains 10-40 s of the job's ~50 s
+    # (less on a busy machine: 7 were not enough beside a parallel test run), hence 12.
     launcher = launch(study, *long_job.overrides, "hydra.launcher.timeout_min=1", "hydra.launcher.signal_delay_s=15",
-                      "hydra.launcher.max_num_timeout=6")
-    output = finish(launcher, study, timeout=500)
+                      "hydra.launcher.max_num_timeout=12")
+    output = finish(launcher, study, timeout=800)
     assert launcher.returncode == 0, output[-3000:]
     job = study / job_dir_name(long_job.overrides)
     log = run_log(job)

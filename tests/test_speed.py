@@ -8,7 +8,7 @@ import logging
 
 import torch
 
-from conftest import compose_config
+from wgan.config import compose_config
 from wgan.files import RunFiles
 from wgan.speed import restore, snapshot
 from wgan.train import Trainer

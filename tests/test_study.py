@@ -15,14 +15,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import CONF_DIR, compose_config
+from helpers import ROOT, checkpoint_step
+from wgan.config import compose_config
 from wgan.files import RunFiles
 from wgan.report import build_report, records_from_dir
 from wgan.schema import ConfigError
 from wgan.study import cpu_share, expand_jobs, job_dir_name, short_dir_name
 from wgan.train import run
 
-ROOT = Path(CONF_DIR).parent
 # A robustness_toy study small enough for a test: 2 architectures x 2 methods, 6 iterations each.
 TINY_STUDY = ["sweeps=robustness_toy", "arch.count=2", "train.iterations=6", "train.batch_size=16",
               "train.log_every=3", "eval.every=6", "ckpt.every=3", "metrics.num_samples=100", "logger=none",
@@ -89,9 +89,9 @@ def test_joblib_jobs_share_the_cores_without_oversubscribing():
     assert cpu_share({"_target_": "hydra._internal.core_plugins.basic_launcher.BasicLauncher"}, cpus=16) is None
 
 
-def multirun(study_dir: Path, *overrides: str, timeout: float = 600) -> subprocess.CompletedProcess:
+def multirun(study_dir: Path, *overrides: str, timeout: float = 600, env=None) -> subprocess.CompletedProcess:
     command = [sys.executable, "run.py", "-m", *with_overrides(TINY_STUDY, *overrides), f"hydra.sweep.dir={study_dir}"]
-    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=timeout, env=env)
 
 
 def statuses(study_dir: Path) -> dict[tuple[int, str], str]:
@@ -140,11 +140,18 @@ def test_a_study_grows_by_more_architectures_skipping_the_finished_ones(tmp_path
 
 
 @pytest.mark.slow
-def test_robustness_toy_through_submitit_local(tmp_path):
-    result = multirun(tmp_path, "hydra/launcher=submitit_local", "arch.count=1", "hydra.launcher.timeout_min=10")
+def test_robustness_toy_through_submitit_local_where_a_requeue_signal_after_the_job_is_ignored(tmp_path):
+    """Each job's process sends itself submitit's SIGUSR2 as it exits (tests/late_signal.py): the
+    finished job is neither requeued nor killed (seen on SLURM: a time-limit warning in the last
+    milliseconds of a finished job, which SLURM then recorded as FAILED)."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "tests")}
+    result = multirun(tmp_path, "hydra/launcher=submitit_local", "arch.count=1", "hydra.launcher.timeout_min=10",
+                      "+hydra.callbacks.late_signal._target_=late_signal.RequeueSignalAtExit", env=env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert set(statuses(tmp_path)) == {(0, "gan"), (0, "wgan_gp")}
     assert set(statuses(tmp_path).values()) <= {"complete", "diverged"}
+    logs = sorted((tmp_path / ".submitit").glob("*/*_log.err"))
+    assert len(logs) == 2 and not [log for log in logs if "SIGUSR2" in log.read_text()]
 
 
 def with_overrides(base: list[str], *overrides: str) -> list[str]:
@@ -162,12 +169,12 @@ def test_a_killed_job_resumes_from_its_checkpoint(tmp_path):
                                start_new_session=True)
     job = tmp_path / job_dir_name(overrides)
     deadline = time.monotonic() + 120
-    while _checkpoint_step(job) < 40:
+    while checkpoint_step(job) < 40:
         assert time.monotonic() < deadline and process.poll() is None, "the job never checkpointed"
         time.sleep(0.2)
     os.killpg(process.pid, signal.SIGKILL)
     process.wait()
-    killed_at = _checkpoint_step(job)
+    killed_at = checkpoint_step(job)
     assert 40 <= killed_at < 400 and not (job / "results.json").exists()
     resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:]
@@ -183,7 +190,7 @@ def test_workers_of_a_killed_joblib_launcher_checkpoint_and_stop(tmp_path):
                                                                 "ckpt.every=50"), f"hydra.sweep.dir={tmp_path}"]
     launcher = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
-    while len([job for job in tmp_path.glob("*/") if _checkpoint_step(job) >= 50]) < 2:
+    while len([job for job in tmp_path.glob("*/") if checkpoint_step(job) >= 50]) < 2:
         assert time.monotonic() < deadline and launcher.poll() is None, "the jobs never checkpointed"
         time.sleep(0.2)
     launcher.kill()
@@ -197,7 +204,7 @@ def test_workers_of_a_killed_joblib_launcher_checkpoint_and_stop(tmp_path):
         text = log.read_text()
         assert f"the launcher (pid {launcher.pid}) is gone: stopping this job at a checkpoint" in text
         stopped_at = int(text.split("checkpointed at iteration ")[1].split(";")[0])
-        assert _checkpoint_step(log.parent) == stopped_at
+        assert checkpoint_step(log.parent) == stopped_at
 
 
 def test_long_override_lists_get_short_distinct_job_directories():
@@ -205,15 +212,6 @@ def test_long_override_lists_get_short_distinct_job_directories():
     short = short_dir_name(long_name)
     assert len(short.encode()) <= 200 and short.startswith(long_name[:100])
     assert short != short_dir_name(long_name + "1") and short_dir_name("arch.seed=3") == "arch.seed=3"
-
-
-def _checkpoint_step(job: Path) -> int:
-    import torch
-
-    try:
-        return torch.load(job / "checkpoints" / "last.pt", weights_only=True)["step"]
-    except (FileNotFoundError, RuntimeError, EOFError):  # not written yet (renames are atomic)
-        return -1
 
 
 def _step_in_log(output: str) -> int:

@@ -13,9 +13,9 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import CONF_DIR, compose_config
+from helpers import ROOT
+from wgan.config import build, build_dataset, compose_config
 from wandb_records import read_run
-from wgan.config import build, build_dataset
 from wgan.dataset import DatasetNotFound
 from wgan.dataset.text import BILLION_WORD_FOLDER, BILLION_WORD_TRAIN, BILLION_WORD_URL, PAD, UNKNOWN, encode
 from wgan.lipschitz import GradientPenalty
@@ -141,7 +141,7 @@ def test_a_tiny_run_writes_the_js_metrics_and_text_samples_to_files_and_wandb_an
         [sys.executable, "run.py", "dataset=text", "dataset.source=files", f"dataset.files=[{corpus}]", *TINY_MODEL,
          "logger=wandb", "train.iterations=4", "train.n_critic=2", "train.batch_size=8", "eval.every=2",
          "ckpt.every=2", "metrics.num_samples=32", f"hydra.run.dir={run_dir}"],
-        cwd=Path(CONF_DIR).parent, env=environment, capture_output=True, text=True, timeout=300,
+        cwd=ROOT, env=environment, capture_output=True, text=True, timeout=300,
     )
     assert trained.returncode == 0, trained.stderr
     results = json.loads((run_dir / "results.json").read_text())
@@ -159,7 +159,7 @@ def test_a_tiny_run_writes_the_js_metrics_and_text_samples_to_files_and_wandb_an
     (table,) = run_dir.glob(f"wandb/offline-run-*/files/{tables[-1]['samples/path']}")
     assert [row[0] for row in json.loads(table.read_text())["data"]] == samples
     # The metrics command scores the run's checkpoint as the run scored it.
-    scored = subprocess.run([sys.executable, "-m", "wgan.metrics", str(run_dir), "--json"], cwd=Path(CONF_DIR).parent,
+    scored = subprocess.run([sys.executable, "-m", "wgan.metrics", str(run_dir), "--json"], cwd=ROOT,
                             env=environment, capture_output=True, text=True, timeout=300)
     assert scored.returncode == 0, scored.stderr
     report = json.loads(scored.stdout)
@@ -173,7 +173,7 @@ def test_a_missing_corpus_stops_the_run_before_training_naming_where_and_how(tmp
     result = subprocess.run(
         [sys.executable, "run.py", "dataset=text", f"dataset.root={root}", "logger=none",
          f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=Path(CONF_DIR).parent, capture_output=True, text=True,
+        cwd=ROOT, capture_output=True, text=True,
     )
     assert result.returncode == 2
     folder = root / "1-billion-word-language-modeling-benchmark-r13output" / "training-monolingual.tokenized.shuffled"

@@ -5,13 +5,13 @@ import json
 import logging
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import TINY, compose_config
+from helpers import ROOT, TINY, random_images, write_png
+from wgan.config import compose_config
 from wgan.dataset.images import Split
 from wgan.figures import LABEL_HEIGHT
 from wgan.files import RunFiles
@@ -20,7 +20,6 @@ from wgan.schema import ConfigError
 from wgan.loss import WassersteinLoss
 from wgan.train import Trainer, run
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
@@ -235,22 +234,15 @@ def test_multirun_sweeps_the_lipschitz_methods(tmp_path):
     assert [(r["status"], r["method"]) for r in results] == [("complete", "wgan_gp"), ("complete", "wgan_clip")]
 
 
-def write_pngs(folder: Path, count: int) -> None:
-    from PIL import Image
-
-    folder.mkdir(parents=True)
-    for i in range(count):
-        pixels = torch.full((32, 32, 3), 8 * i, dtype=torch.uint8).numpy()
-        Image.fromarray(pixels).save(folder / f"{i:03d}.png")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["synthetic", "imagefolder"])
 def test_image_training_end_to_end(tmp_path, dataset):
     overrides = [f"dataset={dataset}", "arch=dcgan", "arch.dim=8", "logger=none", "train.batch_size=8",
                  "train.iterations=4", "train.log_every=2", "eval.every=2", "ckpt.every=2"]
     if dataset == "imagefolder":
-        write_pngs(tmp_path / "images", 16)
+        (tmp_path / "images").mkdir()
+        for i, image in enumerate(random_images(16, 3, 32)):
+            write_png(image, tmp_path / "images" / f"{i:03d}.png")
         overrides += [f"dataset.root={tmp_path / 'images'}", "metrics=none"]  # scores: test_inception.py
     results = run(compose_config(overrides), tmp_path / "run")
     files = RunFiles(tmp_path / "run")

@@ -10,14 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CONF_DIR, TINY, compose_config
+from helpers import ROOT, TINY, checkpoint_step
+from wgan.config import compose_config, validate
 from wandb_records import read_run
 from wandb_stand_in import serve
-from test_faults import checkpoint_step
 from omegaconf.errors import ValidationError
 
 from wgan import wandb_offline
-from wgan.config import validate
 from wgan.files import RunFiles
 from wgan.logger import WandbMode
 from wgan.schema import ConfigError
@@ -91,9 +90,9 @@ def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_eac
     command = [sys.executable, "run.py", *TINY, "logger=wandb", "train.iterations=200", "ckpt.every=50",
                "eval.every=100", f"hydra.run.dir={tmp_path}"]
     files = RunFiles(tmp_path)
-    killed = subprocess.Popen(command, cwd=Path(CONF_DIR).parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    killed = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 60
-    while checkpoint_step(files) <= 0:  # the first periodic checkpoint
+    while checkpoint_step(files.dir) <= 0:  # the first periodic checkpoint
         assert time.monotonic() < deadline and killed.poll() is None, "never checkpointed"
         time.sleep(0.05)
     while True:  # frozen now and then, until its W&B file holds 4 logged steps past the checkpoint
@@ -101,18 +100,18 @@ def test_a_run_killed_after_logging_past_its_checkpoint_syncs_as_one_history_eac
         killed.send_signal(signal.SIGSTOP)
         time.sleep(0.3)  # wandb's own process flushes what it was sent (every 0.1 s here)
         first = sorted(tmp_path.glob("wandb/offline-run-*/*.wandb"))[0]
-        if history_steps(first)[-1:] >= [checkpoint_step(files) + 20]:
+        if history_steps(first)[-1:] >= [checkpoint_step(files.dir) + 20]:
             break
         killed.send_signal(signal.SIGCONT)
         time.sleep(0.03)
     killed.kill()
     killed.wait()
-    checkpointed = checkpoint_step(files)
+    checkpointed = checkpoint_step(files.dir)
     first.write_bytes(first.read_bytes()[:-3])  # the last record torn
     durable = history_steps(first)
     assert durable[-1] > checkpointed  # steps the resumed start redoes from its checkpoint
 
-    resumed = subprocess.run(command, cwd=Path(CONF_DIR).parent, capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"at iteration {checkpointed}" in resumed.stderr + resumed.stdout
     logs = [next(folder.glob("*.wandb")) for folder in wandb_offline.folders(tmp_path / "wandb", read_run(first)["run"]["id"])]

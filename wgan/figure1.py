@@ -33,7 +33,7 @@ from wgan.config import LRDecay, build, build_dataset, compose_config, validate
 from wgan.critic_diagnostics import LAYER_METRIC, critic_weights, fraction_at_bound
 from wgan.device import resolve_device
 from wgan.figures import GRID_POINTS, critic_surface, figure
-from wgan.files import RunFiles
+from wgan.files import RunFiles, Status
 from wgan.lipschitz import input_gradient_norms
 from wgan.optimizer import build_critic_optimizer, build_schedule
 from wgan.sampling import read_checkpoint
@@ -126,7 +126,7 @@ def swissroll_runs(out: Path, overrides: Sequence[str], labels: Sequence[str]) -
         method = ["lipschitz=clip", f"lipschitz.bound={label.removeprefix('clip')}"] if label != "gp" else PENALTY
         cfg = compose_config([*SWISSROLL, *method, *overrides])
         results = run(cfg, out / "runs" / label)
-        if results["status"] != "complete":
+        if results["status"] != Status.complete:
             raise RuntimeError(f"the {label} run in {out / 'runs' / label} ended {results['status']}: "
                                f"{results.get('reason') or results.get('signal') or ''}")
         configs[label] = cfg

@@ -1,7 +1,7 @@
 """Everything a run leaves in its directory, written so that a kill at any moment loses nothing:
 
 - `config.yaml`: the resolved config;
-- `results.json`: status (`complete`, `diverged`, `crashed`), iterations done, metrics, timing;
+- `results.json`: the `Results` record: status (`Status`), iterations done, metrics, timing;
 - `metrics.jsonl`: one JSON line per evaluation;
 - `train.jsonl`: one JSON line per logged training step (`train.log_every`): the scalars a logger
   gets as `train/*` (critic loss, Wasserstein estimate, gradient norms, ...), with `elapsed`;
@@ -23,8 +23,9 @@ import os
 import secrets
 import socket
 import time
+from enum import Enum
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, BinaryIO, Callable, Iterator, Optional, TypedDict
 
 import torch
 
@@ -32,9 +33,43 @@ from wgan.schema import ConfigError
 
 log = logging.getLogger(__name__)
 
-FINISHED = ("complete", "diverged")  # statuses that are results: such a run is never trained again
-OUTCOMES = (*FINISHED, "crashed")  # how a job ended, as a study's report counts it
-RECORDED = (*OUTCOMES, "interrupted")  # the statuses a run writes into results.json
+class Status(str, Enum):
+    """How a run stands, as its results.json says (a str: it compares equal to the JSON's string)."""
+
+    complete = "complete"
+    diverged = "diverged"  # a result too: the method failed on this run
+    crashed = "crashed"  # an exception other than a stop, recorded with its traceback
+    interrupted = "interrupted"  # stopped by a signal: resumes from its checkpoint
+
+
+FINISHED = (Status.complete, Status.diverged)  # results: such a run is never trained again
+OUTCOMES = (*FINISHED, Status.crashed)  # how a job ended, as a study's report counts it
+
+
+class Results(TypedDict, total=False):
+    """results.json, the one record of a run that studies, the report, W&B's summary and the user
+    read (README: "What `python run.py` does" lists the keys; tests/test_readme.py checks it)."""
+
+    status: str  # a Status
+    step: int  # iterations done
+    iterations: int  # train.iterations
+    method: str
+    arch: str
+    arch_seed: Optional[int]  # which architecture arch=random drew (pairs methods in reports)
+    arch_choices: Optional[dict[str, Any]]  # and what it drew
+    dataset: str
+    seed: int
+    study: str
+    final: dict[str, float]  # the last evaluation
+    best: dict[str, float]  # each metric's best evaluation
+    best_generator: Optional[dict[str, Any]]  # step, key, value of checkpoints/best.pt
+    unavailable: dict[str, str]  # scores the metric weights cannot give, with why
+    wall_time: float  # training seconds
+    diverged_at: int  # diverged
+    reason: str
+    signal: str  # interrupted: the signal's name
+    stopped_in: str  # and where the run honoured it
+    traceback: str  # crashed
 # A run's results.json holds a few kilobytes (a long traceback: hundreds); a larger file is not one.
 MAX_RESULTS_BYTES = 16 * 2**20
 
@@ -110,7 +145,7 @@ def append_line(path: Path, record: dict[str, Any]) -> None:
         raise DiskFull(f"{full}; a line it cut short is dropped on resume") from error
 
 
-def read_results(path: Path) -> dict[str, Any] | None:
+def read_results(path: Path) -> Results | None:
     """The results a run wrote at `path`, or None where there are none: no file, or one that a
     run did not write whole (cut short by a kill, empty, damaged, not UTF-8, not a JSON object
     with a recorded status, nested too deep to parse, larger than MAX_RESULTS_BYTES) or that is
@@ -125,7 +160,7 @@ def read_results(path: Path) -> dict[str, Any] | None:
         results = json.loads(data.decode())
     except (OSError, ValueError, RecursionError):  # ValueError: UnicodeDecodeError, JSONDecodeError
         return None
-    return results if isinstance(results, dict) and results.get("status") in RECORDED else None
+    return results if isinstance(results, dict) and results.get("status") in tuple(Status) else None
 
 
 def counted(n: int, noun: str) -> str:
@@ -215,7 +250,7 @@ class RunFiles:
         if not self.config.exists() or self.config.read_text() != text:
             atomic_write_text(self.config, text)
 
-    def read_results(self) -> dict[str, Any] | None:
+    def read_results(self) -> Results | None:
         return read_results(self.results)
 
     def move_aside_results_folder(self) -> None:
@@ -226,7 +261,7 @@ class RunFiles:
             os.rename(self.results, aside)
             log.warning("%s is a folder, not a run's results: moved to %s", self.results, aside)
 
-    def write_results(self, results: dict[str, Any]) -> None:
+    def write_results(self, results: Results) -> None:
         atomic_write_text(self.results, json.dumps(results, indent=2) + "\n")
 
     def append_metrics(self, record: dict[str, Any]) -> None:

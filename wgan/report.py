@@ -32,7 +32,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Iterable, Optional
 
-from wgan.files import OUTCOMES, DiskFull, atomic_write, atomic_write_text, counted, read_results
+from wgan.files import OUTCOMES, DiskFull, Status, atomic_write, atomic_write_text, counted, read_results
 from wgan.metrics import Better, direction
 
 RESULTS = "results.json"
@@ -70,7 +70,7 @@ class ReportError(Exception):
 @dataclass(frozen=True)
 class Job:
     where: str  # job directory relative to the study dir, or the W&B run name
-    status: str  # complete, diverged, crashed or unfinished
+    status: str  # a Status of results.json, or "unfinished" (none yet)
     method: Optional[str] = None
     key: Optional[tuple] = None  # (dataset, arch, arch_seed, seed): the same architecture for every method
     study: Optional[str] = None
@@ -131,7 +131,7 @@ def job_from_results(where: str, results: Any, scores: Scores = Scores.final) ->
         return Job(where, "unfinished")
     key = tuple(results.get(name) for name in ("dataset", "arch", "arch_seed", "seed"))
     error = ""
-    if results["status"] == "crashed":  # W&B summaries leave the traceback out; the reason is the next best
+    if results["status"] == Status.crashed:  # W&B summaries leave the traceback out; the reason is the next best
         lines = str(results.get("traceback") or results.get("reason") or "").strip().splitlines()
         error = lines[-1] if lines else "no traceback recorded"
     return Job(where, results["status"], str(results.get("method")), key, results.get("study"),
@@ -206,7 +206,7 @@ def count_key(pattern: str, keys: Iterable[str]) -> Optional[str]:
 
 
 def default_metric(jobs: list[Job]) -> str:
-    keys = {key for job in jobs if job.status == "complete" for key in job.final}
+    keys = {key for job in jobs if job.status == Status.complete for key in job.final}
     metric = count_key(r"is_(\d+)(k?)", keys) or count_key(r"cls_is_(\d+)(k?)", keys)
     if metric is None and "hq_fraction" in keys:
         metric = "hq_fraction"
@@ -234,7 +234,7 @@ def metric_direction(metric: str) -> Better:
 
 def score(job: Job, metric: str, better: Better) -> Optional[float]:
     """The job's score; the worst value for a diverged job (it fails at every threshold); None when unscored."""
-    if job.status == "diverged":
+    if job.status == Status.diverged:
         return better.worst
     value = job.final.get(metric)
     return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -263,10 +263,10 @@ def build_report(jobs: list[Job], metric: Optional[str] = None, thresholds: Opti
     scores: dict[tuple, dict[str, float]] = {}  # key -> method -> score
     no_score = []
     for job in results:  # a re-run of the same job (a later sweep dir) replaces the earlier one
-        value = score(job, metric, better) if job.status != "crashed" else None
+        value = score(job, metric, better) if job.status != Status.crashed else None
         if value is not None:
             scores.setdefault(job.key, {})[job.method] = value
-        elif job.status == "complete":
+        elif job.status == Status.complete:
             no_score.append(job)
     seen_methods = sorted({job.method for job in results})
     scored = Counter(method for by_method in scores.values() for method in by_method)
@@ -282,7 +282,7 @@ def build_report(jobs: list[Job], metric: Optional[str] = None, thresholds: Opti
                    for m in seen_methods},
         scored={method: scored[method] for method in seen_methods},
         status_counts=Counter(job.status for job in jobs),
-        crashed=[job for job in jobs if job.status == "crashed"],
+        crashed=[job for job in jobs if job.status == Status.crashed],
         unfinished=[job for job in jobs if job.status == "unfinished"],
         missing=[(key, m) for key in sorted({job.key for job in results}, key=sort_key) for m in seen_methods
                  if (key, m) not in present],

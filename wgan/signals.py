@@ -95,6 +95,20 @@ def stop_signals() -> Iterator[dict[int, Any]]:
         received.clear()
 
 
+def ignore_once_submitits_job_ended() -> None:
+    """In a job that submitit runs (one per process), ignore the signals submitit handles once the
+    job has ended: nothing is left to save, submitit's handler would requeue a finished job, and
+    while Python exits it gives them back their default action (terminate). SLURM's time-limit
+    warning landing in those milliseconds killed a job that had just written its result, and SLURM
+    recorded the finished job as FAILED. A process that runs jobs one after another (Hydra's basic
+    launcher) has no submitit handlers: its signals keep their handlers."""
+    from submitit.core.job_environment import SignalHandler
+
+    for sig in signal.valid_signals():
+        if isinstance(getattr(signal.getsignal(sig), "__self__", None), SignalHandler):
+            signal.signal(sig, signal.SIG_IGN)
+
+
 def hand_on(signum: int, previous_handler: Any) -> None:
     """Do what the signal would have done had the run not caught it first (Python's Ctrl-C
     handler aside: its KeyboardInterrupt would end in a traceback), then exit with 128 + signal."""

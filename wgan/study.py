@@ -27,11 +27,13 @@ from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.core.utils import JobReturn
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
 from wgan.files import FINISHED, DiskFull, RunDirError, RunFiles, counted
 from wgan.schema import ConfigError
+from wgan.signals import ignore_once_submitits_job_ended
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +142,8 @@ def refuse_what_no_job_can_run(config: DictConfig, jobs: list[list[str]]) -> Non
 class StudyCallback(Callback):
     """Before Hydra creates or writes anything (its `.hydra/` folder and log in the run
     directory): refuses a study name that is not one folder, a run directory that is a file or
-    that another process holds, and says what a multirun is about to do."""
+    that another process holds, and says what a multirun is about to do. After a job, a process
+    that submitit started for it ignores the signals that would requeue or kill it while it exits."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         with reported(reraise=False):
@@ -168,6 +171,9 @@ class StudyCallback(Callback):
         held = [f"{files.dir.name} ({holder})" for files in dirs if (holder := files.holder()) is not None]
         if held:  # each of these jobs stops at once, leaving its directory to the process that holds it
             log.warning("%d held by another process, skipped: %s", len(held), "; ".join(held))
+
+    def on_job_end(self, config: DictConfig, job_return: JobReturn, **kwargs: Any) -> None:
+        ignore_once_submitits_job_ended()
 
 
 # submitit takes a job's signal for a timeout (not a preemption) once the job has run 80% of its

@@ -28,7 +28,7 @@ from wgan.critic_diagnostics import critic_weights, layer_gradient_norms
 from wgan.dataset.kind import DataKind
 from wgan.device import resolve_device
 from wgan.figures import image_grid, text_samples, toy_figure
-from wgan.files import FINISHED, DiskFull, RunFiles, as_disk_full, first_sentence
+from wgan.files import FINISHED, DiskFull, Results, RunFiles, Status, as_disk_full, first_sentence
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule, resize_schedule
 from wgan.overfitting import CriticValidation
@@ -406,22 +406,22 @@ class Trainer:
             time.strftime("%H:%M:%S", time.gmtime(remaining)) if math.isfinite(remaining) else "?",
         )
 
-    def results(self, status: str, **extra: Any) -> dict[str, Any]:
+    def results(self, status: Status, **extra: Any) -> Results:
         cfg = self.cfg
         return {
-            "status": status,
+            "status": status.value,
             "step": self.step,
             "iterations": cfg.train.iterations,
             "method": self.method,
             "arch": cfg.arch.name,
-            "arch_seed": cfg.arch.get("seed"),  # with arch=random: which architecture (pairs methods in reports)
+            "arch_seed": cfg.arch.get("seed"),
             "arch_choices": self.arch_choices,
             "dataset": cfg.dataset.name,
             "seed": cfg.seed,
             "study": cfg.study,
             "final": self.last_eval,
             "best": self.best,
-            "best_generator": self.best_generator,  # what checkpoints/best.pt holds; None: no evaluation gave metrics.best
+            "best_generator": self.best_generator,  # None: no evaluation gave metrics.best
             "unavailable": self.unavailable,
             "wall_time": round(self.elapsed, 3),
             **extra,
@@ -492,21 +492,21 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix[:-1]: tree}
 
 
-def fit_to_an_end(trainer: Trainer, resume_with: str) -> tuple[dict[str, Any], int, int | None]:
+def fit_to_an_end(trainer: Trainer, resume_with: str) -> tuple[Results, int, int | None]:
     """Train to the end, or until the run diverges or a stop signal arrives: (its results, the
     exit code, the stop signal). Any other exception goes on."""
     try:
         trainer.fit()
-        return trainer.results("complete"), 0, None
+        return trainer.results(Status.complete), 0, None
     except Diverged as diverged:
         log.warning("diverged: %s", diverged)
-        return trainer.results("diverged", diverged_at=diverged.step, reason=str(diverged)), 0, None
+        return trainer.results(Status.diverged, diverged_at=diverged.step, reason=str(diverged)), 0, None
     except signals.Stopped as stopped:
         if trainer.checkpointed_step != trainer.step:  # stopped in an evaluation: training is at a whole step
             trainer.save_checkpoint()
         log.warning("%s: checkpointed at iteration %d; stopping. Resume with:\n  %s",
                     stopped, trainer.checkpointed_step, resume_with)
-        return trainer.results("interrupted", signal=stopped.signal_name, stopped_in=stopped.where), 1, stopped.signum
+        return trainer.results(Status.interrupted, signal=stopped.signal_name, stopped_in=stopped.where), 1, stopped.signum
 
 
 def run_name(method: str, cfg: DictConfig) -> str:
@@ -516,7 +516,7 @@ def run_name(method: str, cfg: DictConfig) -> str:
     return f"{method}-{arch}-{cfg.dataset.name}-s{cfg.seed}"
 
 
-def run(cfg: DictConfig, run_dir: Path, resume_with: str | None = None) -> dict[str, Any]:
+def run(cfg: DictConfig, run_dir: Path, resume_with: str | None = None) -> Results:
     """Train (or resume, extend, or skip) the run that `cfg` describes in `run_dir`; return its
     results. `resume_with` is the command a stopped run says resumes it. The directory is held for
     the whole run: another process in it stops before touching it."""
@@ -527,11 +527,11 @@ def run(cfg: DictConfig, run_dir: Path, resume_with: str | None = None) -> dict[
         return run_held(cfg, files, resume_with or f"this config with run directory {files.dir}")
 
 
-def run_held(cfg: DictConfig, files: RunFiles, resume_with: str) -> dict[str, Any]:
+def run_held(cfg: DictConfig, files: RunFiles, resume_with: str) -> Results:
     refuse_other_config(files, cfg)
     previous = files.read_results()
     if previous is not None and previous["status"] in FINISHED:
-        if previous["status"] != "complete" or previous["step"] >= cfg.train.iterations:
+        if previous["status"] != Status.complete or previous["step"] >= cfg.train.iterations:
             log.info("%s already holds a finished run (%s); not training again", files.dir, previous["status"])
             return previous
         log.info("%s holds a run complete at iteration %d: extending it to train.iterations=%d",
@@ -568,7 +568,7 @@ def run_held(cfg: DictConfig, files: RunFiles, resume_with: str) -> dict[str, An
                     f"{full}. The newest checkpoint, {files.checkpoint}, is intact (iteration "
                     f"{trainer.checkpointed_step}): free some space and run the same command to resume from it"
                 ) from error
-            results = trainer.results("crashed", traceback=traceback.format_exc())
+            results = trainer.results(Status.crashed, traceback=traceback.format_exc())
             files.write_results(results)
             raise
         finally:
