@@ -430,7 +430,7 @@ def inception_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
     dataset = ImageList(images)
 
     def ours():
-        return inception.features_of(network, images, batch, "bench")[0]
+        return torch.cat([network(part)[0].cpu() for part in images.split(batch)])
 
     def fidelity():  # torch-fidelity's loop over a Dataset (save_cpu_ram: no DataLoader worker processes)
         cuda = torch_device.type == "cuda"
@@ -460,7 +460,7 @@ def cache_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
                               f"metrics.cache_dir={cache_dir}",
                               f"metrics.inception.reference_samples={settings.reference_images}",
                               "logger=none", f"device={device}"])
-        return EvalContext(None, None, build(cfg.dataset), cfg)
+        return EvalContext(0, None, build(cfg.dataset), cfg)
 
     warm = context(tmp / "cache-warm")
     network = inception.load_network("fid_helper", resolve_device(device))

@@ -104,14 +104,14 @@ def test_a_conditional_run_logs_the_classifier_and_draws_a_class_per_column(shad
     from wgan.files import RunFiles
     from wgan.train import Trainer
 
-    from wgan.sampling import evaluation_context
+    from wgan.sampling import evaluation
 
     cfg = compose_config(conditional(shaded_folder, "metrics.num_samples=30"))
     trainer = Trainer(cfg, RunFiles(tmp_path / "run"))
     classes = trainer.generator.labels(trainer.fixed_noise)
     assert torch.equal(classes, torch.arange(3 * CLASS_ROWS) % 3)  # row by row: column j is class j
-    scored = evaluation_context(trainer.generator, trainer.dataset, cfg, 0)  # every class equally often
-    assert len(scored.fake) == 30 and scored.fake_labels.bincount().tolist() == [10, 10, 10]
+    scored, samples = evaluation(trainer.generator, trainer.dataset, cfg, 0)  # every class equally often
+    assert scored.num_samples == sum(map(len, samples)) == 30 and scored.fake_labels.bincount().tolist() == [10, 10, 10]
     stats = trainer.iteration()
     for key in ("ac_accuracy_real", "ac_accuracy_fake"):  # fractions of the batch of 6
         assert float(stats[key]) * 6 == pytest.approx(round(float(stats[key]) * 6))

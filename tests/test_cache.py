@@ -64,11 +64,11 @@ class ChannelMeans(torch.nn.Module):
 
 
 def test_reference_statistics_follow_the_images_they_were_computed_from(tmp_path, cache_home):
-    data, network = tmp_path / "data", Network(ChannelMeans(), "channel-means", False, torch.device("cpu"))
+    data, network = tmp_path / "data", Network(ChannelMeans(), "channel-means", False, torch.device("cpu"), width=3)
     cfg = compose_config(["dataset=imagefolder", f"dataset.root={data}", "metrics=inception"])
 
     def statistics() -> torch.Tensor:
-        context = EvalContext(fake=None, real=None, dataset=build_dataset(cfg), cfg=cfg)
+        context = EvalContext(num_samples=0, real=None, dataset=build_dataset(cfg), cfg=cfg)
         return reference(context, network, cfg.metrics.inception, batch_size=4)["mu"]
 
     for seed in (0, 1):  # the second folder's images under the first one's names

@@ -205,9 +205,9 @@ def test_sampling_with_a_generator_is_reproducible_and_leaves_the_global_stream(
     assert torch.equal(a, b) and torch.equal(torch.get_rng_state(), before)
 
 
-def toy_context(fake: torch.Tensor, real: torch.Tensor) -> EvalContext:
+def toy_context(fake: torch.Tensor, real: torch.Tensor) -> tuple[EvalContext, torch.Tensor]:
     data = ToyDataset("toy_8gaussians", "eight_gaussians", noise=0.02, scale=1.414)
-    return EvalContext(fake, real, data, cfg=None)  # the toy metrics read no settings
+    return EvalContext(len(fake), real, data, cfg=None), fake  # the toy metrics read no settings
 
 
 def test_modes_and_high_quality_fraction():
@@ -215,20 +215,20 @@ def test_modes_and_high_quality_fraction():
     on_every_centre = data.centres.repeat(100, 1)
     on_one_centre = data.centres[:1].repeat(800, 1)
     half_off = torch.cat([on_every_centre[:400], on_every_centre[400:] + 1.0])
-    assert modes_and_quality(toy_context(on_every_centre, on_every_centre)) == {"modes": 8.0, "hq_fraction": 1.0}
-    assert modes_and_quality(toy_context(on_one_centre, on_every_centre)) == {"modes": 1.0, "hq_fraction": 1.0}
+    assert modes_and_quality(*toy_context(on_every_centre, on_every_centre)) == {"modes": 8.0, "hq_fraction": 1.0}
+    assert modes_and_quality(*toy_context(on_one_centre, on_every_centre)) == {"modes": 1.0, "hq_fraction": 1.0}
     # 3 standard deviations of a mode are 3 * 0.02 / 1.414 = 0.042: just inside and just outside.
     near = data.centres.repeat(100, 1) + torch.tensor([0.041, 0.0])
     far = data.centres.repeat(100, 1) + torch.tensor([0.044, 0.0])
-    assert modes_and_quality(toy_context(near, near))["hq_fraction"] == 1.0
-    assert modes_and_quality(toy_context(far, far))["hq_fraction"] == 0.0
-    assert modes_and_quality(toy_context(half_off, on_every_centre))["hq_fraction"] == 0.5
+    assert modes_and_quality(*toy_context(near, near))["hq_fraction"] == 1.0
+    assert modes_and_quality(*toy_context(far, far))["hq_fraction"] == 0.0
+    assert modes_and_quality(*toy_context(half_off, on_every_centre))["hq_fraction"] == 0.5
 
 
 def test_w1_of_a_translated_point_set_is_the_shift():
     real = torch.randn(500, 2)
-    assert wasserstein1(toy_context(real + torch.tensor([0.3, -0.4]), real))["w1"] == pytest.approx(0.5)
-    assert wasserstein1(toy_context(real, real))["w1"] == pytest.approx(0.0, abs=1e-6)
+    assert wasserstein1(*toy_context(real + torch.tensor([0.3, -0.4]), real))["w1"] == pytest.approx(0.5)
+    assert wasserstein1(*toy_context(real, real))["w1"] == pytest.approx(0.0, abs=1e-6)
 
 
 def test_protocol_names_carry_the_sample_count():

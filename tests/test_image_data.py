@@ -328,7 +328,7 @@ def test_dequantize_is_a_setting_of_every_stored_image_option_and_off_by_default
 def test_scores_read_the_stored_pixels_not_the_dequantized_batches(tmp_path):
     in_order = write_folder(tmp_path, random_images(6, 3, 32))
     dataset = build("imagefolder", f"dataset.root={tmp_path}", "dataset.dequantize=true")
-    in_memory = EvalContext(fake=None, real=None, dataset=dataset, cfg=None)
+    in_memory = EvalContext(num_samples=0, real=None, dataset=dataset, cfg=None)
     assert torch.equal(reference_images(in_memory, None), in_order)
     fixed_permutation = torch.randperm(6, generator=torch.Generator().manual_seed(0))
     assert torch.equal(reference_images(in_memory, 4), in_order[fixed_permutation[:4]])
@@ -337,7 +337,7 @@ def test_scores_read_the_stored_pixels_not_the_dequantized_batches(tmp_path):
     stream = StreamingImages("stream", [(image, 0) for image in images], 32, 3, "stream", loader_batch_size=4, num_workers=0,
                              dequantize=True)
     torch.manual_seed(0)
-    reference = reference_images(EvalContext(fake=None, real=None, dataset=stream, cfg=None), 8)
+    reference = reference_images(EvalContext(num_samples=0, real=None, dataset=stream, cfg=None), 8)
     assert reference.dtype == torch.uint8 and as_set(reference) == as_set(images)
     training = stream.sample(8)  # the next epoch, dequantized: each value in the bin of its stored pixel
     stored = training.add(1).mul(128).floor()
@@ -351,7 +351,7 @@ def test_reference_statistics_of_the_two_imagenet_releases_are_kept_apart(tmp_pa
     for layout in ("oord", "chrabaszcz", "oord"):
         cfg = compose_config(["dataset=imagenet32", f"dataset.root={tmp_path}", f"dataset.layout={layout}",
                               f"metrics.cache_dir={tmp_path}"])
-        context = EvalContext(fake=None, real=None, dataset=SimpleNamespace(fingerprint="images"), cfg=cfg)
+        context = EvalContext(num_samples=0, real=None, dataset=SimpleNamespace(fingerprint="images"), cfg=cfg)
         reference(context, SimpleNamespace(name="inception"), cfg.metrics.inception, batch_size=8)
     assert [key["layout"] for key in keys] == [f"ImageNetLayout.{name}" for name in ("oord", "chrabaszcz", "oord")]
     assert cache_path(tmp_path, "stats", keys[0]) != cache_path(tmp_path, "stats", keys[1]) and keys[0] == keys[2]
@@ -359,7 +359,7 @@ def test_reference_statistics_of_the_two_imagenet_releases_are_kept_apart(tmp_pa
 
 def test_synthetic_reference_images_are_its_blobs_on_the_uint8_grid():
     dataset = build("synthetic")
-    reference = reference_images(EvalContext(fake=None, real=None, dataset=dataset, cfg=None), 6)
+    reference = reference_images(EvalContext(num_samples=0, real=None, dataset=dataset, cfg=None), 6)
     assert torch.equal(reference, to_uint8(dataset.sample(6, generator=torch.Generator().manual_seed(0))))
 
 

@@ -9,13 +9,17 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
+from torch_fidelity.metric_isc import isc_features_to_metric
+from torch_fidelity.metric_kid import kid_features_to_metric
 
 from helpers import require_fid_helper
 from wgan.config import compose_config, validate
 from wandb_records import read_run
 from wgan import cache
+from wgan import metrics
 from wgan.metrics import EvalContext, cli, inception
-from wgan.metrics.scores import inception_score
+from wgan.metrics.scores import InceptionScore
 from wgan.schema import ConfigError
 from wgan.train import run
 
@@ -71,7 +75,8 @@ def test_fid_of_two_cifar_halves_is_far_below_cifar_against_fashion_mnist(cifar_
     assert abs(same["values"]["kid_100"]) < 0.02 < other["values"]["kid_100"]
 
 
-def synthetic_context(tmp_path: Path, *overrides: str, n: int = 16) -> EvalContext:
+def synthetic_context(tmp_path: Path, *overrides: str, n: int = 16) -> tuple[EvalContext, torch.Tensor]:
+    """A context for `n` generated images and the images, drawn from the synthetic dataset."""
     cfg = compose_config(["dataset=synthetic", *TORCHSCRIPT, f"metrics.cache_dir={tmp_path}",
                           "metrics.inception.reference_samples=16", "metrics.inception.kid_subset_size=8", *overrides])
     validate(cfg)
@@ -79,7 +84,11 @@ def synthetic_context(tmp_path: Path, *overrides: str, n: int = 16) -> EvalConte
 
     dataset = instantiate(cfg.dataset)
     fake = ((dataset.sample(n, "cpu", torch.Generator().manual_seed(1)) + 1) * 127.5).round().to(torch.uint8)
-    return EvalContext(fake, None, dataset, cfg)
+    return EvalContext(n, None, dataset, cfg), fake
+
+
+def inception_scores(context: EvalContext, fake: torch.Tensor, batch: int = 5) -> dict[str, float]:
+    return metrics.compute(["inception"], context, fake.split(batch))
 
 
 @pytest.mark.slow
@@ -88,9 +97,9 @@ def test_reference_statistics_are_computed_once_and_read_from_the_cache(tmp_path
     network = inception.load_network("fid_helper", torch.device("cpu"))
     entry = f"stats-{network.name}-synthetic"
     computed, seen = cache.computed[entry], network.images_seen
-    first = inception.inception_scores(context)
+    first = inception_scores(*context)
     assert cache.computed[entry] == computed + 1 and network.images_seen == seen + 16 + 16
-    second = inception.inception_scores(synthetic_context(tmp_path))
+    second = inception_scores(*synthetic_context(tmp_path))
     # No second pass over real images: only the 16 generated ones went through the network.
     assert cache.computed[entry] == computed + 1 and network.images_seen == seen + 16 + 16 + 16
     assert second == first and set(first) == {"fid_16", "kid_16", "kid_std_16"}
@@ -112,11 +121,51 @@ def test_torch_fidelity_weights_give_the_same_features_and_an_inception_score(to
     torch.testing.assert_close(script_features, as_shipped(images)[0], atol=1e-4, rtol=1e-4)
     assert script.name.startswith("inception-v3-folded-") and not any(
         isinstance(m, torch.nn.BatchNorm2d) for m in script.module.modules())
-    context = synthetic_context(tmp_path, f"metrics.inception.weights={torch_fidelity_weights}")
-    values = inception.inception_scores(context)
+    context, fake = synthetic_context(tmp_path, f"metrics.inception.weights={torch_fidelity_weights}")
+    values = inception_scores(context, fake)
     assert set(values) == {"is_16", "is_std_16", "fid_16", "kid_16", "kid_std_16"}
-    expected, _ = inception_score(fidelity(context.fake)[1])
+    whole = InceptionScore(16, 1008)
+    whole.update(fidelity(fake)[1])
+    expected, _ = whole.compute()
     assert values["is_16"] == pytest.approx(expected, rel=1e-9) and 1.0 <= values["is_16"] <= 16
+
+
+class TinyInception(torch.nn.Module):
+    """A stand-in where the network is not the point: fixed random projections of 8x8 average-pooled
+    pixels to 64 rectified features and 1008 logits."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        rng = torch.Generator().manual_seed(0)
+        self.to_features = torch.randn(3 * 8 * 8, 64, generator=rng)
+        self.to_logits = torch.randn(64, inception.CLASSES, generator=rng)
+
+    def forward(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = torch.relu(torch.nn.functional.adaptive_avg_pool2d(images.float() / 255, 8).flatten(1) @ self.to_features)
+        return features, features @ self.to_logits / 10
+
+
+def test_streamed_inception_scores_are_torch_fidelitys_on_the_same_features(tmp_path, monkeypatch):
+    """The scores of 43 images fed in batches of 6 (straddling the Inception Score's splits), against
+    torch-fidelity's on all the features at once, with the reference statistics and KID's features."""
+    network = inception.Network(TinyInception(), "tiny", True, torch.device("cpu"), width=64)
+    monkeypatch.setattr(inception, "load_network", lambda *args: network)
+    context, fake = synthetic_context(tmp_path, "metrics.inception.reference_samples=30", n=43)
+    values = inception_scores(context, fake, batch=6)
+    (fake_features, logits), (real_features, _) = network(fake), network(inception.reference_images(context, 30))
+    fake_features, logits, real_features = fake_features.double(), logits.double(), real_features.double()
+    isc = isc_features_to_metric(logits, splits=10, shuffle=False)
+    fid = fid_statistics_to_metric(fid_features_to_statistics(fake_features), fid_features_to_statistics(real_features),
+                                   verbose=False)
+    kid_reference = real_features[torch.randperm(30, generator=torch.Generator().manual_seed(0))]
+    kid = kid_features_to_metric(fake_features, kid_reference, kid_subsets=100, kid_subset_size=8, rng_seed=0,
+                                 verbose=False)
+    assert values == pytest.approx({
+        "is_43": isc["inception_score_mean"], "is_std_43": isc["inception_score_std"],
+        "fid_43": fid["frechet_inception_distance"],
+        "kid_43": kid["kernel_inception_distance_mean"], "kid_std_43": kid["kernel_inception_distance_std"],
+    }, rel=1e-6)
+    assert values["is_43"] > 1.2 and values["fid_43"] > 1  # not degenerate: 1.38 and 45.6
 
 
 def test_missing_weights_name_the_key_and_every_alternative(tmp_path, monkeypatch):

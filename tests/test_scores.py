@@ -1,4 +1,5 @@
-"""The score formulas against closed forms, a from-the-formula reference and torch-fidelity.
+"""The score metrics, fed in batches, against closed forms, a from-the-formula reference (the
+original code's loop, `np.cov`) and torch-fidelity; their states' size against the sample count.
 
 torch-fidelity is a dependency of the project, so its comparisons run everywhere, never skip.
 """
@@ -10,17 +11,21 @@ import numpy as np
 import pytest
 import torch
 from scipy.special import log_softmax
+from torchmetrics import Metric
 from torch_fidelity.metric_fid import fid_features_to_statistics, fid_statistics_to_metric
 from torch_fidelity.metric_isc import isc_features_to_metric
 from torch_fidelity.metric_kid import kid_features_to_metric
 
 from wgan.metrics.scores import (
-    feature_statistics,
+    FeatureMoments,
+    InceptionScore,
+    KernelInceptionDistance,
+    Rows,
     frechet_distance,
-    inception_score,
-    kernel_inception_distance,
     trace_sqrt_product,
 )
+
+BATCH = 97  # divides none of the counts below: batches straddle the Inception Score's splits
 
 
 def randn(*shape: int, seed: int = 0) -> torch.Tensor:
@@ -38,6 +43,25 @@ def feature_pair():
     """Correlated features and a shifted, rescaled copy of their distribution."""
     mixing = randn(16, 16, seed=1)
     return randn(500, 16, seed=2) @ mixing, 0.8 * randn(400, 16, seed=3) @ mixing + 0.5
+
+
+def streamed(metric: Metric, data: torch.Tensor, batch: int = BATCH) -> Metric:
+    for part in data.split(batch):
+        metric.update(part)
+    return metric
+
+
+def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
+    return streamed(InceptionScore(len(logits), logits.shape[1], splits), logits).compute()
+
+
+def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+    mu, sigma = streamed(FeatureMoments(features.shape[1]), features).compute()
+    return mu.numpy(), sigma.numpy()
+
+
+def kernel_inception_distance(features1, features2, subsets=100, subset_size=1000, seed=0) -> tuple[float, float]:
+    return streamed(KernelInceptionDistance(features2, len(features1), subsets, subset_size, seed), features1).compute()
 
 
 def reference_inception_score(logits: np.ndarray, splits: int) -> tuple[float, float]:
@@ -92,7 +116,7 @@ def test_feature_statistics_and_frechet_distance_match_torch_fidelity(feature_pa
     theirs = [fid_features_to_statistics(f) for f in feature_pair]
     for (mu, sigma), stats in zip(ours, theirs):
         np.testing.assert_allclose(mu, stats["mu"], rtol=1e-12)
-        np.testing.assert_allclose(sigma, stats["sigma"], rtol=1e-12)
+        np.testing.assert_allclose(sigma, stats["sigma"], rtol=1e-9, atol=1e-12 * np.abs(sigma).max())
     expected = fid_statistics_to_metric(*theirs, verbose=False)["frechet_inception_distance"]
     assert frechet_distance(*ours[0], *ours[1]) == pytest.approx(expected, rel=1e-6)
 
@@ -142,10 +166,57 @@ def test_kernel_inception_distance_matches_torch_fidelity_kid(feature_pair):
 
 @pytest.mark.parametrize("call, message", [
     (lambda: inception_score(randn(5, 3), splits=10), "splits <= samples, got 10 splits of 5 samples"),
-    (lambda: feature_statistics(randn(1, 3)), "at least 2 samples for a covariance, got 1"),
+    (lambda: feature_statistics(randn(1, 3)), "FID needs at least 2 samples for a covariance, got 1"),
+    (lambda: InceptionScore(10, 3).update(randn(11, 3)), "more than the 10 samples it was made for"),
+    (lambda: streamed(InceptionScore(10, 3), randn(4, 3)).compute(), "4 samples of the 10 it was made for"),
     (lambda: kernel_inception_distance(randn(300, 3), randn(250, 3), subset_size=1000),
      r"subset size 1000 .* \(features1: 300, features2: 250\)"),
 ])
 def test_scores_name_the_counts_they_cannot_work_with(call, message):
     with pytest.raises(ValueError, match=message):
         call()
+
+
+def test_a_scored_batch_grows_no_state():
+    """The states hold sums, and KID the features its subsets draw: at most subsets x subset_size."""
+    def state_bytes(count: int) -> tuple[int, int]:
+        sums = [InceptionScore(count, 1008), FeatureMoments(2048)]
+        kid = KernelInceptionDistance(randn(500, 2048), count, subsets=10, subset_size=50)
+        return sum(value.numel() * value.element_size() for metric in sums for value in metric.metric_state.values()), \
+            len(kid.features.rows)
+
+    (small, kid_small), (large, kid_large) = state_bytes(10_000), state_bytes(1_000_000)
+    assert small == large == 8 + 10 * 1008 * 8 + 10 * 8 + 8 + 2048 * 8 + 2048 * 2048 * 8
+    assert 480 < kid_small <= 500 and 495 < kid_large <= 500  # rows drawn by more than one subset are kept once
+
+
+def test_shares_scored_apart_and_merged_give_the_whole_score(logits, feature_pair):
+    """What torch.distributed's reduction does: each process scores a contiguous share, the sum states add up."""
+    whole = inception_score(logits)
+    first = streamed(InceptionScore(1003, 20), logits[:400])
+    first.merge_state(streamed(InceptionScore(1003, 20, start=400), logits[400:]))
+    assert first.compute() == pytest.approx(whole, rel=1e-12)
+    features = feature_pair[0]
+    rows = torch.tensor([499, 3, 250, 0])
+    kept = streamed(Rows(rows, 16, torch.float64), features[:250])
+    kept.merge_state(streamed(Rows(rows, 16, torch.float64, start=250), features[250:]))
+    assert torch.equal(kept.compute(), features[rows])
+
+
+def test_class_accuracy_counts_top_logits_equal_to_the_generated_class_across_batches():
+    """A conditional model's samples scored in batches (of 7, straddling nothing in particular) give
+    the fraction argmax(logits) == label; two contiguous shares merged give the whole's."""
+    from wgan.metrics.scores import ClassAccuracy
+
+    torch.manual_seed(0)
+    logits, labels = torch.randn(30, 4), torch.arange(30) % 4
+    expected = float((logits.argmax(1) == labels).double().mean())
+    whole = ClassAccuracy(labels)
+    for batch in logits.split(7):
+        whole.update(batch)
+    assert whole.compute() == pytest.approx(expected, abs=0) and 0 < expected < 1
+    first, second = ClassAccuracy(labels), ClassAccuracy(labels, start=12)
+    first.update(logits[:12])
+    second.update(logits[12:])
+    first.merge_state(second)
+    assert first.compute() == pytest.approx(expected, abs=0)

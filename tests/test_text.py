@@ -87,10 +87,10 @@ def test_js_divergence_in_bits_against_hand_computed_values():
 def test_ngram_js_is_zero_for_the_held_out_text_itself_and_named_by_the_count():
     cfg = text_config()
     dataset = build_dataset(cfg)
-    values = ngram_js(EvalContext(dataset.heldout, None, dataset, cfg))
+    values = ngram_js(EvalContext(len(dataset.heldout), None, dataset, cfg), dataset.heldout)
     count = len(dataset.heldout)
     assert values == {f"js{n}_{count}": 0.0 for n in (1, 2, 3, 4)}
-    unrelated = ngram_js(EvalContext(torch.zeros(64, 32, dtype=torch.long), None, dataset, cfg))
+    unrelated = ngram_js(EvalContext(64, None, dataset, cfg), torch.zeros(64, 32, dtype=torch.long))
     assert unrelated["js1_64"] == pytest.approx(1.0)  # only index 0, which the held-out text never has
 
 

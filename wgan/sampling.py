@@ -8,7 +8,7 @@ scoring a checkpoint again gives the numbers the run logged at that iteration.
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -92,19 +92,28 @@ def scored_form(samples: torch.Tensor, kind: Optional[DataKind]) -> torch.Tensor
     return samples
 
 
+def sample_batches(generator: Generator, n: int, settings: DictConfig, kind: Optional[DataKind],
+                   rng: torch.Generator) -> Iterator[torch.Tensor]:
+    """`n` samples in batches of `metrics.batch_size`, in their scored form, on the generator's
+    device, each generated when it is asked for; a conditional model's of every class equally often
+    (`balanced_labels`, the paper's Inception Score protocol). The noise of all `n` is drawn now, in
+    one draw, so that the samples do not depend on the batch size and later draws from `rng` follow it."""
+    device = next(generator.parameters()).device
+    batches = generator.sample_noise(n, device, rng, generator.balanced_labels(n)).split(settings.batch_size)
+    shown = tqdm(batches, desc=f"sampling {n}", unit="batch", disable=None if len(batches) > 10 else True, leave=False)
+    return (sample(generator, noise, settings.batch_stats, kind) for noise in signals.stoppable(shown, f"sampling {n}"))
+
+
 @torch.inference_mode()
+def sample(generator: Generator, noise: torch.Tensor, batch_stats: bool, kind: Optional[DataKind]) -> torch.Tensor:
+    with sampling_mode(generator, batch_stats):
+        return scored_form(generator(noise), kind)
+
+
 def generate(generator: Generator, n: int, settings: DictConfig, kind: Optional[DataKind],
              rng: torch.Generator) -> torch.Tensor:
-    """`n` samples on the CPU in batches of `metrics.batch_size`, in their scored form; a conditional
-    model's of every class equally often (`balanced_labels`, the paper's Inception Score protocol)."""
-    device = next(generator.parameters()).device
-    noise = generator.sample_noise(n, device, rng, generator.balanced_labels(n))
-    batches = noise.split(settings.batch_size)
-    with sampling_mode(generator, settings.batch_stats):
-        samples = [scored_form(generator(batch), kind).cpu() for batch in signals.stoppable(tqdm(
-            batches, desc=f"sampling {n}", unit="batch", disable=None if len(batches) > 10 else True, leave=False
-        ), f"sampling {n}")]
-    return torch.cat(samples)
+    """`n` samples on the CPU, in their scored form: for a look at few of them, never to score."""
+    return torch.cat([batch.cpu() for batch in sample_batches(generator, n, settings, kind, rng)])
 
 
 def evaluation_count(cfg: DictConfig, step: int) -> int:
@@ -113,14 +122,16 @@ def evaluation_count(cfg: DictConfig, step: int) -> int:
     return cfg.metrics.final_num_samples if final else cfg.metrics.num_samples
 
 
-def evaluation_context(generator: Generator, dataset: Any, cfg: DictConfig, step: int) -> metrics.EvalContext:
-    """The samples of `generator` that the evaluation at iteration `step` scores (and as many real
-    points of the toy data), with what the metrics need to score them."""
+def evaluation(generator: Generator, dataset: Any, cfg: DictConfig,
+               step: int) -> tuple[metrics.EvalContext, Iterator[torch.Tensor]]:
+    """What the metrics need to score the evaluation at iteration `step` (with as many real points
+    of the toy data), and the batches of samples of `generator` it scores, generated as they are
+    scored."""
     n = evaluation_count(cfg, step)
     rng = evaluation_rng(cfg.seed, step)
-    fake = generate(generator, n, cfg.metrics, dataset.kind, rng)
+    samples = sample_batches(generator, n, cfg.metrics, dataset.kind, rng)
     real = dataset.sample(n, "cpu", rng) if dataset.kind is DataKind.toy else None
-    return metrics.EvalContext(fake, real, dataset, cfg, fake_labels=generator.balanced_labels(n))
+    return metrics.EvalContext(n, real, dataset, cfg, fake_labels=generator.balanced_labels(n)), samples
 
 
 def read_checkpoint(files: RunFiles, best: bool = False) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from wgan.files import FINISHED, DiskFull, Results, RunFiles, Status, as_disk_fu
 from wgan.lipschitz import input_gradient_norms, interpolates
 from wgan.optimizer import build_optimizers, build_schedule, resize_schedule
 from wgan.overfitting import CriticValidation
-from wgan.sampling import check_sampling_batches, evaluation_context, evaluation_rng, frozen, generate, scored_form
+from wgan.sampling import check_sampling_batches, evaluation, evaluation_rng, frozen, generate, scored_form
 from wgan.schema import ConfigError, added_at_default
 from wgan.speed import Speed
 from wgan.study import is_identity
@@ -248,7 +248,7 @@ class Trainer:
         """The configured metrics on `metrics.num_samples` generated samples, or at the last
         iteration on `metrics.final_num_samples` (the paper's protocol)."""
         names = list(self.cfg.metrics.names)
-        values = metrics.compute(names, evaluation_context(self.generator, self.dataset, self.cfg, self.step))
+        values = metrics.compute(names, *evaluation(self.generator, self.dataset, self.cfg, self.step))
         for key, value in values.items():
             if metrics.is_improvement(key, value, self.best.get(key)):
                 self.best[key] = value

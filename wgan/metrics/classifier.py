@@ -2,14 +2,15 @@
 the study runs offline on a CPU.
 
 Trained once on a dataset's training split and cached; its logits give a classifier Inception
-Score and its penultimate activations a classifier FID, with the formulas of `wgan.metrics.scores`.
+Score and its penultimate activations a classifier FID, with the metrics of `wgan.metrics.scores`,
+batch by batch.
 The numbers are not comparable with Inception-network ones, hence the `cls_` names they log under.
 """
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from hydra.utils import instantiate
@@ -19,7 +20,7 @@ from torch import nn
 from wgan.cache import cached, digest, payload_checksum
 from wgan.dataset.images import Split, TorchvisionSource, read_labels, to_unit_range, torchvision_files
 from wgan.metrics.registry import Better, EvalContext, protocol_name, register
-from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score
+from wgan.metrics.scores import ClassAccuracy, FeatureMoments, FeatureScores, FrechetDistance, InceptionScore
 from wgan.schema import ConfigError
 from wgan.signals import stoppable
 
@@ -143,7 +144,7 @@ def check_dataset(cfg: DictConfig) -> None:
 
 @register("classifier", better={"cls_accuracy": Better.higher, "cls_is": Better.higher, "cls_fid": Better.lower,
                                 "cls_class_accuracy": Better.higher}, check=check_dataset)
-def classifier_scores(context: EvalContext) -> dict[str, float]:
+def classifier_scores(context: EvalContext) -> FeatureScores:
     """Classifier Inception Score of the generated samples and classifier FID against the whole
     training split (statistics computed once, cached), with the classifier's test accuracy (what
     the scores can be trusted to); for a conditional model, the fraction of samples the classifier
@@ -155,25 +156,28 @@ def classifier_scores(context: EvalContext) -> dict[str, float]:
 
     def training_statistics():
         images, _ = labeled_split(cfg, Split.train, context.cache_dir)
-        mu, sigma = feature_statistics(apply(net.features, to_unit_range(images)))
-        return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma)}
+        moments = FeatureMoments(FEATURES)
+        moments.update(apply(net.features, to_unit_range(images)))  # 128 features per image: small
+        mu, sigma = moments.compute()
+        return {"mu": mu, "sigma": sigma}
+
+    @torch.no_grad()
+    def extract(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        features = net.features(to_unit_range(images.cpu()))  # the classifier runs on the CPU
+        return features, net.head(features)
 
     net, test_accuracy = load_or_train(context.cache_dir, cfg, splits)
     key, files = cache_entry(cfg, "training statistics")
     sources = digest([files, payload_checksum(net.state_dict())])  # computed from the images through the network
     real = cached(context.cache_dir, f"stats-classifier-{cfg.name}", key, sources, training_statistics)
-    n = len(context.fake)
-    fake_features = apply(net.features, to_unit_range(context.fake))
-    with torch.no_grad():
-        logits = net.head(fake_features)
-    is_mean, _ = inception_score(logits)
-    conditional = {} if context.fake_labels is None else {
-        "cls_class_accuracy": float((logits.argmax(1) == context.fake_labels).double().mean())}
-    return {
-        **conditional,
-        "cls_accuracy": test_accuracy,
-        protocol_name("cls_is", n): is_mean,
-        protocol_name("cls_fid", n): frechet_distance(
-            *feature_statistics(fake_features), real["mu"].numpy(), real["sigma"].numpy()
-        ),
-    }
+    n = context.num_samples
+    of_logits = {"is": InceptionScore(n, CLASSES)}
+    if context.fake_labels is not None:
+        of_logits["class"] = ClassAccuracy(context.fake_labels)
+
+    def values(results: dict[str, Any]) -> dict[str, float]:
+        conditional = {"cls_class_accuracy": results["class"]} if "class" in results else {}
+        return {**conditional, "cls_accuracy": test_accuracy, protocol_name("cls_is", n): results["is"][0],
+                protocol_name("cls_fid", n): results["fid"]}
+
+    return FeatureScores(extract, {"fid": FrechetDistance(real["mu"], real["sigma"])}, of_logits, values)

@@ -18,7 +18,7 @@ import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterable, Optional
 
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -30,8 +30,9 @@ from wgan.dataset import ImageFolder, TextSource
 from wgan.device import resolve_device
 from wgan.files import RunDirError, RunFiles, counted
 from wgan.run_config import OVERRIDES, compose, rebuild
-from wgan.sampling import evaluation_context, evaluation_count, load_generator, read_checkpoint
+from wgan.sampling import evaluation, evaluation_count, load_generator, read_checkpoint
 from wgan.schema import ConfigError
+from wgan.signals import stoppable
 
 log = logging.getLogger("wgan")
 
@@ -108,29 +109,32 @@ def configure(args: argparse.Namespace) -> Scoring:
     return Scoring(cfg, run, checkpoint)
 
 
-def generated_images(args: argparse.Namespace, scoring: Scoring, dataset: Any) -> tuple[metrics.EvalContext, str]:
-    """What is scored, as the metrics take it, and a description of it."""
+def generated_images(args: argparse.Namespace, scoring: Scoring,
+                     dataset: Any) -> tuple[metrics.EvalContext, Iterable[torch.Tensor], str]:
+    """What is scored, as the metrics take it (a context and batches of samples), and a description of it."""
     cfg = scoring.cfg
     if scoring.run is None:
         folder = ImageFolder("generated", str(args.generated), cfg.dataset.resolution, cfg.dataset.channels, cache=False)
-        return metrics.EvalContext(folder.images, None, dataset, cfg), f"{counted(len(folder.images), 'image')} in {args.generated}"
+        n = len(folder.images)
+        batches = stoppable(folder.images.split(cfg.metrics.batch_size), f"scoring {n} images")
+        return metrics.EvalContext(n, None, dataset, cfg), batches, f"{counted(n, 'image')} in {args.generated}"
     run_dataset = dataset if args.reference is None else build_dataset(scoring.run)
     generator = load_generator(scoring.run, run_dataset.shape, scoring.checkpoint, resolve_device(cfg.device))
     step = scoring.checkpoint["step"]
     what = f"{counted(evaluation_count(cfg, step), 'sample')} of the generator in {args.generated} (iteration {step})"
     log.info("sampling %s", what)
-    return evaluation_context(generator, dataset, cfg, step), what
+    return *evaluation(generator, dataset, cfg, step), what
 
 
 def score(args: argparse.Namespace) -> dict[str, Any]:
     scoring = configure(args)
     cfg = scoring.cfg
     dataset = build_dataset(cfg)
-    context, generated = generated_images(args, scoring, dataset)
+    context, samples, generated = generated_images(args, scoring, dataset)
     names = list(cfg.metrics.names)
     log.info("scoring against %s with %s", cfg.dataset.name, ", ".join(names) or "no metrics")
     with torch.no_grad():
-        values = metrics.compute(names, context)
+        values = metrics.compute(names, context, samples)
     # Where the reference was read: the root, or the files of a text corpus of one's own.
     where = ", ".join(cfg.dataset.files) if cfg.dataset.get("source") is TextSource.files else cfg.dataset.get("root")
     root = f"{where}, " if where else ""

@@ -29,7 +29,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -38,7 +38,7 @@ from tqdm import tqdm
 from wgan.cache import cached
 from wgan.device import resolve_device
 from wgan.metrics.registry import Better, EvalContext, protocol_name, register, to_uint8
-from wgan.metrics.scores import feature_statistics, frechet_distance, inception_score, kernel_inception_distance
+from wgan.metrics.scores import FeatureMoments, FeatureScores, FrechetDistance, InceptionScore, KernelInceptionDistance, Rows
 from wgan.schema import ConfigError, bounded
 from wgan.signals import stoppable
 
@@ -52,6 +52,8 @@ SCORES = ("is", "fid", "kid")
 STREAMED_REFERENCE = 50_000  # reference images drawn from a dataset that is streamed, not held
 KID_REFERENCE = 5_000  # reference features kept in the cache for KID (KID needs features, not moments)
 INPUT_SIZE = 299
+FEATURES = 2048  # pool3's width
+CLASSES = 1008  # the classifier layer's outputs (TF's 1,000 classes and 8 unused ones)
 
 WEIGHTS_HELP = (
     "metrics.inception.weights takes 'auto' (torch-fidelity's weights, downloaded into the torch hub "
@@ -73,10 +75,12 @@ class InceptionConfig:
 class Network:
     """The Inception network behind the scores: pool3 features and, where the weights have the
     classifier layer, the 1008 logits, from uint8 images (N, C, H, W) of any size. `module` maps
-    such images to a tuple (features, logits) or (features,)."""
+    such images to a tuple (features, logits) or (features,), `width` features each. Its outputs
+    stay on its device, where the metrics accumulate them."""
 
-    def __init__(self, module: torch.nn.Module, name: str, has_logits: bool, device: torch.device) -> None:
-        self.module, self.name, self.has_logits, self.device = module, name, has_logits, device
+    def __init__(self, module: torch.nn.Module, name: str, has_logits: bool, device: torch.device,
+                 width: int = FEATURES) -> None:
+        self.module, self.name, self.has_logits, self.device, self.width = module, name, has_logits, device, width
         self.images_seen = 0  # counts every image passed through the network (tests read it)
 
     @torch.inference_mode()
@@ -86,7 +90,7 @@ class Network:
         if images.shape[1] == 1:  # gray images, as the field scores them: the same value in R, G and B
             images = images.expand(-1, 3, -1, -1)
         outputs = self.module(images)
-        return outputs[0].float().cpu(), (outputs[1].float().cpu() if self.has_logits else None)
+        return outputs[0].float(), (outputs[1].float() if self.has_logits else None)
 
 
 class TorchScriptPool3(torch.nn.Module):
@@ -274,17 +278,6 @@ def unavailable(cfg: DictConfig) -> dict[str, str]:
     return available_scores(cfg)[1]
 
 
-def features_of(network: Network, images: torch.Tensor, batch_size: int, what: str) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-    """Features (and logits) of uint8 images, in batches, with a progress bar."""
-    features, logits = [], []
-    batches = tqdm(images.split(batch_size), desc=f"Inception ({what})", unit="batch", disable=None, leave=False)
-    for batch in stoppable(batches, f"Inception features of {what}"):
-        f, l = network(batch)
-        features.append(f)
-        logits.append(l)
-    return torch.cat(features), (torch.cat(logits) if network.has_logits else None)
-
-
 def reference_images(context: EvalContext, count: Optional[int]) -> torch.Tensor:
     """uint8 training images as stored (never the dequantized training batches): all of an
     in-memory dataset (or the first `count` of a fixed permutation), else `count` (default
@@ -316,34 +309,51 @@ def reference(context: EvalContext, network: Network, settings: DictConfig, batc
     def compute() -> dict[str, torch.Tensor]:
         images = reference_images(context, settings.reference_samples)
         log.info("reference statistics: %d images of %s through %s (once; cached)", len(images), cfg.name, network.name)
-        features, _ = features_of(network, images, batch_size, f"{len(images)} real")
-        mu, sigma = feature_statistics(features)
-        kid = features[torch.randperm(len(features), generator=torch.Generator().manual_seed(0))[:KID_REFERENCE]]
-        return {"mu": torch.from_numpy(mu), "sigma": torch.from_numpy(sigma), "kid_features": kid}
+        kid_rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:KID_REFERENCE]
+        moments, kid = FeatureMoments(network.width).to(network.device), Rows(kid_rows, network.width).to(network.device)
+        batches = tqdm(images.split(batch_size), desc=f"Inception ({len(images)} real)", unit="batch", disable=None,
+                       leave=False)
+        for batch in stoppable(batches, f"Inception features of {len(images)} real"):
+            features, _ = network(batch)
+            moments.update(features)
+            kid.update(features)
+        mu, sigma = moments.compute()
+        return {"mu": mu, "sigma": sigma, "kid_features": kid.compute().cpu()}
 
     return cached(context.cache_dir, f"stats-{network.name}-{cfg.name}", key, context.dataset.fingerprint, compute)
 
 
-def inception_scores(context: EvalContext) -> dict[str, float]:
+def inception_scores(context: EvalContext) -> FeatureScores:
+    """The scores the weights give, accumulated on the network's device as the batches come."""
     cfg = context.cfg
     settings = cfg.metrics.inception
     scores, _ = available_scores(cfg)
     network = load_network(settings.weights, resolve_device(cfg.device))
-    n = len(context.fake)
-    features, logits = features_of(network, context.fake, cfg.metrics.batch_size, f"{n} generated")
-    values: dict[str, float] = {}
+    n = context.num_samples
+    of_features, of_logits = {}, {}
     if "is" in scores:
-        mean, std = inception_score(logits)
-        values.update({protocol_name("is", n): mean, protocol_name("is_std", n): std})
+        of_logits["is"] = InceptionScore(n, CLASSES)
     if "fid" in scores or "kid" in scores:
         real = reference(context, network, settings, cfg.metrics.batch_size)
     if "fid" in scores:
-        mu, sigma = feature_statistics(features)
-        values[protocol_name("fid", n)] = frechet_distance(mu, sigma, real["mu"].numpy(), real["sigma"].numpy())
+        of_features["fid"] = FrechetDistance(real["mu"], real["sigma"])
     if "kid" in scores:
         size = min(settings.kid_subset_size, n, len(real["kid_features"]))
-        mean, std = kernel_inception_distance(features, real["kid_features"], settings.kid_subsets, size)
-        values.update({protocol_name("kid", n): mean, protocol_name("kid_std", n): std})
+        of_features["kid"] = KernelInceptionDistance(real["kid_features"], n, settings.kid_subsets, size)
+    for metric in (*of_features.values(), *of_logits.values()):
+        metric.to(network.device)
+    return FeatureScores(network, of_features, of_logits, lambda results: protocol_values(results, n))
+
+
+def protocol_values(results: dict[str, Any], n: int) -> dict[str, float]:
+    """`{"is": (mean, std), "fid": value}` as the values a run logs: `{"is_5k": mean, "is_std_5k": std, "fid_5k": value}`."""
+    values: dict[str, float] = {}
+    for name, result in results.items():
+        if isinstance(result, tuple):
+            mean, std = result
+            values.update({protocol_name(name, n): mean, protocol_name(f"{name}_std", n): std})
+        else:
+            values[protocol_name(name, n)] = result
     return values
 
 

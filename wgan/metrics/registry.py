@@ -1,6 +1,8 @@
-"""The metric registry: named functions from an `EvalContext` to a dict of named floats.
+"""The metric registry: named builders of `Scorer`s, which take the generated samples batch by batch
+and compute a dict of named floats; `compute` draws each batch once and feeds every scorer, so an
+evaluation holds the metrics' states, never all the samples.
 
-A metric function returns an empty dict where it is undefined for the data. `register` declares,
+A scorer computes an empty dict where it is undefined for the data. `register` declares,
 by key prefix, the `Better` direction of each value (a run keeps the best of each over its
 evaluations; the report counts a success on that side of a threshold), a `check` run before training (raises ConfigError for data or settings it cannot
 score), and `unavailable`, the values it will not compute with the resources at hand and why.
@@ -10,15 +12,18 @@ mixed up.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Iterable, Optional, Protocol
 
 import torch
+import torchmetrics
 from omegaconf import DictConfig
+from torchmetrics.utilities import dim_zero_cat
 
 from wgan import cache
 from wgan.signals import stopping_in
@@ -26,7 +31,7 @@ from wgan.signals import stopping_in
 
 @dataclass
 class EvalContext:
-    fake: torch.Tensor  # generated samples on the CPU: points, or uint8 images (N, C, H, W) as real ones are
+    num_samples: int  # generated samples the evaluation scores (the scorers receive them in batches)
     real: Optional[torch.Tensor]  # as many real points, for toy data; None for images
     dataset: object  # the training dataset object
     cfg: DictConfig  # the run's whole config: the dataset option, metrics settings, device
@@ -37,8 +42,37 @@ class EvalContext:
         return cache.directory(self.cfg.metrics.cache_dir)
 
 
-MetricFn = Callable[[EvalContext], dict[str, float]]
+class Scorer(Protocol):
+    """One evaluation's state of a metric: `update` with each batch of generated samples (points,
+    uint8 images (B, C, H, W) as real ones are, or text as indices), then `compute` once."""
+
+    def update(self, samples: torch.Tensor) -> None: ...
+
+    def compute(self) -> dict[str, float]: ...
+
+
+Build = Callable[[EvalContext], Scorer]
 Check = Callable[[DictConfig], None]
+AllSamplesFn = Callable[[EvalContext, torch.Tensor], dict[str, float]]
+
+
+class AllSamples(torchmetrics.Metric):
+    """A scorer for metrics that need every sample at once (the toy metrics' assignments, the text
+    n-gram counts): it keeps them, on the CPU. Only for small samples (2-D points, index sequences),
+    never images."""
+
+    full_state_update = False
+
+    def __init__(self, fn: AllSamplesFn, context: EvalContext) -> None:
+        super().__init__()
+        self.fn, self.context = fn, context
+        self.add_state("samples", [], dist_reduce_fx="cat")
+
+    def update(self, samples: torch.Tensor) -> None:
+        self.samples.append(samples.cpu())
+
+    def compute(self) -> dict[str, float]:
+        return self.fn(self.context, dim_zero_cat(self.samples))
 
 
 class Better(Enum):
@@ -59,7 +93,7 @@ class Better(Enum):
 
 @dataclass
 class Metric:
-    fn: MetricFn
+    build: Build
     better: dict[str, Better]  # value key prefix -> direction
     check: Optional[Check]
     unavailable: Optional[Callable[[DictConfig], dict[str, str]]]
@@ -69,9 +103,11 @@ REGISTRY: dict[str, Metric] = {}
 
 
 def register(name: str, better: dict[str, Better], check: Optional[Check] = None,
-             unavailable: Optional[Callable[[DictConfig], dict[str, str]]] = None):
-    def decorate(fn: MetricFn) -> MetricFn:
-        REGISTRY[name] = Metric(fn, better, check, unavailable)
+             unavailable: Optional[Callable[[DictConfig], dict[str, str]]] = None, all_samples: bool = False):
+    """Register a `Build`, or with `all_samples` a function of the context and every sample (`AllSamplesFn`)."""
+    def decorate(fn):
+        build = functools.partial(AllSamples, fn) if all_samples else fn
+        REGISTRY[name] = Metric(build, better, check, unavailable)
         return fn
 
     return decorate
@@ -100,11 +136,19 @@ def protocol_name(key: str, num_samples: int) -> str:
     return f"{key}_{count}"
 
 
-def compute(names: list[str], context: EvalContext) -> dict[str, float]:
-    values: dict[str, float] = {}
+def compute(names: list[str], context: EvalContext, samples: Iterable[torch.Tensor]) -> dict[str, float]:
+    """The metrics `names` of the generated `samples` (batches, drawn once, each fed to every metric)."""
+    scorers: dict[str, Scorer] = {}
     for name in names:
         with stopping_in(f"metric {name}"):
-            values.update(REGISTRY[name].fn(context))
+            scorers[name] = REGISTRY[name].build(context)
+    for batch in samples:
+        for scorer in scorers.values():
+            scorer.update(batch)
+    values: dict[str, float] = {}
+    for name, scorer in scorers.items():
+        with stopping_in(f"metric {name}"):
+            values.update(scorer.compute())
     return values
 
 

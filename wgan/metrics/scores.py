@@ -1,52 +1,229 @@
-"""The score formulas shared by the Inception and classifier metrics, on logits and features.
+"""The score formulas shared by the Inception and classifier metrics, as torchmetrics `Metric`s that
+accumulate batch by batch (on the device the batches are on), so that scoring N samples holds a
+state of fixed size, never the samples, and every state is a sum that `torch.distributed` can reduce
+across processes (each scoring its own contiguous share of the samples).
 
-Each function reproduces a reference implementation exactly, so that numbers are comparable
-with published ones:
+Each metric reproduces a reference implementation exactly, so that numbers are comparable with
+published ones:
 
-- `inception_score`: the original TF code and torch-fidelity's `isc` (contiguous splits, population
+- `InceptionScore`: the original TF code and torch-fidelity's `isc` (contiguous splits, population
   standard deviation; torchmetrics' `InceptionScore` shuffles and uses the sample std instead).
-- `feature_statistics` and `frechet_distance`: pytorch-fid (Heusel et al.'s TTUR code), the trace of the
+- `FeatureMoments` and `frechet_distance`: pytorch-fid (Heusel et al.'s TTUR code), the trace of the
   matrix square root taken from eigenvalues (`trace_sqrt_product`).
-- `kernel_inception_distance`: torch-fidelity's `kid` (the MMD-GAN code of Binkowski et al.),
+- `KernelInceptionDistance`: torch-fidelity's `kid` (the MMD-GAN code of Binkowski et al.),
   including its random subsets, so the same seed draws the same subsets.
 
 Everything is computed in float64: the scores are differences of large, nearly equal numbers.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
 import numpy as np
 import torch
+from torchmetrics import Metric
 
 from wgan.signals import stoppable
 
 
-def inception_score(logits: torch.Tensor, splits: int = 10) -> tuple[float, float]:
-    """Mean and population std over `splits` contiguous splits of exp(mean_x KL(p(y|x) || p(y))).
+class InceptionScore(Metric):
+    """Mean and population std over `splits` contiguous splits of exp(mean_x KL(p(y|x) || p(y))),
+    of `total` samples passed in order.
 
     Split i holds samples [i*N//splits, (i+1)*N//splits), as in the original code and
-    torch-fidelity, so a count not divisible by `splits` gives the same splits as theirs.
+    torch-fidelity, so a count not divisible by `splits` gives the same splits as theirs. Since
+    mean_x KL = mean_x sum_y p log p - sum_y p(y) log p(y), with p(y) the split's mean of p(y|x),
+    each split needs only the sums of p(y|x) and of p log p: the split of every sample is known
+    from its position and `total`, so no probabilities are kept. Under torch.distributed, each
+    process scores a contiguous share of the samples, the first at position `start`.
     """
-    n = len(logits)
-    if not 1 <= splits <= n:
-        raise ValueError(f"inception_score needs 1 <= splits <= samples, got {splits} splits of {n} samples")
-    log_p = logits.double().log_softmax(dim=1)
-    bounds = [i * n // splits for i in range(1, splits)]
-    scores = torch.stack([_split_score(part) for part in torch.tensor_split(log_p, bounds)])
-    return float(scores.mean()), float(scores.std(correction=0))
+
+    full_state_update = False
+
+    def __init__(self, total: int, classes: int, splits: int = 10, start: int = 0) -> None:
+        super().__init__()
+        if not 1 <= splits <= total:
+            raise ValueError(f"the Inception Score needs 1 <= splits <= samples, got {splits} splits of {total} samples")
+        self.total, self.start = total, start
+        self.register_buffer("bounds", torch.tensor([i * total // splits for i in range(1, splits)]), persistent=False)
+        self.add_state("seen", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("p_sums", torch.zeros(splits, classes, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("p_log_p_sums", torch.zeros(splits, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor) -> None:
+        if self.start + int(self.seen) + len(logits) > self.total:
+            raise ValueError(f"Inception Score: more than the {self.total} samples it was made for")
+        log_p = logits.double().log_softmax(dim=1)
+        p = log_p.exp()
+        positions = self.start + self.seen + torch.arange(len(logits), device=self.seen.device)
+        split = torch.bucketize(positions, self.bounds, right=True)
+        self.p_sums.index_add_(0, split, p)
+        self.p_log_p_sums.index_add_(0, split, (p * log_p).sum(dim=1))
+        self.seen += len(logits)
+
+    def compute(self) -> tuple[float, float]:
+        if int(self.seen) != self.total:
+            raise ValueError(f"Inception Score: {int(self.seen)} samples of the {self.total} it was made for")
+        counts = self.bounds.diff(prepend=self.bounds.new_tensor([0]), append=self.bounds.new_tensor([self.total]))
+        counts = counts.to(self.p_sums)
+        marginal = self.p_sums / counts[:, None]
+        # xlogy: a class with no probability in a split adds 0 log 0 = 0 (log would give NaN)
+        kl = self.p_log_p_sums / counts - torch.xlogy(marginal, marginal).sum(dim=1)
+        scores = kl.exp()
+        return float(scores.mean()), float(scores.std(correction=0))
 
 
-def _split_score(log_p: torch.Tensor) -> torch.Tensor:
-    p = log_p.exp()
-    kl = (p * (log_p - p.mean(dim=0).log())).sum(dim=1)
-    return kl.mean().exp()
+class ClassAccuracy(Metric):
+    """The fraction of samples whose top logit is the class they were generated for (`labels`, by
+    sample position; a conditional model's). Under torch.distributed, each process scores a
+    contiguous share of the samples, the first at position `start`."""
+
+    full_state_update = False
+
+    def __init__(self, labels: torch.Tensor, start: int = 0) -> None:
+        super().__init__()
+        self.register_buffer("labels", labels.long(), persistent=False)
+        self.start = start
+        self.add_state("seen", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("correct", torch.tensor(0), dist_reduce_fx="sum")
+
+    def update(self, logits: torch.Tensor) -> None:
+        first = self.start + int(self.seen)
+        wanted = self.labels[first:first + len(logits)].to(logits.device)
+        if len(wanted) != len(logits):
+            raise ValueError(f"class accuracy: more than the {len(self.labels)} labelled samples it was made for")
+        self.correct += int((logits.argmax(dim=1) == wanted).sum())
+        self.seen += len(logits)
+
+    def compute(self) -> float:
+        return int(self.correct) / int(self.seen)
 
 
-def feature_statistics(features: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Mean (D,) and unbiased covariance (D, D) of (N, D) features, float64, as pytorch-fid."""
-    if len(features) < 2:
-        raise ValueError(f"feature_statistics needs at least 2 samples for a covariance, got {len(features)}")
-    x = features.double().cpu().numpy()
-    return x.mean(axis=0), np.atleast_2d(np.cov(x, rowvar=False))
+class FeatureMoments(Metric):
+    """Mean (D,) and unbiased covariance (D, D) of (N, D) features, float64, as pytorch-fid's
+    `np.cov`, from the sums of x and x x^T (exact products of float32 features in float64)."""
+
+    full_state_update = False
+
+    def __init__(self, width: int) -> None:
+        super().__init__()
+        self.add_state("count", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("total", torch.zeros(width, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("products", torch.zeros(width, width, dtype=torch.float64), dist_reduce_fx="sum")
+
+    def update(self, features: torch.Tensor) -> None:
+        x = features.double()
+        self.count += len(x)
+        self.total += x.sum(dim=0)
+        self.products += x.T @ x
+
+    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(mu, sigma) on the CPU."""
+        n = int(self.count)
+        if n < 2:
+            raise ValueError(f"FID needs at least 2 samples for a covariance, got {n}")
+        mu = self.total / n
+        sigma = (self.products - n * torch.outer(mu, mu)) / (n - 1)
+        return mu.cpu(), sigma.cpu()
+
+
+class Rows(Metric):
+    """The rows at the sample positions `positions` of the (N, D) features passed in order, in the
+    order of `positions`: what a score needs of the individual features, and no more. Under
+    torch.distributed, each process passes a contiguous share, the first at position `start`, and
+    fills its rows of the state (zero elsewhere), which the reduction sums."""
+
+    full_state_update = False
+
+    def __init__(self, positions: torch.Tensor, width: int, dtype: torch.dtype = torch.float32, start: int = 0) -> None:
+        super().__init__()
+        self.start = start
+        self.register_buffer("positions", positions, persistent=False)
+        self.add_state("seen", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("rows", torch.zeros(len(positions), width, dtype=dtype), dist_reduce_fx="sum")
+
+    def update(self, features: torch.Tensor) -> None:
+        positions = self.positions - self.start - self.seen
+        inside = (positions >= 0) & (positions < len(features))
+        self.rows[inside] = features[positions[inside]].to(self.rows.dtype)
+        self.seen += len(features)
+
+    def compute(self) -> torch.Tensor:
+        if len(self.positions) and self.start + int(self.seen) <= int(self.positions.max()):
+            raise ValueError(f"the rows up to sample {int(self.positions.max())} were asked for, "
+                             f"but {int(self.seen)} samples came")
+        return self.rows
+
+
+class FrechetDistance(FeatureMoments):
+    """FID of the features passed against fixed reference statistics `mu`, `sigma`."""
+
+    def __init__(self, mu: torch.Tensor, sigma: torch.Tensor) -> None:
+        super().__init__(len(mu))
+        self.reference = mu, sigma
+
+    def compute(self) -> float:
+        return frechet_distance(*super().compute(), *self.reference)
+
+
+class KernelInceptionDistance(Metric):
+    """Mean and population std of the unbiased MMD^2, polynomial kernel, over random subsets of the
+    `total` features passed in order and of the `reference` features.
+
+    Each subset draws `subset_size` rows of each without replacement from
+    `np.random.RandomState(seed)`, in torch-fidelity's order, so equal seeds draw equal subsets.
+    The draws depend only on the counts, so they are made first and only the features that some
+    subset holds are kept: at most subsets x subset_size, whatever the sample count. Under
+    torch.distributed, as `Rows`.
+    """
+
+    full_state_update = False
+
+    def __init__(self, reference: torch.Tensor, total: int, subsets: int = 100, subset_size: int = 1000,
+                 seed: int = 0, start: int = 0) -> None:
+        super().__init__()
+        if not 2 <= subset_size <= min(total, len(reference)):
+            raise ValueError(f"KID subset size {subset_size} must be at least 2 and at most the number of "
+                             f"samples (features1: {total}, features2: {len(reference)})")
+        rng = np.random.RandomState(seed)
+        draws = [(rng.choice(total, subset_size, replace=False), rng.choice(len(reference), subset_size, replace=False))
+                 for _ in range(subsets)]
+        kept = np.unique(np.concatenate([fake for fake, _ in draws]))
+        self.subsets = [(torch.from_numpy(np.searchsorted(kept, fake)), torch.from_numpy(real)) for fake, real in draws]
+        self.register_buffer("reference", reference, persistent=False)
+        self.features = Rows(torch.from_numpy(kept), reference.shape[1], reference.dtype, start)
+
+    def update(self, features: torch.Tensor) -> None:
+        self.features.update(features)
+
+    def compute(self) -> tuple[float, float]:
+        x, y = self.features.compute().double(), self.reference.double()
+        mmds = torch.stack([_unbiased_mmd2(x[fake.to(x.device)], y[real.to(y.device)])
+                            for fake, real in stoppable(self.subsets, "kernel inception distance", unit="subset")])
+        return float(mmds.mean()), float(mmds.std(correction=0))
+
+
+@dataclass
+class FeatureScores:
+    """Scores of a network's view of samples: each batch goes through `extract` once, to (features,
+    logits), and updates every metric of either; `values` names what they compute (metric name ->
+    its result) as the run logs it."""
+
+    extract: Callable[[torch.Tensor], tuple[torch.Tensor, Optional[torch.Tensor]]]
+    of_features: dict[str, Metric]
+    of_logits: dict[str, Metric]
+    values: Callable[[dict[str, Any]], dict[str, float]]
+
+    def update(self, samples: torch.Tensor) -> None:
+        features, logits = self.extract(samples)
+        for metric in self.of_features.values():
+            metric.update(features)
+        for metric in self.of_logits.values():
+            metric.update(logits)
+
+    def compute(self) -> dict[str, float]:
+        return self.values({name: metric.compute() for name, metric in {**self.of_features, **self.of_logits}.items()})
 
 
 def frechet_distance(mu1, sigma1, mu2, sigma2) -> float:
@@ -89,26 +266,6 @@ def check_semidefinite(eigenvalues: torch.Tensor, name: str) -> None:
     if float(eigenvalues.min()) < -NEGATIVE_RTOL * scale:
         raise ValueError(f"FID: {name} has the negative eigenvalue {float(eigenvalues.min()):.3g}, so it is not a "
                          "covariance (or a product of two)")
-
-
-def kernel_inception_distance(features1: torch.Tensor, features2: torch.Tensor, subsets: int = 100,
-                              subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """Mean and population std of the unbiased MMD^2 over random subsets, polynomial kernel.
-
-    Each subset draws `subset_size` rows of each input without replacement from
-    `np.random.RandomState(seed)`, in torch-fidelity's order, so equal seeds draw equal subsets.
-    """
-    n1, n2 = len(features1), len(features2)
-    if not 2 <= subset_size <= min(n1, n2):
-        raise ValueError(f"KID subset size {subset_size} must be at least 2 and at most the number of "
-                         f"samples (features1: {n1}, features2: {n2})")
-    x, y = features1.double().cpu(), features2.double().cpu()
-    rng = np.random.RandomState(seed)
-    mmds = torch.stack([
-        _unbiased_mmd2(x[rng.choice(n1, subset_size, replace=False)], y[rng.choice(n2, subset_size, replace=False)])
-        for _ in stoppable(range(subsets), "kernel inception distance", unit="subset")
-    ])
-    return float(mmds.mean()), float(mmds.std(correction=0))
 
 
 def _polynomial_kernel(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -56,10 +56,10 @@ def check_dataset(cfg: DictConfig) -> None:
         raise ConfigError(f"metrics.names: 'ngram_js' scores text, not dataset={cfg.dataset.name}")
 
 
-@register("ngram_js", better={"js": Better.lower}, check=check_dataset)
-def ngram_js(context: EvalContext) -> dict[str, float]:
-    """`context.fake`: generated sequences as vocabulary indices (N, seq_len), already argmax-decoded."""
-    dataset, fake = context.dataset, context.fake
+@register("ngram_js", better={"js": Better.lower}, check=check_dataset, all_samples=True)
+def ngram_js(context: EvalContext, fake: torch.Tensor) -> dict[str, float]:
+    """`fake`: generated sequences as vocabulary indices (N, seq_len), already argmax-decoded."""
+    dataset = context.dataset
     vocab = len(dataset.vocab)
     return {protocol_name(f"js{n}", len(fake)): js_divergence(ngrams(fake, n, vocab), heldout_ngrams(dataset, n))
             for n in ORDERS}

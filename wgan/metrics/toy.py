@@ -18,9 +18,9 @@ MIN_SHARE = 0.1
 W1_POINTS = 1000
 
 
-@register("toy_modes", better={"modes": Better.higher, "hq_fraction": Better.higher})
-def modes_and_quality(context: EvalContext) -> dict[str, float]:
-    fake, dataset = context.fake, context.dataset
+@register("toy_modes", better={"modes": Better.higher, "hq_fraction": Better.higher}, all_samples=True)
+def modes_and_quality(context: EvalContext, fake: torch.Tensor) -> dict[str, float]:
+    dataset = context.dataset
     if dataset.centres is None:  # the Swiss roll has no modes
         return {}
     distances = torch.cdist(fake.double(), dataset.centres.double())
@@ -34,9 +34,9 @@ def modes_and_quality(context: EvalContext) -> dict[str, float]:
     }
 
 
-@register("toy_w1", better={"w1": Better.lower})
-def wasserstein1(context: EvalContext) -> dict[str, float]:
-    fake, real = context.fake[:W1_POINTS], context.real[:W1_POINTS]
+@register("toy_w1", better={"w1": Better.lower}, all_samples=True)
+def wasserstein1(context: EvalContext, fake: torch.Tensor) -> dict[str, float]:
+    fake, real = fake[:W1_POINTS], context.real[:W1_POINTS]
     cost = torch.cdist(fake.double(), real.double()).numpy()
     from scipy.optimize import linear_sum_assignment  # imported on use: it slows every start
 
