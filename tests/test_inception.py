@@ -125,8 +125,8 @@ def test_torch_fidelity_weights_give_the_same_features_and_an_inception_score(to
     values = inception_scores(context, fake)
     assert set(values) == {"is_16", "is_std_16", "fid_16", "kid_16", "kid_std_16"}
     whole = InceptionScore(16, 1008)
-    whole.update(fidelity(fake)[1])
-    expected, _ = whole.compute()
+    whole.update(torch.cat([fidelity(batch)[1] for batch in fake.split(5)]))  # the evaluation's batches: a
+    expected, _ = whole.compute()  # batch of another size may round the float32 network differently
     assert values["is_16"] == pytest.approx(expected, rel=1e-9) and 1.0 <= values["is_16"] <= 16
 
 
