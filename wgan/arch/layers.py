@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from wgan.arch.base import ArchConfig, Architecture
+from wgan.arch.base import ArchConfig, Architecture, Norm
 from wgan.arch.init import Init
 from wgan.schema import ConfigError, bounded
 
@@ -106,19 +106,16 @@ ACTIVATIONS: dict[Nonlinearity, Callable[[], nn.Module]] = {
 }
 
 
-def norm_layers(kind: str, channels: int, image: bool = True) -> list[nn.Module]:
-    """`kind` is "batch", "layer" (per sample over channels and positions, the official layer norm
-    over axes [1, 2, 3]) or "none"; `image` says the features are (C, H, W) rather than flat."""
-    if kind == "batch":
+def norm_layers(kind: Norm, channels: int, image: bool = True) -> list[nn.Module]:
+    """The layers of normalization `kind`; `image` says the features are (C, H, W) rather than flat."""
+    if kind is Norm.batch:
         return [nn.BatchNorm2d(channels) if image else nn.BatchNorm1d(channels)]
-    if kind == "layer":
+    if kind is Norm.layer:
         return [nn.GroupNorm(1, channels)]
-    if kind == "none":
-        return []
-    raise ValueError(f"unknown normalization {kind!r}; expected batch, layer or none")
+    return []
 
 
-def unit(layer: Callable[[int], nn.Module], channels: int, nonlinearity: Nonlinearity | str, norm: str,
+def unit(layer: Callable[[int], nn.Module], channels: int, nonlinearity: Nonlinearity | str, norm: Norm,
          image: bool = True) -> list[nn.Module]:
     """`layer(n)` (a layer with n output channels), normalization, nonlinearity: `channels` out.
     A gated unit's layer produces twice the channels, as the gate halves them."""
