@@ -17,10 +17,10 @@ from torch.nn import functional as F
 
 from wgan.arch.base import ArchConfig, Architecture, Norm
 from wgan.arch.init import Init
+from wgan.dataset.kind import IMAGE_CHANNELS
 from wgan.schema import ConfigError, bounded
 
 RESOLUTIONS = (32, 64)
-CHANNELS = (1, 3)
 
 
 class Nonlinearity(Enum):
@@ -162,7 +162,7 @@ def image_size(data_shape: tuple[int, ...], arch: str) -> int:
             f"{tuple(data_shape)}; use arch=mlp or arch=random for 2-D toy data"
         )
     channels, height, width = data_shape
-    if channels not in CHANNELS:
+    if channels not in IMAGE_CHANNELS:
         raise ConfigError(f"arch={arch} supports 1 or 3 channels, not {channels}; set dataset.channels=1 or 3")
     if height != width or height not in RESOLUTIONS:
         raise ConfigError(
