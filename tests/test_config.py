@@ -425,3 +425,31 @@ def test_help_is_the_projects_own_page_listed_from_the_config_folders():
     for launcher in ("basic", "joblib", "submitit_local", "submitit_slurm", "slurm"):
         assert f"\n  {launcher}: " in page
     assert "train.iterations=600" in page and "study=robustness_toy" in page  # the command's values
+
+
+def test_no_setting_has_two_defaults():
+    """Each value conf/config.yaml sets is the one default of its setting: its schema field has
+    none (MISSING: the file gives it) or the same one."""
+    from enum import Enum
+
+    import yaml
+    from omegaconf import MISSING
+
+    from wgan.config import Config
+
+    def leaves(tree: dict, prefix: str = ""):
+        for key, value in tree.items():
+            if key not in ("defaults", "hydra"):
+                yield from leaves(value, f"{prefix}{key}.") if isinstance(value, dict) else [(f"{prefix}{key}", value)]
+
+    def schema_default(key: str):
+        *parents, leaf = key.split(".")
+        schema = Config
+        for part in parents:
+            schema = {f.name: f for f in dataclasses.fields(schema)}[part].default_factory
+        default = {f.name: f for f in dataclasses.fields(schema)}[leaf].default
+        return default.value if isinstance(default, Enum) else default
+
+    settings = dict(leaves(yaml.safe_load((CONF_DIR / "config.yaml").read_text())))
+    assert {"train.iterations", "train.batch_size", "eval.every", "ckpt.every", "speed.precision"} <= set(settings)
+    assert {key: value for key, value in settings.items() if schema_default(key) not in (MISSING, value)} == {}

@@ -35,9 +35,9 @@ class LRDecay(Enum):
 
 @dataclass
 class TrainConfig:
-    iterations: int = bounded(10_000, ge=1)  # generator iterations
+    iterations: int = bounded(MISSING, ge=1)  # generator iterations (conf/config.yaml: the default run's)
     n_critic: int = bounded(5, ge=1)  # critic updates per generator update
-    batch_size: int = bounded(64, ge=1)  # real and generated samples per critic step
+    batch_size: int = bounded(MISSING, ge=1)  # real and generated samples per critic step
     # Generated samples per generator step; null: batch_size. The official CIFAR-10 ResNet uses
     # twice the critic's (gan_cifar_resnet.py, GEN_BS_MULTIPLE = 2).
     generator_batch_size: Optional[int] = bounded(None, ge=1)
@@ -50,7 +50,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    every: int = bounded(1000, ge=1)  # iterations between evaluations (and one at the end)
+    every: int = bounded(MISSING, ge=1)  # iterations between evaluations (and one at the end)
     # Iterations between the critic's loss on training and on held-out images (wgan.overfitting;
     # needs dataset.subset); null: never.
     validation_every: Optional[int] = bounded(None, ge=1)
@@ -59,7 +59,7 @@ class EvalConfig:
 
 @dataclass
 class CheckpointConfig:
-    every: int = bounded(1000, ge=1)  # iterations between checkpoints (and one at the end)
+    every: int = bounded(MISSING, ge=1)  # iterations between checkpoints (and one at the end)
 
 
 @dataclass

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
+from wgan.arch.base import Norm
 from wgan.config import LRDecay, build, build_dataset, compose_config, validate
 from wgan.critic_diagnostics import LAYER_METRIC, critic_weights, fraction_at_bound
 from wgan.device import resolve_device
@@ -73,7 +74,7 @@ def train_fixed_critic(cfg: DictConfig) -> tuple[torch.nn.Module, Any]:
     device = resolve_device(cfg.device)
     dataset = build_dataset(cfg)
     lipschitz, loss = build(cfg.lipschitz), build(cfg.loss)
-    critic = lipschitz.wrap_critic(build(cfg.arch).critic(dataset.shape, "none")).to(device)
+    critic = lipschitz.wrap_critic(build(cfg.arch).critic(dataset.shape, Norm.none)).to(device)
     optimizer = build_critic_optimizer(cfg.optimizer, critic)
     schedule = build_schedule(LRDecay(cfg.train.lr_decay).value, optimizer, cfg.train.iterations)
     for _ in range(cfg.train.iterations):

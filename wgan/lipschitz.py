@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from wgan.arch.base import Norm
 from wgan.arch.init import WEIGHT_LAYERS
 from wgan.schema import bounded
 
@@ -59,10 +60,10 @@ def input_gradient_norms(critic: nn.Module, x: torch.Tensor, create_graph: bool)
 class NoConstraint:
     """No Lipschitz control: the plain GAN and LSGAN baselines."""
 
-    # What the critic uses wherever its architecture calls for batch norm: "batch", or "layer"
+    # What the critic uses wherever its architecture calls for batch norm: batch norm, or layer norm
     # under a gradient penalty (batch norm makes the per-sample input gradient ill-defined), or
-    # "none" where spectral norm alone controls the critic.
-    critic_norm = "batch"
+    # none where spectral norm alone controls the critic.
+    critic_norm = Norm.batch
 
     def __init__(self, name: str = "none") -> None:
         self.name = name
@@ -84,7 +85,7 @@ class NoConstraint:
 class GradientPenalty(NoConstraint):
     """WGAN-GP: lambda * E[(||grad D(x_hat)||_2 - 1)^2] on random interpolates (Algorithm 1)."""
 
-    critic_norm = "layer"
+    critic_norm = Norm.layer
 
     def __init__(self, name: str = "gp", lam: float = 10.0, one_sided: bool = False) -> None:
         super().__init__(name)
@@ -125,7 +126,7 @@ class SpectralNorm(NoConstraint):
     """Spectral normalization (Miyato et al. 2018) of every critic weight layer, via torch's
     parametrization, which keeps each layer's top singular value near 1."""
 
-    critic_norm = "none"
+    critic_norm = Norm.none
 
     def __init__(self, name: str = "sn", n_power_iterations: int = 1) -> None:
         super().__init__(name)

@@ -1,7 +1,7 @@
 """The `arch` config group: every option builds an `Architecture` (wgan.arch.base) with two
 factories, `generator(data_shape)` and `critic(data_shape, norm)`, returning initialized torch
-modules. `norm` is what the critic uses wherever the architecture calls for batch norm ("batch",
-"layer" or "none"); the Lipschitz method decides it (see `wgan.lipschitz`). The critic returns one
+modules. `norm` is what the critic uses wherever the architecture calls for batch norm (a
+`wgan.arch.base.Norm`: batch, layer or none); the Lipschitz method decides it (see `wgan.lipschitz`). The critic returns one
 score per sample. `arch.init` initializes the weights as the official code does (tflib, the
 default; see wgan.arch.init) or leaves torch's defaults.
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from enum import Enum
 from typing import Optional
 
 import torch
@@ -11,6 +12,15 @@ from omegaconf import MISSING
 from torch import nn
 
 from wgan.arch.init import Init, initialize
+
+
+class Norm(Enum):
+    """What normalizes a network's features where its architecture calls for batch norm; for the
+    critic the Lipschitz method decides (`critic_norm` in wgan.lipschitz)."""
+
+    batch = "batch"
+    layer = "layer"  # per sample over channels and positions: the official layer norm over axes [1, 2, 3]
+    none = "none"
 
 
 @dataclass
@@ -53,7 +63,7 @@ class Generator(nn.Module):
 class Architecture(ABC):
     """An `arch` option: `generator(data_shape)` and `critic(data_shape, norm)` build initialized
     networks. `norm` is what the critic uses wherever the architecture calls for batch norm
-    ("batch", "layer" or "none"), as the Lipschitz method decides; the critic returns one score per
+    (a `Norm`), as the Lipschitz method decides; the critic returns one score per
     sample."""
 
     def __init__(self, name: str, init: Init | str = Init.official) -> None:
@@ -63,14 +73,14 @@ class Architecture(ABC):
     def generator(self, data_shape: tuple[int, ...]) -> Generator:
         return initialize(self.build_generator(data_shape), self.init, self.weight_std(data_shape, "g"))
 
-    def critic(self, data_shape: tuple[int, ...], norm: str = "none") -> nn.Module:
-        return initialize(self.build_critic(data_shape, norm), self.init, self.weight_std(data_shape, "d"))
+    def critic(self, data_shape: tuple[int, ...], norm: Norm | str = Norm.none) -> nn.Module:
+        return initialize(self.build_critic(data_shape, Norm(norm)), self.init, self.weight_std(data_shape, "d"))
 
     @abstractmethod
     def build_generator(self, data_shape: tuple[int, ...]) -> Generator: ...
 
     @abstractmethod
-    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module: ...
+    def build_critic(self, data_shape: tuple[int, ...], norm: Norm) -> nn.Module: ...
 
     def weight_std(self, data_shape: tuple[int, ...], net: str) -> float | None:
         """One std for every weight of network `net` ("g" or "d"), as tflib's set_weights_stdev,

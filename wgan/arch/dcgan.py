@@ -29,7 +29,7 @@ from functools import partial
 
 from torch import nn
 
-from wgan.arch.base import Generator
+from wgan.arch.base import Generator, Norm
 from wgan.arch.init import Init
 from wgan.arch.layers import ImageArch, ImageArchConfig, Nonlinearity, doublings, image_size, to_grid, unit
 from wgan.arch.mlp import mlp_generator
@@ -73,14 +73,14 @@ def channel_widths(dim: int, stages: int, constant: bool = False) -> list[int]:
     return [dim if constant else dim * 2**i for i in reversed(range(stages))]
 
 
-def same_convs(n: int, channels: int, nonlinearity: Nonlinearity | str, norm: str) -> list[nn.Module]:
+def same_convs(n: int, channels: int, nonlinearity: Nonlinearity | str, norm: Norm) -> list[nn.Module]:
     """`n` stride-1 3x3 layers that keep the grid: the extra depth of the random architectures."""
     return [m for _ in range(n) for m in unit(partial(nn.Conv2d, channels, kernel_size=3, padding=1),
                                              channels, nonlinearity, norm)]
 
 
 def dcgan_generator(data_shape: tuple[int, int, int], noise_dim: int, dim: int, stages: int,
-                    nonlinearity: Nonlinearity | str, norm: str, constant: bool = False, extra: int = 0,
+                    nonlinearity: Nonlinearity | str, norm: Norm, constant: bool = False, extra: int = 0,
                     flat_first_norm: bool = False) -> Generator:
     """`stages` stride-2 transposed convolutions up to the image; `extra` stride-1 layers after the
     first of them (on the grid of a quarter of the image side, as the first author's extra-depth
@@ -102,14 +102,14 @@ def dcgan_generator(data_shape: tuple[int, int, int], noise_dim: int, dim: int, 
 
 
 def dcgan_critic(data_shape: tuple[int, int, int], dim: int, stages: int, nonlinearity: Nonlinearity | str,
-                 norm: str, extra: int = 0) -> nn.Module:
+                 norm: Norm, extra: int = 0) -> nn.Module:
     """`stages` stride-2 convolutions down to the grid, no normalization after the first; `extra`
     stride-1 layers after the second (on the grid of a quarter of the image side)."""
     channels, size, _ = data_shape
     widths = channel_widths(dim, stages)[::-1]
     layers: list[nn.Module] = []
     for i, (c_in, c_out) in enumerate(zip([channels, *widths], widths)):
-        layers += unit(partial(down_conv, c_in), c_out, nonlinearity, norm if i else "none")
+        layers += unit(partial(down_conv, c_in), c_out, nonlinearity, norm if i else Norm.none)
         layers += same_convs(extra if i == 1 else 0, c_out, nonlinearity, norm)
     end = size >> stages
     return nn.Sequential(*layers, nn.Flatten(), nn.Linear(widths[-1] * end * end, 1), nn.Flatten(0))
@@ -139,20 +139,20 @@ class DCGANArch(ImageArch):
     def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
         size = image_size(data_shape, self.name)
         return dcgan_generator(data_shape, self.noise_dim, self.dim, doublings(size), self.g_nonlinearity,
-                               "batch" if self.g_norm else "none", self.constant_filters, flat_first_norm=size == 32)
+                               Norm.batch if self.g_norm else Norm.none, self.constant_filters, flat_first_norm=size == 32)
 
-    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: Norm) -> nn.Module:
         size = image_size(data_shape, self.name)
         if not self.d_norm:
-            norm = "none"
-        elif norm == "layer":
+            norm = Norm.none
+        elif norm is Norm.layer:
             norm = self.penalty_norm(size)
         return dcgan_critic(data_shape, self.dim, doublings(size), self.d_nonlinearity, norm)
 
-    def penalty_norm(self, size: int) -> str:
+    def penalty_norm(self, size: int) -> Norm:
         if self.d_norm_under_penalty is PenaltyNorm.official:
-            return "none" if size == 32 else "layer"
-        return self.d_norm_under_penalty.value
+            return Norm.none if size == 32 else Norm.layer
+        return Norm(self.d_norm_under_penalty.value)
 
     def weight_std(self, data_shape: tuple[int, ...], net: str) -> float | None:
         """0.02 for gan_64x64.py's DCGAN networks, which are neither gated nor (G) constant-filter."""

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from wgan.arch.base import ArchConfig, Architecture
+from wgan.arch.base import ArchConfig, Architecture, Norm
 from wgan.arch.init import Init
+from wgan.dataset.kind import IMAGE_CHANNELS
 from wgan.schema import ConfigError, bounded
 
 RESOLUTIONS = (32, 64)
-CHANNELS = (1, 3)
 
 
 class Nonlinearity(Enum):
@@ -106,19 +106,16 @@ ACTIVATIONS: dict[Nonlinearity, Callable[[], nn.Module]] = {
 }
 
 
-def norm_layers(kind: str, channels: int, image: bool = True) -> list[nn.Module]:
-    """`kind` is "batch", "layer" (per sample over channels and positions, the official layer norm
-    over axes [1, 2, 3]) or "none"; `image` says the features are (C, H, W) rather than flat."""
-    if kind == "batch":
+def norm_layers(kind: Norm, channels: int, image: bool = True) -> list[nn.Module]:
+    """The layers of normalization `kind`; `image` says the features are (C, H, W) rather than flat."""
+    if kind is Norm.batch:
         return [nn.BatchNorm2d(channels) if image else nn.BatchNorm1d(channels)]
-    if kind == "layer":
+    if kind is Norm.layer:
         return [nn.GroupNorm(1, channels)]
-    if kind == "none":
-        return []
-    raise ValueError(f"unknown normalization {kind!r}; expected batch, layer or none")
+    return []
 
 
-def unit(layer: Callable[[int], nn.Module], channels: int, nonlinearity: Nonlinearity | str, norm: str,
+def unit(layer: Callable[[int], nn.Module], channels: int, nonlinearity: Nonlinearity | str, norm: Norm,
          image: bool = True) -> list[nn.Module]:
     """`layer(n)` (a layer with n output channels), normalization, nonlinearity: `channels` out.
     A gated unit's layer produces twice the channels, as the gate halves them."""
@@ -165,7 +162,7 @@ def image_size(data_shape: tuple[int, ...], arch: str) -> int:
             f"{tuple(data_shape)}; use arch=mlp or arch=random for 2-D toy data"
         )
     channels, height, width = data_shape
-    if channels not in CHANNELS:
+    if channels not in IMAGE_CHANNELS:
         raise ConfigError(f"arch={arch} supports 1 or 3 channels, not {channels}; set dataset.channels=1 or 3")
     if height != width or height not in RESOLUTIONS:
         raise ConfigError(

@@ -12,7 +12,7 @@ from functools import partial
 
 from torch import nn
 
-from wgan.arch.base import ArchConfig, Architecture, Generator
+from wgan.arch.base import ArchConfig, Architecture, Generator, Norm
 from wgan.arch.init import Init, he
 from wgan.arch.layers import Nonlinearity, unit
 from wgan.schema import bounded
@@ -33,7 +33,7 @@ def he_linear(n_in: int, n_out: int) -> nn.Linear:
 
 
 def mlp(n_in: int, n_out: int, width: int, depth: int, nonlinearity: Nonlinearity | str = Nonlinearity.relu,
-        norm: str = "none") -> nn.Sequential:
+        norm: Norm = Norm.none) -> nn.Sequential:
     """`depth` hidden layers of `width` units, each normalized (`norm`) and then `nonlinearity`;
     initialized as the official MLPs (`gan_toy.py`'s ReLULayer): 'he' hidden layers, 'glorot' output."""
     layers: list[nn.Module] = []
@@ -67,6 +67,6 @@ class MLPArch(Architecture):
         return mlp_generator(self.noise_dim, data_shape, width=self.width, depth=self.depth,
                              nonlinearity=self.nonlinearity)
 
-    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: Norm) -> nn.Module:
         """The toy critic has no normalization layers, so `norm` changes nothing."""
         return mlp_critic(data_shape, width=self.width, depth=self.depth, nonlinearity=self.nonlinearity)

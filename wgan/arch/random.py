@@ -33,7 +33,7 @@ from typing import Any, Mapping
 
 from torch import nn
 
-from wgan.arch.base import ArchConfig, Architecture, Generator
+from wgan.arch.base import ArchConfig, Architecture, Generator, Norm
 from wgan.arch.dcgan import dcgan_critic, dcgan_generator
 from wgan.arch.init import Init
 from wgan.arch.layers import Nonlinearity, image_size
@@ -100,7 +100,7 @@ class RandomArch(Architecture):
 
     def build_generator(self, data_shape: tuple[int, ...]) -> Generator:
         c = self.drawn("g")
-        norm = "batch" if c["norm"] else "none"
+        norm = Norm.batch if c["norm"] else Norm.none
         if len(data_shape) == 1:
             return mlp_generator(self.noise_dim, data_shape, width=c["width"], depth=c["depth"] - 1,
                                  nonlinearity=c["nonlinearity"], norm=norm)
@@ -108,9 +108,9 @@ class RandomArch(Architecture):
         return dcgan_generator(data_shape, self.noise_dim, c["filters"], STAGES, c["nonlinearity"], norm,
                                extra=c["depth"] - BASE_DEPTH)
 
-    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: Norm) -> nn.Module:
         c = self.drawn("d")
-        norm = norm if c["norm"] else "none"
+        norm = norm if c["norm"] else Norm.none
         if len(data_shape) == 1:
             return mlp_critic(data_shape, width=c["width"], depth=c["depth"] - 1, nonlinearity=c["nonlinearity"],
                               norm=norm)

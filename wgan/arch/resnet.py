@@ -27,7 +27,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from wgan.arch.base import Generator
+from wgan.arch.base import Generator, Norm
 from wgan.arch.conditional import (ClassifyingCritic, ConditionalBatchNorm2d, ConditionalGenerator, LabeledResidual,
                                    LabeledSequential)
 from wgan.arch.init import Init, glorot
@@ -76,7 +76,7 @@ def bottleneck_middle(c_in: int, c_out: int, resample: str | None) -> nn.Module:
     return nn.Conv2d(c_in, c_out, 3, padding=1)
 
 
-def bottleneck(c_in: int, c_out: int, resample: str | None, norm: str) -> Residual:
+def bottleneck(c_in: int, c_out: int, resample: str | None, norm: Norm) -> Residual:
     branch = nn.Sequential(
         PiecewiseLinear(), nn.Conv2d(c_in, c_in // 2, 1),
         PiecewiseLinear(), bottleneck_middle(c_in // 2, c_out // 2, resample),
@@ -86,7 +86,7 @@ def bottleneck(c_in: int, c_out: int, resample: str | None, norm: str) -> Residu
 
 
 def bottleneck_stages(widths: list[int], blocks: tuple[int, ...], resamples: list[str | None],
-                      norm: str) -> list[nn.Module]:
+                      norm: Norm) -> list[nn.Module]:
     """Stage i: `blocks[i]` blocks at `widths[i]` channels; then a block to the next stage's width,
     resampling as `resamples[i]` says."""
     layers: list[nn.Module] = []
@@ -105,7 +105,7 @@ def resnet101_plan(dim: int, size: int, resample: str) -> tuple[list[int], list[
     return widths, [resample] * n + [None] * (len(widths) - 1 - n)
 
 
-def preact_block(c_in: int, c_out: int, resample: str | None, norm: str, num_classes: int = 0) -> Residual:
+def preact_block(c_in: int, c_out: int, resample: str | None, norm: Norm, num_classes: int = 0) -> Residual:
     """The CIFAR-10 ResNet block: norm, ReLU, 3x3 conv, norm, ReLU, 3x3 conv; upsampling before
     the first conv, mean pooling after the second. With `num_classes`, its norms are conditional
     batch norms and it takes (x, labels)."""
@@ -139,12 +139,12 @@ class ResNet101Arch(ImageArch):
         widths, resamples = resnet101_plan(self.dim, image_size(data_shape, self.name), "up")
         net = nn.Sequential(
             to_grid(self.noise_dim, widths[0], 4),
-            *bottleneck_stages(widths, RESNET101_BLOCKS, resamples, "batch"),
+            *bottleneck_stages(widths, RESNET101_BLOCKS, resamples, Norm.batch),
             glorot(nn.Conv2d(widths[-1], data_shape[0], 1)), Scale(OUTPUT_SCALE), nn.Tanh(),
         )
         return Generator(net, self.noise_dim)
 
-    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: Norm) -> nn.Module:
         widths, resamples = resnet101_plan(self.dim, image_size(data_shape, self.name), "down")
         return nn.Sequential(
             glorot(nn.Conv2d(data_shape[0], widths[-1], 1)),
@@ -166,21 +166,21 @@ class ResNetCIFARArch(ImageArch):
         d, k = self.dim, self.num_classes
         layers = [
             to_grid(self.noise_dim, d, 4),
-            *[preact_block(d, d, "up", "batch", k) for _ in range(ups)],
-            *norm_layers("batch", d), PiecewiseLinear(), glorot(nn.Conv2d(d, data_shape[0], 3, padding=1)), nn.Tanh(),
+            *[preact_block(d, d, "up", Norm.batch, k) for _ in range(ups)],
+            *norm_layers(Norm.batch, d), PiecewiseLinear(), glorot(nn.Conv2d(d, data_shape[0], 3, padding=1)), nn.Tanh(),
         ]
         if k:
             return ConditionalGenerator(LabeledSequential(*layers), self.noise_dim, k)
         return Generator(nn.Sequential(*layers), self.noise_dim)
 
-    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: Norm) -> nn.Module:
         """No normalization (Appendix F: batch norm in G only), so `norm` changes nothing."""
         downs = doublings(image_size(data_shape, self.name)) - 2  # to 8x8, the first block included
         d = self.dim
         features = [
             optimized_block(data_shape[0], d),
-            *[preact_block(d, d, "down", "none") for _ in range(downs)],
-            *[preact_block(d, d, None, "none") for _ in range(2)],
+            *[preact_block(d, d, "down", Norm.none) for _ in range(downs)],
+            *[preact_block(d, d, None, Norm.none) for _ in range(2)],
             PiecewiseLinear(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         ]
         if self.num_classes:

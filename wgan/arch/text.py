@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from wgan.arch.base import ArchConfig, Architecture, Generator
+from wgan.arch.base import ArchConfig, Architecture, Generator, Norm
 from wgan.arch.init import Init
 from wgan.arch.layers import PiecewiseLinear, Residual
 from wgan.schema import ConfigError, bounded
@@ -85,7 +85,7 @@ class TextResNetArch(Architecture):
         )
         return Generator(net, self.noise_dim)
 
-    def build_critic(self, data_shape: tuple[int, ...], norm: str) -> nn.Module:
+    def build_critic(self, data_shape: tuple[int, ...], norm: Norm) -> nn.Module:
         """The official critic has no normalization layers, so `norm` changes nothing."""
         seq_len, vocab = sequence_shape(data_shape)
         return nn.Sequential(

@@ -38,7 +38,7 @@ from wgan.dataset.image_files import (
     read_npz_batches,
 )
 from wgan.dataset.lmdb_images import LMDBImages
-from wgan.dataset.kind import DataKind
+from wgan.dataset.kind import IMAGE_CHANNELS, DataKind
 from wgan.schema import ConfigError, bounded
 
 
@@ -204,7 +204,7 @@ def subset_indices(count: int, subset: int, seed: int) -> tuple[torch.Tensor, to
 
 
 def check_channels(channels: int) -> None:
-    if channels not in (1, 3):
+    if channels not in IMAGE_CHANNELS:
         raise ConfigError(f"dataset.channels={channels}: must be 1 (gray) or 3 (RGB)")
 
 

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from enum import Enum
 
+# The channel counts of images: gray or RGB (datasets convert to one, architectures build for both).
+IMAGE_CHANNELS = (1, 3)
+
 
 class DataKind(Enum):
     toy = "toy"  # 2-D points
