@@ -174,8 +174,8 @@ class ReferenceLoop:
         cfg = trainer.cfg
         if cfg.loss.name != "wgan" or cfg.lipschitz.name not in ("gp", "clip") or cfg.lipschitz.get("one_sided"):
             raise ValueError("the reference loop is WGAN-GP (two-sided) or WGAN with weight clipping")
-        self.device, self.data = trainer.device, trainer.dataset
-        self.G, self.D = (with_torch_activations(copy.deepcopy(net)) for net in (trainer.generator, trainer.critic))
+        self.device, self.data = trainer.device, trainer.parts.dataset
+        self.G, self.D = (with_torch_activations(copy.deepcopy(net)) for net in (trainer.parts.generator, trainer.parts.critic))
         self.optG = plain_optimizer(cfg.optimizer.generator, self.G.parameters())
         self.optD = plain_optimizer(cfg.optimizer.critic, self.D.parameters())
         self.batch_size, self.n_critic = cfg.train.batch_size, cfg.train.n_critic
@@ -356,7 +356,7 @@ def peak_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
 
     matmul()
     trainer.critic_step()  # warm-up
-    model = critic_step_flops(trainer.critic, trainer.generator, trainer.cfg.train.batch_size)
+    model = critic_step_flops(trainer.parts.critic, trainer.parts.generator, trainer.cfg.train.batch_size)
     executed = executed_flops(trainer.critic_step)
     times = interleaved({"mm": matmul, "critic": critic_steps}, settings.toy_reps, trainer.device)
     peak = [2 * n**3 * mm_count / t for t in times["mm"]]

@@ -108,15 +108,15 @@ def test_a_conditional_run_logs_the_classifier_and_draws_a_class_per_column(shad
 
     cfg = compose_config(conditional(shaded_folder, "metrics.num_samples=30"))
     trainer = Trainer(cfg, RunFiles(tmp_path / "run"))
-    classes = trainer.generator.labels(trainer.fixed_noise)
+    classes = trainer.parts.generator.labels(trainer.evaluation.fixed_noise)
     assert torch.equal(classes, torch.arange(3 * CLASS_ROWS) % 3)  # row by row: column j is class j
-    scored, samples = evaluation(trainer.generator, trainer.dataset, cfg, 0)  # every class equally often
+    scored, samples = evaluation(trainer.parts.generator, trainer.parts.dataset, cfg, 0)  # every class equally often
     assert scored.num_samples == sum(map(len, samples)) == 30 and scored.fake_labels.bincount().tolist() == [10, 10, 10]
     stats = trainer.iteration()
     for key in ("ac_accuracy_real", "ac_accuracy_fake"):  # fractions of the batch of 6
         assert float(stats[key]) * 6 == pytest.approx(round(float(stats[key]) * 6))
     assert stats["ac_loss"] > 0 and {"wasserstein", "penalty"} <= set(stats)
-    picture = Image.open(trainer.save_figure(tmp_path / "grid.png"))
+    picture = Image.open(trainer.evaluation.save_figure(tmp_path / "grid.png", 0))
     assert picture.size == (3 * 34 + 2, CLASS_ROWS * 34 + 2 + LABEL_HEIGHT)  # 32-pixel images, 2-pixel padding
 
 

@@ -55,15 +55,15 @@ def test_reference_loop_matches_the_project_after_one_iteration(tmp_path):
         for method in bench.METHODS.values():
             trainer = bench.make_trainer([*overrides, method], "cpu", tmp_path)
             reference = bench.ReferenceLoop(trainer)
-            before = [p.detach().clone() for p in trainer.critic.parameters()]
+            before = [p.detach().clone() for p in trainer.parts.critic.parameters()]
             ours, theirs = bench.one_iteration_each(trainer, reference)
             assert ours == pytest.approx(theirs, rel=1e-6, abs=1e-9), (name, method)
-            for ours_net, their_net in ((trainer.critic, reference.D), (trainer.generator, reference.G)):
+            for ours_net, their_net in ((trainer.parts.critic, reference.D), (trainer.parts.generator, reference.G)):
                 for mine, other in zip(ours_net.state_dict().values(), their_net.state_dict().values()):
                     torch.testing.assert_close(mine, other, rtol=1e-6, atol=1e-8, msg=f"{name} {method}")
-            assert any(not torch.equal(a, b) for a, b in zip(before, trainer.critic.parameters()))  # it trained
+            assert any(not torch.equal(a, b) for a, b in zip(before, trainer.parts.critic.parameters()))  # it trained
             if name == "toy" and method == bench.METHODS["WGAN-GP"]:  # the peak row's FLOP count, checked by torch's
-                counted = bench.critic_step_flops(trainer.critic, trainer.generator, 32)
+                counted = bench.critic_step_flops(trainer.parts.critic, trainer.parts.generator, 32)
                 assert bench.executed_flops(trainer.critic_step) == counted
                 # ...and the reference loop keeps torch's own ReLU, as public code has it.
                 activations = {type(m) for m in reference.D.modules() if not list(m.children())} - {torch.nn.Linear}

@@ -49,7 +49,7 @@ def test_rmsprop_takes_tf1_steps(weight_decay):
 def test_weight_clipping_runs_tf1_rmsprop_by_default(tmp_path):
     cfg = compose_config(["lipschitz=clip", "device=cpu", "metrics=none", "logger=none"])
     trainer = Trainer(cfg, RunFiles(tmp_path))
-    for optimizer in (trainer.opt_g, trainer.opt_d):
+    for optimizer in (trainer.parts.opt_g, trainer.parts.opt_d):
         assert type(optimizer).__name__ == "RMSpropTF"
         [group] = optimizer.param_groups
         settings = (group["lr"], group["alpha"], group["eps"], group["momentum"], group["centered"])

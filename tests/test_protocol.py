@@ -102,7 +102,7 @@ def test_the_generator_step_draws_its_own_batch_size(tmp_path):
 
     trainer = Trainer(compose_config([*TINY, "train.generator_batch_size=7"]), RunFiles(tmp_path))
     batches: list[int] = []
-    trainer.generator.register_forward_hook(lambda module, args, out: batches.append(len(out)))
+    trainer.parts.generator.register_forward_hook(lambda module, args, out: batches.append(len(out)))
     trainer.iteration()
     assert batches == [32] * 5 + [7]  # five critic steps of train.batch_size, then the generator's
 
@@ -130,9 +130,9 @@ def test_the_weight_decay_follows_the_drawn_critic(tmp_path, method, norm):
         cfg = compose_config([*tiny, "arch=random", f"arch.seed={seed}", f"method={method}",
                               "optimizer.normalized_critic_weight_decay=1e-3"])
         trainer = Trainer(cfg, RunFiles(tmp_path / str(seed)))
-        assert any(isinstance(m, norm) for m in trainer.critic.modules()) == normalized
-        decays = [(group["weight_decay"], len(group["params"])) for group in trainer.opt_d.param_groups]
-        linears = [m for m in trainer.critic.modules() if isinstance(m, torch.nn.Linear)]
-        assert decays == ([(1e-3, len(linears)), (0.0, len(list(trainer.critic.parameters())) - len(linears))]
-                          if normalized else [(0.0, len(list(trainer.critic.parameters())))])
-        assert all(group["weight_decay"] == 0 for group in trainer.opt_g.param_groups)
+        assert any(isinstance(m, norm) for m in trainer.parts.critic.modules()) == normalized
+        decays = [(group["weight_decay"], len(group["params"])) for group in trainer.parts.opt_d.param_groups]
+        linears = [m for m in trainer.parts.critic.modules() if isinstance(m, torch.nn.Linear)]
+        assert decays == ([(1e-3, len(linears)), (0.0, len(list(trainer.parts.critic.parameters())) - len(linears))]
+                          if normalized else [(0.0, len(list(trainer.parts.critic.parameters())))])
+        assert all(group["weight_decay"] == 0 for group in trainer.parts.opt_g.param_groups)

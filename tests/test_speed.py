@@ -50,8 +50,8 @@ def test_bf16_autocasts_the_networks_but_keeps_the_penalty_in_fp32(tmp_path):
     trainer = Trainer(compose_config([*DCGAN, "device=cpu", "speed.precision=bf16"]), RunFiles(tmp_path))
     stats = trainer.critic_step()
     assert stats["fake"].dtype == torch.float32 and stats["grad_norms"].dtype == torch.float32
-    with trainer.speed.autocast():
-        assert trainer.critic(stats["real"]).dtype == torch.bfloat16
+    with trainer.parts.speed.autocast():
+        assert trainer.parts.critic(stats["real"]).dtype == torch.bfloat16
     plain = losses(tmp_path, "device=cpu")
     assert torch.allclose(plain, losses(tmp_path, "device=cpu", "speed.precision=bf16"), rtol=0.05, atol=0.05)
 

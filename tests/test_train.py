@@ -18,6 +18,7 @@ from wgan.files import RunFiles
 from wgan.metrics import classifier, cli
 from wgan.schema import ConfigError
 from wgan.loss import WassersteinLoss
+from wgan import update
 from wgan.train import Trainer, run
 
 
@@ -54,7 +55,7 @@ def test_clipping_keeps_every_saved_critic_weight_in_bounds(train_tiny, tmp_path
 
 
 def test_training_logs_the_issue_statistics(train_tiny, caplog):
-    with caplog.at_level(logging.INFO, logger="wgan.train"):
+    with caplog.at_level(logging.INFO, logger="wgan"):
         train_tiny("lipschitz=clip")
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("iter ")]
     assert len(lines) == 4 and lines[-1].startswith("iter 20/20 | critic_loss=")
@@ -64,12 +65,12 @@ def test_training_logs_the_issue_statistics(train_tiny, caplog):
 def test_logged_scalars(tmp_path):
     cfg = compose_config(["logger=none", "arch.width=32", "train.batch_size=32", "lipschitz=clip"])
     trainer = Trainer(cfg, RunFiles(tmp_path))
-    values = trainer.training_stats(trainer.iteration(), it_per_s=3.0)
+    values = update.statistics(trainer.iteration(), trainer.parts.critic, trainer.parts.lipschitz, it_per_s=3.0)
     assert set(values) == {"critic_loss", "wasserstein", "generator_loss", "grad_norm_mean", "grad_norm_std",
                            "grad_norm_max", "it_per_s", "clip_fraction"}
     assert 0 <= values["clip_fraction"] <= 1 and values["grad_norm_max"] >= values["grad_norm_mean"] > 0
     gp = Trainer(compose_config(["logger=none", "arch.width=32"]), RunFiles(tmp_path))
-    values = gp.training_stats(gp.iteration(), it_per_s=3.0)
+    values = update.statistics(gp.iteration(), gp.parts.critic, gp.parts.lipschitz, it_per_s=3.0)
     assert values["penalty"] >= 0 and "clip_fraction" not in values
 
 

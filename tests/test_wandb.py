@@ -171,7 +171,7 @@ def test_a_wrong_wandb_mode_names_the_key(monkeypatch):
 
 @pytest.mark.slow
 def test_each_drawn_architecture_gets_its_own_run_name():
-    from wgan.train import run_name
+    from wgan.logger import run_name
 
     names = {run_name("wgan_gp", compose_config(["arch=random", f"arch.seed={s}"])) for s in range(3)}
     assert names == {f"wgan_gp-random{s}-toy_8gaussians-s0" for s in range(3)}

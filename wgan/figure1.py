@@ -40,7 +40,8 @@ from wgan.optimizer import build_critic_optimizer, build_schedule
 from wgan.sampling import read_checkpoint
 from wgan.schema import ConfigError
 from wgan.study import limit_threads
-from wgan.train import critic_update, run
+from wgan.train import run
+from wgan.update import critic_update
 
 log = logging.getLogger(__name__)
 

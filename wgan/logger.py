@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlparse
 
-from omegaconf import MISSING, DictConfig
+from omegaconf import MISSING, DictConfig, OmegaConf
 
 from wgan.figures import TEXT_SUFFIX
 from wgan.schema import ConfigError
@@ -158,3 +158,20 @@ class WandbLogger(NullLogger):
     def finish(self, summary, exit_code=0):
         self.run.summary.update(summary)
         self.run.finish(exit_code=exit_code)
+
+
+def run_name(method: str, cfg: DictConfig) -> str:
+    """The W&B run's name: method, architecture (with its seed, one per drawn architecture),
+    dataset and seed, e.g. wgan_gp-random7-toy_8gaussians-s0."""
+    arch = f"{cfg.arch.name}{cfg.arch.seed}" if "seed" in cfg.arch else cfg.arch.name
+    return f"{method}-{arch}-{cfg.dataset.name}-s{cfg.seed}"
+
+
+def run_info(cfg: DictConfig, run_dir: Path, method: str, arch_choices: dict[str, Any],
+             resume_id: Optional[str]) -> dict[str, Any]:
+    """What `start` takes for the run `cfg` describes: its name, its study as the W&B group, its
+    method as the job type, the resolved config with a drawn architecture's choices; `resume_id`:
+    the W&B run it continues."""
+    config = OmegaConf.to_container(cfg, resolve=True, enum_to_str=True)
+    return dict(run_dir=run_dir, name=run_name(method, cfg), group=cfg.study, job_type=method,
+                config={**config, "arch_choices": arch_choices}, resume_id=resume_id)

@@ -151,7 +151,7 @@ def measure(cfg: DictConfig, name: str, iterations: int, threads: Optional[int])
         setup_s += logger_seconds(cfg, Path(scratch))
         seconds = iteration_seconds(trainer, iterations)
         with torch.no_grad():
-            _, evaluation_s = timed(trainer.score) if cfg.metrics.names else (None, 0.0)
+            _, evaluation_s = timed(trainer.evaluation.score, 0) if cfg.metrics.names else (None, 0.0)
     final = cfg.metrics.final_num_samples or cfg.metrics.num_samples
     return JobCost(name, cfg.train.iterations, evaluations_left(cfg, 0), setup_s, seconds, evaluation_s,
                    evaluation_s * final / cfg.metrics.num_samples)

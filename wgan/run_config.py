@@ -7,7 +7,7 @@ any environment variable (`${oc.env:SECRET}`). Instead, the overrides Hydra reco
 (`.hydra/overrides.yaml`) are composed with `conf/` as `python run.py` composed them; overrides
 that name an instantiation key (`_target_`, `_args_`, ...), carry an interpolation or set Hydra
 itself are refused, as is any `_target_` the project's config groups do not name. The result must
-equal the run's `config.yaml` on every setting of the run's identity (`wgan.study.is_identity`),
+equal the run's `config.yaml` on every setting of the run's identity (`wgan.identity.is_identity`),
 read as plain data, so the generator built is the one that trained. Settings the project computes
 from the environment (`${oc.env:WGAN_DATA,data}/cifar10`) are this machine's: they are not compared.
 """
@@ -24,9 +24,8 @@ from omegaconf.errors import OmegaConfBaseException
 
 from wgan.config import SCHEMAS, compose_config, config_dir
 from wgan.files import RunFiles
-from wgan.schema import ConfigError, added_at_default
-from wgan.study import is_identity
-from wgan.train import flatten
+from wgan.identity import differences, flatten
+from wgan.schema import ConfigError
 
 OVERRIDES = ".hydra/overrides.yaml"  # where Hydra records a run's command-line overrides
 
@@ -103,14 +102,10 @@ def check_against_recorded(cfg: DictConfig, files: RunFiles) -> None:
             raise ConfigError(f"{files.config}: {key} holds an interpolation, which a run's config (written "
                               "resolved) never does; values from a run directory are never resolved: not scoring it")
     rebuilt = flatten(OmegaConf.to_container(cfg, resolve=False, enum_to_str=True))
-    differing = sorted(key for key in set(recorded) | set(rebuilt) if is_identity(key)
-                       and not is_interpolation(rebuilt.get(key)) and recorded.get(key) != rebuilt.get(key)
-                       and not (key not in recorded and added_at_default(cfg, key)))  # newer than the run
-    if differing:
-        shown = ", ".join(f"{k}: {recorded.get(k)!r} there, {rebuilt.get(k)!r} rebuilt" for k in differing[:5])
-        raise ConfigError(f"{files.config} differs from its recorded overrides composed with this checkout's conf/ "
-                          f"({shown}{', ...' if len(differing) > 5 else ''}): the generator built would not be the "
-                          "one that trained")
+    mismatch = differences(recorded, rebuilt, cfg, f"{files.config} differs from its recorded overrides composed "
+                           "with this checkout's conf/", "rebuilt", ignored=lambda key: is_interpolation(rebuilt.get(key)))
+    if mismatch is not None:
+        raise ConfigError(f"{mismatch}: the generator built would not be the one that trained")
 
 
 def rebuild(files: RunFiles, extra: list[str] = ()) -> tuple[DictConfig, list[str]]:

@@ -102,6 +102,8 @@ def ignore_once_submitits_job_ended() -> None:
     warning landing in those milliseconds killed a job that had just written its result, and SLURM
     recorded the finished job as FAILED. A process that runs jobs one after another (Hydra's basic
     launcher) has no submitit handlers: its signals keep their handlers."""
+    if "submitit" not in sys.modules:  # not a submitit job: nothing to look for, nothing to import
+        return
     from submitit.core.job_environment import SignalHandler
 
     for sig in signal.valid_signals():

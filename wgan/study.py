@@ -32,6 +32,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, open_dict
 
 from wgan.files import FINISHED, DiskFull, RunDirError, RunFiles, counted
+from wgan.identity import is_identity
 from wgan.schema import ConfigError
 from wgan.signals import ignore_once_submitits_job_ended
 
@@ -48,18 +49,6 @@ def expand_jobs(task_overrides: Sequence[str], sweeper_params: Optional[Mapping[
         values = override.sweep_string_iterator() if override.is_sweep_override() else [override.get_value_element_as_str()]
         choices[key] = [f"{key}={value}" for value in values]
     return [list(job) for job in itertools.product(*choices.values())]
-
-
-# Settings of where and how a run goes, not of what it computes, each with the keys below it: not
-# part of a study job's directory name, and free to change between the starts of one run (the
-# config check of wgan.train compares every other key). arch.count sizes a study's sweep over
-# architectures, so that a study can grow by more of them.
-NOT_IDENTITY = ("study", "sweeps", "device", "threads", "jobs_per_gpu", "logger", "metrics.cache_dir", "arch.count", "speed")
-
-
-def is_identity(key: str) -> bool:
-    """Whether the setting `key` (dotted) is part of what a run computes (see NOT_IDENTITY)."""
-    return not any(key == other or key.startswith(f"{other}.") for other in NOT_IDENTITY)
 
 
 MAX_DIR_NAME = 200  # bytes; file systems allow 255 per path component
