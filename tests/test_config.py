@@ -82,21 +82,6 @@ def test_every_option_composes_and_builds(group, option):
     assert cfg.logger._target_ in ("wgan.logger.WandbLogger", "wgan.logger.NullLogger")
 
 
-@pytest.mark.slow
-def test_a_missing_dataset_fails_before_any_model_is_built(tmp_path):
-    root = tmp_path / "nothing-here"
-    result = subprocess.run(
-        [sys.executable, "run.py", "dataset=cifar10", f"dataset.root={root}", "arch=dcgan", "metrics=none", "logger=none",
-         f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=ROOT, capture_output=True, text=True,
-    )
-    output = result.stdout + result.stderr
-    assert result.returncode == 2
-    assert f"invalid config: cifar10: no data in {root}" in output
-    assert "set dataset.download=true (needs a network)" in output
-    assert not (tmp_path / "run" / "checkpoints").exists()
-
-
 def optimizer_settings(cfg):
     opt = cfg.optimizer.critic
     return opt._target_.split(".")[-1], opt.lr, list(opt.get("betas", []))
@@ -122,11 +107,6 @@ def test_methods_bring_the_papers_optimizers(overrides, method, optimizer):
     cfg = compose_config(["~recipe", *overrides])  # the paper's defaults, without the toy recipe
     assert method_name(cfg) == method
     assert optimizer_settings(cfg) == optimizer
-
-
-def test_optimizer_is_settable_per_network():
-    cfg = compose_config(["optimizer.critic.lr=3e-4"])
-    assert (cfg.optimizer.critic.lr, cfg.optimizer.generator.lr) == (3e-4, 2e-3)
 
 
 def test_paper_settings_of_the_defaults():
@@ -174,17 +154,9 @@ def test_the_toy_recipe_tunes_adam_only(overrides):
 @pytest.mark.parametrize(
     "override,message",
     [
-        ("train.n_critic=0", "train.n_critic=0 is out of range: must be >= 1"),
-        ("train.iterations=-5", "train.iterations=-5 is out of range: must be >= 1"),
-        ("lipschitz.lam=-1", "lipschitz.lam=-1.0 is out of range: must be >= 0"),
         ("optimizer.critic.betas=[0.5,1.5]", "optimizer.critic.betas=[0.5, 1.5] is out of range: must be < 1"),
-        ("optimizer.generator.lr=0", "optimizer.generator.lr=0.0 is out of range: must be > 0"),
-        ("metrics.num_samples=1", "metrics.num_samples=1 is out of range: must be >= 2"),
         ("metrics.names=[toy_w1,fid]", "metrics.names: unknown metric 'fid'"),
-        ("lipschitz.lam=inf", "lipschitz.lam=inf is out of range: must be a finite number"),
         ("lipschitz.lam=nan", "lipschitz.lam=nan is out of range: must be a finite number"),
-        ("optimizer.generator.lr=inf", "optimizer.generator.lr=inf is out of range: must be a finite number"),
-        ("optimizer.critic.lr=nan", "optimizer.critic.lr=nan is out of range: must be a finite number"),
         ("seed=18446744073709551616", "seed=18446744073709551616 is out of range: must be < 18446744073709551616"),
         ("study=..", "study='..' is not a single folder name"),
         ("study=a/b", "study='a/b' is not a single folder name"),
@@ -304,19 +276,6 @@ def test_unknown_option_lists_the_valid_ones():
         assert f"\t{option}\n" in result.stderr
 
 
-@pytest.mark.slow
-def test_cli_rejects_bad_value_before_training(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "run.py", "train.n_critic=0", f"hydra.run.dir={tmp_path}"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-    )
-    assert result.returncode == 2
-    assert "invalid config: train.n_critic=0 is out of range: must be >= 1" in result.stderr + result.stdout
-    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results.json").exists()
-
-
 @pytest.mark.parametrize("override,message", [
     ("+iterations=20", "invalid config: iterations: no such setting; did you mean train.iterations?"),
     ("+train.iteratons=5", "invalid config: train.iteratons: no such setting; did you mean train.iterations?"),
@@ -332,7 +291,7 @@ def test_added_keys_that_no_schema_has_are_refused_before_training(override, mes
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 2
     assert message in result.stderr + result.stdout
-    assert not (tmp_path / "checkpoints").exists()
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "results.json").exists()
 
 
 def numeric_settings(cfg: DictConfig, prefix: str = "") -> dict[str, dict]:
@@ -352,6 +311,9 @@ def numeric_settings(cfg: DictConfig, prefix: str = "") -> dict[str, dict]:
         if numbers or (value is None and re.search(r"\b(int|float)\b", declared)):
             found[f"{prefix}{key}"] = field.metadata.get("bounds", {}) if field else {}
     return found
+
+
+SYMBOLS = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
 
 
 def outside(bounds: dict) -> float:
@@ -375,7 +337,9 @@ def test_every_numeric_setting_of_every_option_is_typed_and_range_checked():
             OmegaConf.update(wrong, key, "abc", merge=False)
         is_list = OmegaConf.is_list(OmegaConf.select(cfg, key))
         OmegaConf.update(wrong, key, [outside(bounds)] if is_list else outside(bounds), merge=False)
-        with pytest.raises(ConfigError, match=re.escape(f"{key}=") + ".* is out of range"):
+        name, limit = next(iter(bounds.items()))
+        with pytest.raises(ConfigError, match=re.escape(f"{key}=") + ".* is out of range: must be "
+                           + re.escape(f"{SYMBOLS[name]} {limit}")):
             validate(wrong)
         value = OmegaConf.select(cfg, key)
         if isinstance(value[0] if is_list else value, float):  # OmegaConf takes inf and nan for floats

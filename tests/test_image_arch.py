@@ -144,14 +144,9 @@ def test_unbuildable_shapes_name_the_setting(option, shape, message):
             build(shape)
 
 
-@pytest.mark.parametrize(
-    "override,message",
-    [("arch.g.depth=[2,4]", r"arch.g.depth=\[2, 4\] is out of range: must be >= 4"),
-     ("arch.d.filters=[0]", r"arch.d.filters=\[0\] is out of range")],
-)
-def test_bad_random_spaces_name_their_key(override, message):
-    with pytest.raises(ConfigError, match=message):
-        build_arch("random", override)
+def test_a_bad_value_in_a_random_space_list_names_its_key():
+    with pytest.raises(ConfigError, match=r"arch.g.depth=\[2, 4\] is out of range: must be >= 4"):
+        build_arch("random", "arch.g.depth=[2,4]")
 
 
 def test_an_empty_random_setting_is_named():
