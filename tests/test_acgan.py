@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from wgan.arch.conditional import ClassifyingCritic, ConditionalBatchNorm2d
 from wgan.config import build, build_dataset, compose_config, validate
 from wgan.dataset.images import ImageFolder
+from wgan.dataset.kind import Dataset, LabeledDataset
 from wgan.figures import CLASS_ROWS, LABEL_HEIGHT, image_grid
 from wgan.loss import AuxiliaryClassifier, WassersteinLoss
 from wgan.schema import ConfigError
@@ -157,6 +158,21 @@ def test_the_critic_diagnostics_count_the_layers_the_score_passes_through():
     norms = layer_gradient_norms(critic, WassersteinLoss().critic, real, fake)
     assert sorted(norms) == ["layer_grad_norm_01", "layer_grad_norm_02"]  # score and hidden layer; no class head
     assert all(value > 0 for value in norms.values())
+
+
+def test_the_datasets_built_are_the_declared_protocols(shaded_folder, tmp_path):
+    """What training and evaluation take (wgan.dataset.kind): every kind of option is a Dataset; the
+    one a conditional model's config builds is a LabeledDataset with the folder's classes."""
+    text = tmp_path / "lines.txt"
+    text.write_text("".join(f"line {i} of a corpus\n" for i in range(50)))
+    for overrides in (["dataset=toy_8gaussians"], ["dataset=synthetic"],
+                      ["dataset=text", "dataset.source=files", f"dataset.files=[{text}]"]):
+        dataset = build_dataset(compose_config(overrides))
+        assert isinstance(dataset, Dataset) and not isinstance(dataset, LabeledDataset), overrides
+    labeled = build_dataset(compose_config(conditional(shaded_folder)))
+    assert isinstance(labeled, LabeledDataset) and labeled.num_classes == 3
+    images, labels = labeled.sample_labeled(5)
+    assert images.shape == (5, *labeled.shape) and labels.shape == (5,)
 
 
 def test_a_conditional_model_needs_two_classes_or_more():

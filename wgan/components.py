@@ -11,7 +11,7 @@ import torch
 from omegaconf import DictConfig
 
 from wgan.config import LRDecay, build, build_dataset, method_name
-from wgan.dataset.kind import DataKind
+from wgan.dataset.kind import DataKind, Dataset
 from wgan.device import resolve_device
 from wgan.optimizer import build_optimizers, build_schedule
 from wgan.sampling import check_sampling_batches
@@ -22,7 +22,7 @@ from wgan.speed import Speed
 class Components:
     cfg: DictConfig
     device: torch.device
-    dataset: Any
+    dataset: Dataset
     arch: Any
     lipschitz: Any
     loss: Any

@@ -19,6 +19,7 @@ from hydra.utils import get_class, instantiate
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from wgan import arch, cache, dataset, logger, metrics, speed
+from wgan.dataset.kind import Dataset
 from wgan.device import Device, resolve_device
 from wgan.lipschitz import GradientPenaltyConfig, NoConstraintConfig, SpectralNormConfig, WeightClippingConfig
 from wgan.loss import LossConfig
@@ -210,7 +211,7 @@ def check_labels(cfg: DictConfig) -> None:
         )
 
 
-def build_dataset(cfg: DictConfig) -> Any:
+def build_dataset(cfg: DictConfig) -> Dataset:
     """The run's dataset; an option that reads files keeps what it caches in `metrics.cache_dir`. A
     conditional model's reads its labels too, as many classes as the model has."""
     where = {"cache_dir": str(cache.directory(cfg.metrics.cache_dir))} if "root" in cfg.dataset else {}

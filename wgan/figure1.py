@@ -32,6 +32,7 @@ from omegaconf import DictConfig
 from wgan.arch.base import Norm
 from wgan.config import LRDecay, build, build_dataset, compose_config, validate
 from wgan.critic_diagnostics import LAYER_METRIC, critic_weights, fraction_at_bound
+from wgan.dataset.kind import Dataset
 from wgan.device import resolve_device
 from wgan.figures import GRID_POINTS, critic_surface, figure
 from wgan.files import RunFiles, Status
@@ -86,7 +87,7 @@ def train_fixed_critic(cfg: DictConfig) -> tuple[torch.nn.Module, Any]:
     return critic, dataset
 
 
-def gradient_norms(critic: torch.nn.Module, dataset: Any, seed: int) -> dict[str, float]:
+def gradient_norms(critic: torch.nn.Module, dataset: Dataset, seed: int) -> dict[str, float]:
     """The critic's mean input-gradient norm on real points and on the fixed generator's."""
     device = next(critic.parameters()).device
     rng = torch.Generator().manual_seed(seed)

@@ -29,6 +29,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 from wgan.arch.base import Generator
+from wgan.dataset.kind import Dataset
 from wgan.sampling import sampling_mode
 from wgan.schema import ConfigError
 
@@ -40,7 +41,7 @@ FIGURE = "overfitting.png"
 class CriticValidation:
     """The critic's loss and Wasserstein estimate on training and on held-out images."""
 
-    def __init__(self, cfg: DictConfig, dataset: Any, loss: Any, lipschitz: Any) -> None:
+    def __init__(self, cfg: DictConfig, dataset: Dataset, loss: Any, lipschitz: Any) -> None:
         held_out = getattr(dataset, "held_out", None)
         if held_out is None:
             raise ConfigError(f"eval.validation_every={cfg.eval.validation_every} needs held-out images: set "
@@ -51,7 +52,7 @@ class CriticValidation:
         self.loss, self.lipschitz = loss, lipschitz
 
     @classmethod
-    def configured(cls, cfg: DictConfig, dataset: Any, loss: Any, lipschitz: Any) -> CriticValidation | None:
+    def configured(cls, cfg: DictConfig, dataset: Dataset, loss: Any, lipschitz: Any) -> CriticValidation | None:
         """The run's validation, or None without `eval.validation_every`."""
         return None if cfg.eval.validation_every is None else cls(cfg, dataset, loss, lipschitz)
 

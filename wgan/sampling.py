@@ -17,7 +17,7 @@ from tqdm import tqdm
 from wgan import metrics, signals
 from wgan.arch.base import Generator
 from wgan.config import build
-from wgan.dataset.kind import DataKind
+from wgan.dataset.kind import DataKind, Dataset
 from wgan.files import RunDirError, RunFiles, first_sentence
 from wgan.schema import ConfigError
 
@@ -122,7 +122,7 @@ def evaluation_count(cfg: DictConfig, step: int) -> int:
     return cfg.metrics.final_num_samples if final else cfg.metrics.num_samples
 
 
-def evaluation(generator: Generator, dataset: Any, cfg: DictConfig,
+def evaluation(generator: Generator, dataset: Dataset, cfg: DictConfig,
                step: int) -> tuple[metrics.EvalContext, Iterator[torch.Tensor]]:
     """What the metrics need to score the evaluation at iteration `step` (with as many real points
     of the toy data), and the batches of samples of `generator` it scores, generated as they are

@@ -1,6 +1,6 @@
 """The `dataset` config group: every option builds an object that samples training batches.
 
-A dataset object exposes `name`, `shape` (one sample's shape), `kind` (a `DataKind`: toy 2-D point
+A dataset object (the `Dataset` protocol of wgan.dataset.kind; `LabeledDataset` with labels) exposes `name`, `shape` (one sample's shape), `kind` (a `DataKind`: toy 2-D point
 clouds, (C, H, W) images in [-1, 1], or text as one-hot (sequence, vocabulary) characters) and `sample(n, device, generator=None)`, which returns
 `n` training samples on `device`, drawn with the global torch RNG unless a `torch.Generator` is given
 (evaluation uses its own, so it never shifts the training stream and a resumed run stays
@@ -26,7 +26,7 @@ from wgan.dataset.images import (
     TorchvisionSource,
 )
 from wgan.dataset.mnist_5k import MNIST5k, MNIST5kConfig, read_mnist_5k
-from wgan.dataset.kind import DataKind
+from wgan.dataset.kind import DataKind, Dataset, LabeledDataset
 from wgan.dataset.text import TextDataset, TextDatasetConfig, TextSource
 from wgan.dataset.toy import ToyDataset, ToyDatasetConfig, ToyDistribution
 
@@ -43,7 +43,7 @@ SCHEMAS = {
 }
 
 __all__ = [
-    "DataKind", "DatasetNotFound", "Fit", "ImageFolder", "ImageFolderConfig", "ImageNet32", "ImageNet32Config",
+    "DataKind", "Dataset", "DatasetNotFound", "LabeledDataset", "Fit", "ImageFolder", "ImageFolderConfig", "ImageNet32", "ImageNet32Config",
     "ImageNetLayout", "LSUN", "LSUNConfig", "MNIST5k", "MNIST5kConfig", "SCHEMAS", "Split", "SyntheticImages",
     "SyntheticImagesConfig", "TextDataset", "TextDatasetConfig", "TextSource", "ToyDataset", "ToyDatasetConfig",
     "ToyDistribution", "TorchvisionImages", "TorchvisionImagesConfig", "TorchvisionSource", "read_mnist_5k",

@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from wgan import metrics
 from wgan.config import build_dataset, config_dir, validate
 from wgan.dataset import ImageFolder, TextSource
+from wgan.dataset.kind import Dataset
 from wgan.device import resolve_device
 from wgan.files import RunDirError, RunFiles, counted
 from wgan.run_config import OVERRIDES, compose, rebuild
@@ -110,7 +111,7 @@ def configure(args: argparse.Namespace) -> Scoring:
 
 
 def generated_images(args: argparse.Namespace, scoring: Scoring,
-                     dataset: Any) -> tuple[metrics.EvalContext, Iterable[torch.Tensor], str]:
+                     dataset: Dataset) -> tuple[metrics.EvalContext, Iterable[torch.Tensor], str]:
     """What is scored, as the metrics take it (a context and batches of samples), and a description of it."""
     cfg = scoring.cfg
     if scoring.run is None:
