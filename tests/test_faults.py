@@ -36,30 +36,37 @@ from wgan.train import run
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGUSR1])
-def test_a_stop_signal_checkpoints_and_exits_within_seconds_then_the_run_resumes(tmp_path, stop):
+def test_a_stop_signal_checkpoints_and_exits_within_seconds_then_the_run_resumes(tmp_path):
+    """SIGTERM stops the run and SIGUSR1 (a scheduler's warning) stops its resumption: each time it
+    checkpoints the iteration it is in, exits within seconds and prints the command that resumes it."""
     overrides = [*TINY, "train.iterations=600", "ckpt.every=600", "eval.every=600", f"hydra.run.dir={tmp_path}"]
     command = [sys.executable, "run.py", *overrides]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     files = RunFiles(tmp_path)
-    deadline = time.monotonic() + 60
-    while checkpoint_step(files.dir) < 0:  # the step-0 checkpoint: training has started
-        assert time.monotonic() < deadline and process.poll() is None, "training never started"
-        time.sleep(0.1)
-    time.sleep(1.0)
-    process.send_signal(stop)
-    sent = time.monotonic()
-    output, _ = process.communicate(timeout=30)
-    assert time.monotonic() - sent < 5
-    assert process.returncode == 128 + stop
-    stopped_at = checkpoint_step(files.dir)
-    assert 0 < stopped_at < 600
-    assert f"{stop.name} during iteration {stopped_at}: checkpointed at iteration {stopped_at}; stopping. " \
-           f"Resume with:\n  {shlex.quote(python())} run.py {' '.join(overrides[:-1])} " \
-           f"'hydra.run.dir=\"{tmp_path}\"'" in output
-    interrupted = files.read_results()  # unfinished, not a result: recorded as such, with where it stopped
-    assert (interrupted["status"], interrupted["step"], interrupted["signal"], interrupted["stopped_in"]) == \
-           ("interrupted", stopped_at, stop.name, f"iteration {stopped_at}")
+    stopped_at = 0
+    for stop in (signal.SIGTERM, signal.SIGUSR1):
+        process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started = ""
+        if stopped_at:  # a resumption: training goes on once it has said from where
+            started = read_until(process, f"at iteration {stopped_at}")
+        deadline = time.monotonic() + 60
+        while checkpoint_step(files.dir) < 0:  # the step-0 checkpoint: training has started
+            assert time.monotonic() < deadline and process.poll() is None, "training never started"
+            time.sleep(0.1)
+        time.sleep(1.0)
+        process.send_signal(stop)
+        sent = time.monotonic()
+        output, _ = process.communicate(timeout=30)
+        output = started + output
+        assert time.monotonic() - sent < 5
+        assert process.returncode == 128 + stop
+        previous, stopped_at = stopped_at, checkpoint_step(files.dir)
+        assert previous < stopped_at < 600
+        assert f"{stop.name} during iteration {stopped_at}: checkpointed at iteration {stopped_at}; stopping. " \
+               f"Resume with:\n  {shlex.quote(python())} run.py {' '.join(overrides[:-1])} " \
+               f"'hydra.run.dir=\"{tmp_path}\"'" in output
+        interrupted = files.read_results()  # unfinished, not a result: recorded as such, with where it stopped
+        assert (interrupted["status"], interrupted["step"], interrupted["signal"], interrupted["stopped_in"]) == \
+               ("interrupted", stopped_at, stop.name, f"iteration {stopped_at}")
     resumed = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0 and f"at iteration {stopped_at}" in resumed.stdout
     assert json.loads(files.results.read_text())["step"] == 600
@@ -129,8 +136,10 @@ def test_a_million_critic_steps_show_progress_and_a_stop_signal_ends_them(tmp_pa
     assert checkpoint_step(files.dir) == 0 and files.read_results()["status"] == "interrupted"
 
 
-# An evaluation of 300,000 samples in batches of 10: seconds of sampling, with a stop point per batch.
-LONG_EVALUATION = [*TINY, "metrics.num_samples=300000", "metrics.batch_size=10", "ckpt.every=20"]
+# An evaluation of 300,000 samples in batches of 10: seconds of sampling, with a stop point per batch;
+# the final one (at 20), which no stop falls in, of TINY's 200.
+LONG_EVALUATION = [*TINY, "metrics.num_samples=300000", "metrics.final_num_samples=200", "metrics.batch_size=10",
+                   "ckpt.every=20"]
 
 
 @pytest.mark.slow

@@ -191,22 +191,22 @@ def test_an_inception_score_the_weights_cannot_give_fails_before_training(tmp_pa
 @pytest.mark.slow
 def test_a_short_image_run_logs_protocol_named_scores_to_results_and_wandb(tmp_path, monkeypatch, caplog, capsys):
     monkeypatch.setenv("WANDB_MODE", "offline")
-    overrides = ["dataset=synthetic", "arch=dcgan", "arch.dim=8", *TORCHSCRIPT, "metrics.num_samples=20",
-                 "metrics.final_num_samples=40", "metrics.inception.reference_samples=40",
+    overrides = ["dataset=synthetic", "arch=dcgan", "arch.dim=8", *TORCHSCRIPT, "metrics.num_samples=10",
+                 "metrics.final_num_samples=20", "metrics.inception.reference_samples=20",
                  "metrics.inception.kid_subset_size=10", f"metrics.cache_dir={tmp_path / 'cache'}", "logger=wandb",
                  "train.batch_size=8", "train.iterations=4", "eval.every=2", "study=inception_check"]
     results = run(compose_config(overrides), tmp_path / "run")
     assert caplog.text.count("IS unavailable") == 1  # said once, before training
     assert results["unavailable"] == {"is": "the weights fid_helper have no classifier layer"}
-    assert set(results["final"]) == {"step", "fid_40", "kid_40", "kid_std_40"}
+    assert set(results["final"]) == {"step", "fid_20", "kid_20", "kid_std_20"}
     logged = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
-    assert [sorted(e) for e in logged] == [sorted(["step", "elapsed", "fid_20", "kid_20", "kid_std_20"]),
-                                           sorted(["step", "elapsed", "fid_40", "kid_40", "kid_std_40"])]
+    assert [sorted(e) for e in logged] == [sorted(["step", "elapsed", "fid_10", "kid_10", "kid_std_10"]),
+                                           sorted(["step", "elapsed", "fid_20", "kid_20", "kid_std_20"])]
     (log,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
     wandb = read_run(log)
     keys = set().union(*wandb["history"])
-    assert {"eval/fid_20", "eval/kid_20", "eval/fid_40"} <= keys and not any(k.startswith("eval/is") for k in keys)
-    assert wandb["summary"]["final"]["fid_40"] == pytest.approx(results["final"]["fid_40"])
+    assert {"eval/fid_10", "eval/kid_10", "eval/fid_20"} <= keys and not any(k.startswith("eval/is") for k in keys)
+    assert wandb["summary"]["final"]["fid_20"] == pytest.approx(results["final"]["fid_20"])
     assert wandb["summary"]["unavailable"] == results["unavailable"]
     # The metrics command scores the run's generator through the same code, with the run's own
     # metric settings (its weights, counts and cache, from the overrides `python run.py` records): the same numbers.
@@ -215,4 +215,4 @@ def test_a_short_image_run_logs_protocol_named_scores_to_results_and_wandb(tmp_p
     assert cli.main([str(tmp_path / "run"), "--json"]) == 0
     scored = json.loads(capsys.readouterr().out)
     assert scored["values"] == {k: v for k, v in results["final"].items() if k != "step"}
-    assert scored["generated"].startswith("40 samples of the generator in") and "iteration 4" in scored["generated"]
+    assert scored["generated"].startswith("20 samples of the generator in") and "iteration 4" in scored["generated"]

@@ -1,6 +1,7 @@
 """The README's commands, as written (and those of docs/configuration.md): each `python run.py`
 command composes into a valid config (each job of a multirun), each `python -m wgan.<tool>` command
-parses, and the image run trains offline (shortened to 20 iterations, as the README says). The
+parses, and the image run trains offline (shortened to 20 iterations, as the README says, on the
+first 100 images of each CIFAR-10 class: the folder's layout, fewer files to read). The
 defaults the documents state are the composed config's, and the README's table of config groups
 lists each group's options. `make run` is tests/test_default_run.py.
 Offline, the Inception metrics are checked with the offline network (`fid_helper`): online, the
