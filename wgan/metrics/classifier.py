@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 from hydra.utils import instantiate
@@ -20,9 +20,11 @@ from torch import nn
 from wgan.cache import cached, digest, payload_checksum
 from wgan.dataset.images import Split, TorchvisionSource, read_labels, to_unit_range, torchvision_files
 from wgan.metrics.registry import Better, EvalContext, protocol_name, register
-from wgan.metrics.scores import ClassAccuracy, FeatureMoments, FeatureScores, FrechetDistance, InceptionScore
 from wgan.schema import ConfigError
 from wgan.signals import stoppable
+
+if TYPE_CHECKING:
+    from wgan.metrics.scores import FeatureScores
 
 log = logging.getLogger(__name__)
 
@@ -149,6 +151,8 @@ def classifier_scores(context: EvalContext) -> FeatureScores:
     training split (statistics computed once, cached), with the classifier's test accuracy (what
     the scores can be trusted to); for a conditional model, the fraction of samples the classifier
     assigns to the class they were generated for (`cls_class_accuracy`)."""
+    from wgan.metrics.scores import ClassAccuracy, FeatureMoments, FeatureScores, FrechetDistance, InceptionScore
+
     cfg = context.cfg.dataset
 
     def splits():

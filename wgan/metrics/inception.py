@@ -29,7 +29,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import torch
 from omegaconf import DictConfig
@@ -38,9 +38,11 @@ from tqdm import tqdm
 from wgan.cache import cached
 from wgan.device import resolve_device
 from wgan.metrics.registry import Better, EvalContext, protocol_name, register, to_uint8
-from wgan.metrics.scores import FeatureMoments, FeatureScores, FrechetDistance, InceptionScore, KernelInceptionDistance, Rows
 from wgan.schema import ConfigError, bounded
 from wgan.signals import stoppable
+
+if TYPE_CHECKING:  # torchmetrics, which the scores build on, is imported on a first evaluation
+    from wgan.metrics.scores import FeatureScores
 
 log = logging.getLogger(__name__)
 
@@ -309,6 +311,8 @@ def reference(context: EvalContext, network: Network, settings: DictConfig, batc
     }
 
     def compute() -> dict[str, torch.Tensor]:
+        from wgan.metrics.scores import FeatureMoments, Rows
+
         images = reference_images(context, settings.reference_samples)
         log.info("reference statistics: %d images of %s through %s (once; cached)", len(images), cfg.name, network.name)
         kid_rows = torch.randperm(len(images), generator=torch.Generator().manual_seed(0))[:KID_REFERENCE]
@@ -327,6 +331,8 @@ def reference(context: EvalContext, network: Network, settings: DictConfig, batc
 
 def inception_scores(context: EvalContext) -> FeatureScores:
     """The scores the weights give, accumulated on the network's device as the batches come."""
+    from wgan.metrics.scores import FeatureScores, FrechetDistance, InceptionScore, KernelInceptionDistance
+
     cfg = context.cfg
     settings = cfg.metrics.inception
     scores, _ = available_scores(cfg)

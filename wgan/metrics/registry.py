@@ -21,9 +21,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Optional, Protocol
 
 import torch
-import torchmetrics
 from omegaconf import DictConfig
-from torchmetrics.utilities import dim_zero_cat
 
 from wgan import cache
 from wgan.signals import stopping_in
@@ -56,23 +54,12 @@ Check = Callable[[DictConfig], None]
 AllSamplesFn = Callable[[EvalContext, torch.Tensor], dict[str, float]]
 
 
-class AllSamples(torchmetrics.Metric):
-    """A scorer for metrics that need every sample at once (the toy metrics' assignments, the text
-    n-gram counts): it keeps them, on the CPU. Only for small samples (2-D points, index sequences),
-    never images."""
+def all_samples_scorer(fn: AllSamplesFn, context: EvalContext) -> Scorer:
+    """The scorer of a metric registered with `all_samples`. torchmetrics is imported on a first
+    evaluation, not at every start: importing it takes seconds (it brings torchvision)."""
+    from wgan.metrics.scores import AllSamples
 
-    full_state_update = False
-
-    def __init__(self, fn: AllSamplesFn, context: EvalContext) -> None:
-        super().__init__()
-        self.fn, self.context = fn, context
-        self.add_state("samples", [], dist_reduce_fx="cat")
-
-    def update(self, samples: torch.Tensor) -> None:
-        self.samples.append(samples.cpu())
-
-    def compute(self) -> dict[str, float]:
-        return self.fn(self.context, dim_zero_cat(self.samples))
+    return AllSamples(fn, context)
 
 
 class Better(Enum):
@@ -106,7 +93,7 @@ def register(name: str, better: dict[str, Better], check: Optional[Check] = None
              unavailable: Optional[Callable[[DictConfig], dict[str, str]]] = None, all_samples: bool = False):
     """Register a `Build`, or with `all_samples` a function of the context and every sample (`AllSamplesFn`)."""
     def decorate(fn):
-        build = functools.partial(AllSamples, fn) if all_samples else fn
+        build = functools.partial(all_samples_scorer, fn) if all_samples else fn
         REGISTRY[name] = Metric(build, better, check, unavailable)
         return fn
 

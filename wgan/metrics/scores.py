@@ -23,7 +23,9 @@ from typing import Any, Callable, Optional
 import numpy as np
 import torch
 from torchmetrics import Metric
+from torchmetrics.utilities import dim_zero_cat
 
+from wgan.metrics.registry import AllSamplesFn, EvalContext
 from wgan.signals import stoppable
 
 
@@ -278,3 +280,22 @@ def _unbiased_mmd2(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     k_xx, k_yy = _polynomial_kernel(x, x), _polynomial_kernel(y, y)
     within = k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()
     return within / (m * (m - 1)) - 2 * _polynomial_kernel(x, y).sum() / (m * m)
+
+
+class AllSamples(Metric):
+    """A scorer for metrics that need every sample at once (the toy metrics' assignments, the text
+    n-gram counts): it keeps them, on the CPU. Only for small samples (2-D points, index sequences),
+    never images."""
+
+    full_state_update = False
+
+    def __init__(self, fn: AllSamplesFn, context: EvalContext) -> None:
+        super().__init__()
+        self.fn, self.context = fn, context
+        self.add_state("samples", [], dist_reduce_fx="cat")
+
+    def update(self, samples: torch.Tensor) -> None:
+        self.samples.append(samples.cpu())
+
+    def compute(self) -> dict[str, float]:
+        return self.fn(self.context, dim_zero_cat(self.samples))
