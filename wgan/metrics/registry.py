@@ -24,6 +24,7 @@ import torch
 from omegaconf import DictConfig
 
 from wgan import cache
+from wgan.dataset.kind import Dataset
 from wgan.signals import stopping_in
 
 
@@ -31,7 +32,7 @@ from wgan.signals import stopping_in
 class EvalContext:
     num_samples: int  # generated samples the evaluation scores (the scorers receive them in batches)
     real: Optional[torch.Tensor]  # as many real points, for toy data; None for images
-    dataset: object  # the training dataset object
+    dataset: Dataset  # the training dataset
     cfg: DictConfig  # the run's whole config: the dataset option, metrics settings, device
     fake_labels: Optional[torch.Tensor] = None  # a conditional model's: the class each sample was generated for
 
