@@ -42,9 +42,9 @@ def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 
 def differences(recorded: dict[str, Any], current: dict[str, Any], cfg: DictConfig, what: str, now: str,
-                ignored: Callable[[str], bool] = lambda key: False) -> ConfigError | None:
-    """A ConfigError starting with `what` and naming the settings of the run's identity where the
-    flattened `recorded` (a run's) and `current` (`cfg`'s) differ, less the `ignored` ones; None if none."""
+                ignored: Callable[[str], bool] = lambda key: False) -> str | None:
+    """`what`, then the settings of the run's identity where the flattened `recorded` (a run's) and
+    `current` (`cfg`'s) differ, less the `ignored` ones, with both values; None if none differ."""
     differing = sorted(
         key for key in set(recorded) | set(current)
         if is_identity(key) and not ignored(key) and recorded.get(key) != current.get(key)
@@ -53,7 +53,7 @@ def differences(recorded: dict[str, Any], current: dict[str, Any], cfg: DictConf
     if not differing:
         return None
     shown = ", ".join(f"{k}: {recorded.get(k)!r} there, {current.get(k)!r} {now}" for k in differing[:5])
-    return ConfigError(f"{what} ({shown}{', ...' if len(differing) > 5 else ''})")
+    return f"{what} ({shown}{', ...' if len(differing) > 5 else ''})"
 
 
 def refuse_if_different(saved: DictConfig, cfg: DictConfig, what: str) -> None:
