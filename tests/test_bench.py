@@ -24,9 +24,8 @@ def load_bench(name: str = "bench"):
     return module
 
 
-@pytest.mark.parametrize("study", [pytest.param("robustness_paper", marks=pytest.mark.slow),
-                                   pytest.param("figure2", marks=pytest.mark.slow), "figure3",
-                                   "table3_resnet"])
+@pytest.mark.slow  # a benchmark's: composes each study's job kinds twice, seconds per study
+@pytest.mark.parametrize("study", ["robustness_paper", "figure2", "figure3", "table3_resnet"])
 def test_the_protocol_cost_times_each_studys_jobs_on_stand_in_images_of_its_size(study, tmp_path):
     """The study's settings (a sweeps/ file sets its data's options too: imagenet32's layout) with
     only the data replaced: random images of its resolution, dequantized where the study's are."""

@@ -15,7 +15,10 @@ import pytest
 import torch
 import yaml
 
+from wgan.config import compose_config
 from wgan.metrics import cli
+from wgan.run_config import OVERRIDES
+from wgan.train import run
 
 REPO = Path(__file__).resolve().parents[1]
 DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
@@ -39,9 +42,15 @@ def train(run_dir: Path, *overrides: str) -> dict:
 
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory) -> tuple[Path, dict]:
-    """The default toy run of `make run`, 10 iterations: its directory and results."""
+    """The default toy run of `make run`, 10 iterations, trained in this process (a second of work,
+    not a process start): its directory, with the overrides Hydra would have recorded, and results.
+    Runs that `python run.py` wrote are scored in test_a_fashion_mnist_run_is_scored_..."""
     run_dir = tmp_path_factory.mktemp("toy") / "run"
-    return run_dir, train(run_dir, *TOY)
+    results = run(compose_config(TOY), run_dir)
+    overrides = run_dir / OVERRIDES
+    overrides.parent.mkdir()
+    overrides.write_text(yaml.safe_dump([*TOY, f"hydra.run.dir={run_dir}"]))
+    return run_dir, results
 
 
 @pytest.fixture
