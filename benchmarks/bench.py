@@ -20,7 +20,9 @@ every ratio is the median of the ratios of neighbouring A/B pairs of the same ru
 - startup: seconds from launching `python run.py` to the start of the first training iteration.
 - busy: wall time of a short default run (`python run.py`, all cores) with the project's OpenMP
   wait policy (passive, wgan/__init__.py) against OpenMP's spinning default, on the idle machine and
-  with one other CPU-bound process running: the case of a shared laptop or workstation.
+  with one other CPU-bound process running: the case of a shared laptop or workstation; and the
+  default's slowdown on that busy machine against the idle one, which must stay within a fair share
+  of the cores left (cores / (cores - 1): 2x on 2 cores), not collapse.
 """
 from __future__ import annotations
 
@@ -592,7 +594,7 @@ def default_run_seconds(wait_policy: str, iterations: int, run_dir: Path, device
 def busy_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
     runs = iter(range(10**6))
     policies = {"passive (ours)": "PASSIVE", "spinning (OpenMP default)": "ACTIVE"}
-    rows = []
+    rows, passive = [], {}
     for machine_state in ("idle", "busy"):
         seconds: dict[str, list[float]] = {k: [] for k in policies}
 
@@ -611,11 +613,19 @@ def busy_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
         ratio = median_ratio(spinning, ours)
         NOTES.append(f"busy, {machine_state}: {settings.busy_reps} reps; passive {spread(ours)} s, "
                      f"spinning {spread(spinning)} s")
-        target = (">= 2.00x", verdict(ratio, 2.0, True, "x")) if load else (">= 0.90x", verdict(ratio, 0.9, True, "x"))
+        passive[machine_state] = statistics.median(ours)
+        # Shared: passive waiting must not be slower than spinning; idle: it may cost a little.
+        target = (">= 1.00x", verdict(ratio, 1.0, True, "x")) if load else (">= 0.90x", verdict(ratio, 0.9, True, "x"))
         rows.append(Row(f"6. `python run.py train.iterations={settings.busy_iterations}`, {machine_state} machine"
                         + (" (one other CPU-bound process)" if load else ""),
                         f"{statistics.median(ours):.1f} s (passive wait)", f"{statistics.median(spinning):.1f} s "
                         "(spinning wait)", f"{ratio:.2f}x", *target))
+    # Not collapsing: with one of the cores taken, at most the slowdown of a fair share of the rest.
+    fair = os.cpu_count() / max(1, os.cpu_count() - 1)
+    slowdown = passive["busy"] / passive["idle"]
+    rows.append(Row("6. the default run beside one other CPU-bound process, against the idle machine",
+                    f"{passive['busy']:.1f} s (busy)", f"{passive['idle']:.1f} s (idle)", f"{slowdown:.2f}x",
+                    f"<= {fair:.2f}x", verdict(slowdown, fair, False, "x")))
     progress("busy: " + "; ".join(f"{r.measure}: {r.figure}" for r in rows))
     return rows
 
