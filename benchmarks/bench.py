@@ -618,7 +618,7 @@ def busy_rows(settings: Settings, device: str, tmp: Path) -> list[Row]:
         target = (">= 1.00x", verdict(ratio, 1.0, True, "x")) if load else (">= 0.90x", verdict(ratio, 0.9, True, "x"))
         rows.append(Row(f"6. `python run.py train.iterations={settings.busy_iterations}`, {machine_state} machine"
                         + (" (one other CPU-bound process)" if load else ""),
-                        f"{statistics.median(ours):.1f} s (passive wait)", f"{statistics.median(spinning):.1f} s "
+                        f"{passive[machine_state]:.1f} s (passive wait)", f"{statistics.median(spinning):.1f} s "
                         "(spinning wait)", f"{ratio:.2f}x", *target))
     # Not collapsing: with one of the cores taken, at most the slowdown of a fair share of the rest.
     fair = os.cpu_count() / max(1, os.cpu_count() - 1)

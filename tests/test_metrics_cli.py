@@ -1,7 +1,7 @@
-"""`python -m wgan.metrics` on run directories: real runs made by `python run.py` scored with their
-own metrics (toy, classifier), without a Trainer; hostile run directories (a config.yaml or recorded
-overrides naming code to run or environment variables to read, a checkpoint holding pickled code)
-neither run nor reveal anything; a run without a checkpoint and a missing path are refused by name."""
+"""`python -m wgan.metrics` on run directories: real runs (a toy run trained in this process by
+`wgan.train.run`, a classifier run made by `python run.py`) scored with their own metrics, without
+a Trainer; hostile run directories (a config.yaml or recorded overrides naming code to run or
+environment variables to read, a checkpoint holding pickled code) neither run nor reveal anything; a run without a checkpoint and a missing path are refused by name."""
 from __future__ import annotations
 
 import json
