@@ -24,6 +24,7 @@ CONF_DIR = config_dir()  # the source checkout's conf/, which the tests run from
 ROOT = CONF_DIR.parent  # the repository: subprocesses run `run.py` from here
 SHARED_DATA = ROOT.parent / "shared" / "data"
 CIFAR_JPEG = SHARED_DATA / "cifar10-jpeg.tar.gz"
+DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # apt-get install dataset-fashion-mnist
 # Small enough that a run takes about a second on two CPU cores.
 TINY = ["logger=none", "arch.width=32", "train.batch_size=32", "train.iterations=20", "train.log_every=5",
         "eval.every=10", "ckpt.every=5", "metrics.num_samples=200"]

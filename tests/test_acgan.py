@@ -12,6 +12,7 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from helpers import DEBIAN_FASHION
 from wgan.arch.conditional import ClassifyingCritic, ConditionalBatchNorm2d
 from wgan.config import build, build_dataset, compose_config, validate
 from wgan.dataset.images import ImageFolder
@@ -193,3 +194,22 @@ def test_a_conditional_run_writes_the_classifier_accuracies_to_train_jsonl(shade
         assert 0 <= line["ac_accuracy_real"] <= 1 and 0 <= line["ac_accuracy_fake"] <= 1 and line["ac_loss"] > 0
     grid = Image.open(tmp_path / "run" / "samples" / "final.png")
     assert grid.size[0] == 3 * 34 + 2  # a column per class
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not DEBIAN_FASHION.is_dir(), reason="needs Debian's Fashion-MNIST: apt-get install dataset-fashion-mnist")
+def test_a_conditional_fashion_mnist_run_is_scored_per_class(tmp_path, classifier_cache):
+    """The classifier metric of a conditional run: the fraction of samples given the class they were
+    generated for, over all 100 class-balanced samples and for each class's 10, whose mean it is."""
+    from wgan.train import run
+
+    results = run(compose_config([
+        "dataset=fashion_mnist", f"dataset.root={tmp_path / 'data'}", "arch=resnet_cifar", "arch.dim=4",
+        "arch.num_classes=10", "metrics.num_samples=100", f"metrics.cache_dir={classifier_cache}", "threads=1",
+        "logger=none", "train.batch_size=8", "train.iterations=1", "eval.every=1", "ckpt.every=1"]), tmp_path / "run")
+    final = results["final"]
+    per_class = [final[f"cls_class_accuracy_{k}"] for k in range(10)]
+    assert all(round(10 * value) == pytest.approx(10 * value) for value in per_class)  # k of a class's 10
+    assert final["cls_class_accuracy"] == pytest.approx(sum(per_class) / 10)
+    logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert [logged[f"cls_class_accuracy_{k}"] for k in range(10)] == per_class

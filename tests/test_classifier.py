@@ -2,16 +2,14 @@
 accurate, cached, and its scores separate real images from noise by a wide margin."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 
+from helpers import DEBIAN_FASHION
 from wgan.config import compose_config
 from wgan.dataset.images import to_unit_range
 from wgan.metrics import classifier, scores
 
-DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 pytestmark = pytest.mark.skipif(not DEBIAN_FASHION.is_dir(),
                                 reason="needs Debian's Fashion-MNIST: apt-get install dataset-fashion-mnist")
 

@@ -19,7 +19,7 @@ import torch
 from hydra.errors import InstantiationException
 from PIL import Image
 
-from helpers import as_set, build, idx_bytes, random_images, write_folder, write_lmdb, write_png
+from helpers import DEBIAN_FASHION, as_set, build, idx_bytes, random_images, write_folder, write_lmdb, write_png
 from wgan.config import build_dataset, compose_config, validate
 from wgan import cache
 from wgan.dataset import DataKind, DatasetNotFound, Fit
@@ -30,7 +30,6 @@ from wgan.cache import cache_path
 from wgan.metrics.inception import reference, reference_images
 from wgan.schema import ConfigError
 
-DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 
 
 def build_error(option: str, *overrides: str) -> Exception:

@@ -15,13 +15,13 @@ import pytest
 import torch
 import yaml
 
+from helpers import DEBIAN_FASHION
 from wgan.config import compose_config
 from wgan.metrics import cli
 from wgan.run_config import OVERRIDES
 from wgan.train import run
 
 REPO = Path(__file__).resolve().parents[1]
-DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")
 SECRET = "hunter2-do-not-print"
 TOY = ["threads=1", "logger=none", "train.iterations=10", "eval.every=5", "ckpt.every=5", "train.batch_size=32",
        "metrics.num_samples=200"]

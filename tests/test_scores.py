@@ -6,6 +6,7 @@ torch-fidelity is a dependency of the project, so its comparisons run everywhere
 from __future__ import annotations
 
 import logging
+import math
 
 import numpy as np
 import pytest
@@ -205,18 +206,25 @@ def test_shares_scored_apart_and_merged_give_the_whole_score(logits, feature_pai
 
 def test_class_accuracy_counts_top_logits_equal_to_the_generated_class_across_batches():
     """A conditional model's samples scored in batches (of 7, straddling nothing in particular) give
-    the fraction argmax(logits) == label; two contiguous shares merged give the whole's."""
+    the fraction argmax(logits) == label, over all and per class (NaN for a class never generated);
+    two contiguous shares merged give the whole's."""
     from wgan.metrics.scores import ClassAccuracy
 
     torch.manual_seed(0)
-    logits, labels = torch.randn(30, 4), torch.arange(30) % 4
-    expected = float((logits.argmax(1) == labels).double().mean())
-    whole = ClassAccuracy(labels)
+    logits, labels = torch.randn(30, 5), torch.arange(30) % 4  # class 4 never generated
+    hits = logits.argmax(1) == labels
+    expected = float(hits.double().mean())
+    expected_per_class = [float(hits[labels == k].double().mean()) for k in range(4)]
+    whole = ClassAccuracy(labels, num_classes=5)
     for batch in logits.split(7):
         whole.update(batch)
-    assert whole.compute() == pytest.approx(expected, abs=0) and 0 < expected < 1
-    first, second = ClassAccuracy(labels), ClassAccuracy(labels, start=12)
+    overall, per_class = whole.compute()
+    assert overall == pytest.approx(expected, abs=0) and 0 < expected < 1
+    assert per_class[:4] == pytest.approx(expected_per_class, abs=0) and math.isnan(per_class[4])
+    assert len(set(expected_per_class)) > 1  # the classes differ: a per-class mix-up would show
+    first, second = ClassAccuracy(labels, 5), ClassAccuracy(labels, 5, start=12)
     first.update(logits[:12])
     second.update(logits[12:])
     first.merge_state(second)
-    assert first.compute() == pytest.approx(expected, abs=0)
+    assert first.compute()[0] == pytest.approx(expected, abs=0)
+    assert first.compute()[1][:4] == pytest.approx(expected_per_class, abs=0)

@@ -150,7 +150,8 @@ def classifier_scores(context: EvalContext) -> FeatureScores:
     """Classifier Inception Score of the generated samples and classifier FID against the whole
     training split (statistics computed once, cached), with the classifier's test accuracy (what
     the scores can be trusted to); for a conditional model, the fraction of samples the classifier
-    assigns to the class they were generated for (`cls_class_accuracy`)."""
+    assigns to the class they were generated for (`cls_class_accuracy`), and that fraction among
+    the samples of each class k (`cls_class_accuracy_<k>`)."""
     from wgan.metrics.scores import ClassAccuracy, FeatureMoments, FeatureScores, FrechetDistance, InceptionScore
 
     cfg = context.cfg.dataset
@@ -177,10 +178,14 @@ def classifier_scores(context: EvalContext) -> FeatureScores:
     n = context.num_samples
     of_logits = {"is": InceptionScore(n, CLASSES)}
     if context.fake_labels is not None:
-        of_logits["class"] = ClassAccuracy(context.fake_labels)
+        of_logits["class"] = ClassAccuracy(context.fake_labels, CLASSES)
 
     def values(results: dict[str, Any]) -> dict[str, float]:
-        conditional = {"cls_class_accuracy": results["class"]} if "class" in results else {}
+        conditional = {}
+        if "class" in results:  # a conditional model's: over all samples, then per class
+            overall, per_class = results["class"]
+            conditional = {"cls_class_accuracy": overall,
+                           **{f"cls_class_accuracy_{k}": value for k, value in enumerate(per_class)}}
         return {**conditional, "cls_accuracy": test_accuracy, protocol_name("cls_is", n): results["is"][0],
                 protocol_name("cls_fid", n): results["fid"]}
 

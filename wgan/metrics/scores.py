@@ -17,6 +17,8 @@ Everything is computed in float64: the scores are differences of large, nearly e
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
@@ -78,28 +80,32 @@ class InceptionScore(Metric):
 
 class ClassAccuracy(Metric):
     """The fraction of samples whose top logit is the class they were generated for (`labels`, by
-    sample position; a conditional model's). Under torch.distributed, each process scores a
-    contiguous share of the samples, the first at position `start`."""
+    sample position; a conditional model's), over all of them and per class (which classes the
+    generator has learned). Under torch.distributed, each process scores a contiguous share of the
+    samples, the first at position `start`."""
 
     full_state_update = False
 
-    def __init__(self, labels: torch.Tensor, start: int = 0) -> None:
+    def __init__(self, labels: torch.Tensor, num_classes: int, start: int = 0) -> None:
         super().__init__()
         self.register_buffer("labels", labels.long(), persistent=False)
         self.start = start
-        self.add_state("seen", torch.tensor(0), dist_reduce_fx="sum")
-        self.add_state("correct", torch.tensor(0), dist_reduce_fx="sum")
+        self.add_state("seen", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("correct", torch.zeros(num_classes, dtype=torch.long), dist_reduce_fx="sum")
 
     def update(self, logits: torch.Tensor) -> None:
-        first = self.start + int(self.seen)
+        first = self.start + int(self.seen.sum())
         wanted = self.labels[first:first + len(logits)].to(logits.device)
         if len(wanted) != len(logits):
             raise ValueError(f"class accuracy: more than the {len(self.labels)} labelled samples it was made for")
-        self.correct += int((logits.argmax(dim=1) == wanted).sum())
-        self.seen += len(logits)
+        hits = wanted[logits.argmax(dim=1) == wanted]
+        self.correct += torch.bincount(hits, minlength=len(self.correct)).to(self.correct.device)
+        self.seen += torch.bincount(wanted, minlength=len(self.seen)).to(self.seen.device)
 
-    def compute(self) -> float:
-        return int(self.correct) / int(self.seen)
+    def compute(self) -> tuple[float, list[float]]:
+        """The accuracy over all samples, and per class (NaN for a class with no samples)."""
+        per_class = [int(c) / int(n) if n else math.nan for c, n in zip(self.correct, self.seen)]
+        return int(self.correct.sum()) / int(self.seen.sum()), per_class
 
 
 class FeatureMoments(Metric):
