@@ -31,7 +31,6 @@ from wgan.metrics.inception import reference, reference_images
 from wgan.schema import ConfigError
 
 
-
 def build_error(option: str, *overrides: str) -> Exception:
     """The error building the option raises (Hydra wraps it; the cause is ours)."""
     with pytest.raises(InstantiationException) as info:

@@ -9,6 +9,7 @@ The numbers are not comparable with Inception-network ones, hence the `cls_` nam
 from __future__ import annotations
 
 import logging
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -182,10 +183,11 @@ def classifier_scores(context: EvalContext) -> FeatureScores:
 
     def values(results: dict[str, Any]) -> dict[str, float]:
         conditional = {}
-        if "class" in results:  # a conditional model's: over all samples, then per class
-            overall, per_class = results["class"]
-            conditional = {"cls_class_accuracy": overall,
-                           **{f"cls_class_accuracy_{k}": value for k, value in enumerate(per_class)}}
+        if "class" in results:  # a conditional model's: over all samples, then per class sampled
+            overall, per_class = results["class"]  # (fewer samples than classes leave some out: NaN)
+            conditional = {"cls_class_accuracy": overall}
+            conditional.update({f"cls_class_accuracy_{k}": value
+                                for k, value in enumerate(per_class) if not math.isnan(value)})
         return {**conditional, "cls_accuracy": test_accuracy, protocol_name("cls_is", n): results["is"][0],
                 protocol_name("cls_fid", n): results["fid"]}
 
