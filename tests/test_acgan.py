@@ -208,8 +208,8 @@ def test_a_conditional_fashion_mnist_run_is_scored_per_class(tmp_path, classifie
         "arch.num_classes=10", "metrics.num_samples=100", f"metrics.cache_dir={classifier_cache}", "threads=1",
         "logger=none", "train.batch_size=8", "train.iterations=1", "eval.every=1", "ckpt.every=1"]), tmp_path / "run")
     final = results["final"]
-    per_class = [final[f"cls_class_accuracy_{k}"] for k in range(10)]
+    per_class = [final[f"cls_class_accuracy_c{k}"] for k in range(10)]
     assert all(round(10 * value) == pytest.approx(10 * value) for value in per_class)  # k of a class's 10
     assert final["cls_class_accuracy"] == pytest.approx(sum(per_class) / 10)
     logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
-    assert [logged[f"cls_class_accuracy_{k}"] for k in range(10)] == per_class
+    assert [logged[f"cls_class_accuracy_c{k}"] for k in range(10)] == per_class

@@ -140,6 +140,18 @@ def test_the_best_value_must_be_one_the_metrics_give(train_tiny):
         train_tiny("metrics.best=[is]")
 
 
+def test_the_best_value_is_the_name_itself_else_the_name_with_its_sample_count():
+    """`metrics.best` names values without their sample count (`is` picks `is_5k`); a value named
+    exactly (a conditional run's `cls_class_accuracy`) is that value, not a per-class one."""
+    from wgan.metrics.registry import success_key
+
+    conditional = {"cls_class_accuracy_c0": 0.9, "cls_class_accuracy": 0.5, "cls_is_1k": 4.0}
+    assert success_key(["cls_class_accuracy"], conditional) == "cls_class_accuracy"
+    assert success_key(["cls_is"], conditional) == "cls_is_1k"
+    assert success_key(["fid", "is"], {"is_5k": 6.0}) == "is_5k"
+    assert success_key(["fid"], {"is_5k": 6.0}) is None
+
+
 @pytest.mark.slow
 def test_an_extended_linear_decay_goes_on_as_the_longer_schedule_from_where_the_run_is(train_tiny, tmp_path):
     """30 iterations decay the rates to zero; extended to 60, they go on at lr * (1 - t / 60)."""

@@ -152,7 +152,7 @@ def classifier_scores(context: EvalContext) -> FeatureScores:
     training split (statistics computed once, cached), with the classifier's test accuracy (what
     the scores can be trusted to); for a conditional model, the fraction of samples the classifier
     assigns to the class they were generated for (`cls_class_accuracy`), and that fraction among
-    the samples of each class k (`cls_class_accuracy_<k>`)."""
+    the samples of each class k (`cls_class_accuracy_c<k>`)."""
     from wgan.metrics.scores import ClassAccuracy, FeatureMoments, FeatureScores, FrechetDistance, InceptionScore
 
     cfg = context.cfg.dataset
@@ -186,7 +186,7 @@ def classifier_scores(context: EvalContext) -> FeatureScores:
         if "class" in results:  # a conditional model's: over all samples, then per class sampled
             overall, per_class = results["class"]  # (fewer samples than classes leave some out: NaN)
             conditional = {"cls_class_accuracy": overall}
-            conditional.update({f"cls_class_accuracy_{k}": value
+            conditional.update({f"cls_class_accuracy_c{k}": value
                                 for k, value in enumerate(per_class) if not math.isnan(value)})
         return {**conditional, "cls_accuracy": test_accuracy, protocol_name("cls_is", n): results["is"][0],
                 protocol_name("cls_fid", n): results["fid"]}

@@ -18,7 +18,6 @@ Everything is computed in float64: the scores are differences of large, nearly e
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
