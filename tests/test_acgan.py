@@ -19,6 +19,7 @@ from wgan.dataset.images import ImageFolder
 from wgan.dataset.kind import Dataset, LabeledDataset
 from wgan.figures import CLASS_ROWS, LABEL_HEIGHT, image_grid
 from wgan.loss import AuxiliaryClassifier, WassersteinLoss
+from wgan.metrics.registry import success_key
 from wgan.schema import ConfigError
 
 SHADES = {"a_black": 0, "b_gray": 128, "c_white": 255}  # each class a solid shade: an image shows its class
@@ -211,5 +212,7 @@ def test_a_conditional_fashion_mnist_run_is_scored_per_class(tmp_path, classifie
     per_class = [final[f"cls_class_accuracy_c{k}"] for k in range(10)]
     assert all(round(10 * value) == pytest.approx(10 * value) for value in per_class)  # k of a class's 10
     assert final["cls_class_accuracy"] == pytest.approx(sum(per_class) / 10)
+    per_class_only = {key: value for key, value in final.items() if key != "cls_class_accuracy"}
+    assert success_key(["cls_class_accuracy"], per_class_only) is None  # metrics.best never takes one class's
     logged = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[-1])
     assert [logged[f"cls_class_accuracy_c{k}"] for k in range(10)] == per_class

@@ -140,13 +140,14 @@ def test_the_best_value_must_be_one_the_metrics_give(train_tiny):
         train_tiny("metrics.best=[is]")
 
 
-def test_the_best_value_is_the_name_itself_else_the_name_with_its_sample_count():
-    """`metrics.best` names values without their sample count (`is` picks `is_5k`); a value named
-    exactly (a conditional run's `cls_class_accuracy`) is that value, not a per-class one."""
+def test_the_best_value_is_the_name_with_its_sample_count_and_never_a_per_class_value():
+    """`metrics.best` names values without their sample count (`is` picks `is_5k`); a conditional
+    run's per-class accuracies (`cls_class_accuracy_c<k>`) never read as a count of its name."""
     from wgan.metrics.registry import success_key
 
     conditional = {"cls_class_accuracy_c0": 0.9, "cls_class_accuracy": 0.5, "cls_is_1k": 4.0}
     assert success_key(["cls_class_accuracy"], conditional) == "cls_class_accuracy"
+    assert success_key(["cls_class_accuracy"], {"cls_class_accuracy_c0": 0.9}) is None
     assert success_key(["cls_is"], conditional) == "cls_is_1k"
     assert success_key(["fid", "is"], {"is_5k": 6.0}) == "is_5k"
     assert success_key(["fid"], {"is_5k": 6.0}) is None

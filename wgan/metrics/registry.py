@@ -158,8 +158,6 @@ def success_key(preferences: list[str], values: dict[str, float]) -> Optional[st
     """The key of `values` that picks the best generator: the first of `preferences` (names without
     the sample count, `is` for `is_5k`) that `values` holds, or None."""
     for name in preferences:
-        if name in values:  # the name itself (`cls_class_accuracy`, not a per-class `..._c3`)
-            return name
         for key in values:
             if re.fullmatch(rf"{re.escape(name)}(_\d+k?)?", key):
                 return key
