@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import io
 import json
+import signal
 import struct
 import subprocess
 import sys
@@ -28,6 +29,13 @@ DEBIAN_FASHION = Path("/usr/share/datasets/fashion-mnist")  # apt-get install da
 # Small enough that a run takes about a second on two CPU cores.
 TINY = ["logger=none", "arch.width=32", "train.batch_size=32", "train.iterations=20", "train.log_every=5",
         "eval.every=10", "ckpt.every=5", "metrics.num_samples=200"]
+
+
+def as_in_a_terminal() -> None:
+    """`preexec_fn` of a process a test will Ctrl-C: SIGINT's default action, as a terminal's
+    foreground command has it. A suite started in a script's background (`make test &`) passes its
+    processes SIGINT ignored, which they keep (wgan.signals.stop_signals), and the Ctrl-C is lost."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def random_images(n: int, channels: int, size: int, seed: int = 0) -> torch.Tensor:

@@ -24,7 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from PIL import Image
 
-from helpers import ROOT, TINY, checkpoint_step, fill, tmpfs
+from helpers import ROOT, TINY, as_in_a_terminal, checkpoint_step, fill, tmpfs
 from wgan.config import compose_config
 from wandb_records import records as wandb_records
 from wgan.files import RunDirError, RunFiles
@@ -159,7 +159,8 @@ def test_ctrl_c_checkpoints_without_a_traceback_and_the_printed_command_resumes(
     """A default run directory, named after the time the run started: the same command would start
     another run, so the message spells the directory out."""
     command = [sys.executable, str(ROOT / "run.py"), *TINY, "train.iterations=300", "ckpt.every=300", "study=ctrl"]
-    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=as_in_a_terminal)
     deadline = time.monotonic() + 120
     while not list(tmp_path.glob("outputs/ctrl/*/checkpoints/last.pt")):
         assert time.monotonic() < deadline and process.poll() is None, "training never started"
@@ -192,7 +193,8 @@ def test_ctrl_c_while_the_dataset_is_prepared_exits_130_without_a_traceback_or_a
         Image.fromarray(image).save(data / f"{i:04d}.png", compress_level=0)
     command = [sys.executable, "run.py", "dataset=imagefolder", f"dataset.root={data}", "metrics=none", "arch=dcgan",
                "arch.dim=8", "logger=none", "threads=1", f"metrics.cache_dir={cache}", f"hydra.run.dir={run_dir}"]
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=as_in_a_terminal)
     before = read_until(process, f"decoding 1,500 image files in {data}")
     process.send_signal(signal.SIGINT)
     output = before + process.communicate(timeout=30)[0]
@@ -202,6 +204,25 @@ def test_ctrl_c_while_the_dataset_is_prepared_exits_130_without_a_traceback_or_a
     assert not files.checkpoint.exists() and not files.config.exists() and files.read_results() is None
     assert not cache.exists() or list(cache.iterdir()) == []  # the decoded images were never written
     assert [path for path in tmp_path.rglob("*") if path.name.endswith(".tmp")] == []
+
+
+def ignoring_ctrl_c() -> None:
+    """`preexec_fn`: SIGINT ignored, as a shell script starts a command in the background (`&`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@pytest.mark.slow
+def test_a_run_started_ignoring_ctrl_c_trains_through_it_to_the_end(tmp_path):
+    """A script's background job ignores the terminal's Ctrl-C; the run keeps it ignored while it
+    trains (it used to take it as a stop there, though not before training) and finishes."""
+    command = [sys.executable, "run.py", *TINY, "train.iterations=60", f"hydra.run.dir={tmp_path}"]
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               preexec_fn=ignoring_ctrl_c)
+    before = read_until(process, "iter 5/60")
+    process.send_signal(signal.SIGINT)
+    output = before + process.communicate(timeout=300)[0]
+    assert process.returncode == 0 and "SIGINT" not in output and "interrupted" not in output, output[-3000:]
+    assert RunFiles(tmp_path).read_results()["status"] == "complete" and checkpoint_step(tmp_path) == 60
 
 
 def test_the_resume_command_of_a_study_job_quotes_its_directory_for_the_shell_and_for_hydra(tmp_path):

@@ -81,12 +81,16 @@ def note(signum: int, frame: Any) -> None:
 @contextlib.contextmanager
 def stop_signals() -> Iterator[dict[int, Any]]:
     """Note the stop signals instead of dying; yields the handlers they replaced, to hand the
-    signal on to afterwards (submitit's requeues the job)."""
+    signal on to afterwards (submitit's requeues the job).
+
+    A signal the process was started ignoring stays ignored, the Unix convention Python follows
+    for Ctrl-C: a shell script's background job (`python run.py &`) ignores SIGINT, so that the
+    terminal's Ctrl-C does not reach it, before training and during it alike."""
     received.clear()
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield {}
         return
-    previous = {sig: signal.signal(sig, note) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, note) for sig in STOP_SIGNALS if signal.getsignal(sig) is not signal.SIG_IGN}
     try:
         yield previous
     finally:
