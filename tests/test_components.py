@@ -1,15 +1,17 @@
 """The building blocks against hand-computed values: penalty, clipping, spectral norm, losses, data."""
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 from torch import nn
 
-from wgan.arch.layers import PiecewiseLinear
+from wgan.arch.layers import PiecewiseLinear, TF1Elu
 from wgan.config import build, compose_config
 from wgan.dataset.toy import ToyDataset
+from wgan.files import RunFiles
 from wgan.lipschitz import GradientPenalty, NoConstraint, SpectralNorm, WeightClipping, interpolates
 from wgan.loss import HingeLoss, LeastSquaresLoss, StandardGANLoss, WassersteinLoss
 from wgan.metrics import EvalContext, protocol_name
@@ -76,6 +78,56 @@ def test_piecewise_linear_gives_torch_relus_values_and_penalty_gradients(slope, 
     for mine, reference in zip(*results):
         torch.testing.assert_close(mine, reference, rtol=1e-6, atol=1e-7)
     assert results[0][2].abs().sum() > 0  # the penalty does train the first layer
+
+
+def second_derivative(activation: nn.Module, scale: float, x: float) -> tuple[float, float]:
+    """(f', f'') of f(x) = scale * activation(x), in float64."""
+    point = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    (first,) = torch.autograd.grad(scale * activation(point), point, create_graph=True)
+    (second,) = torch.autograd.grad(first, point)
+    return first.item(), second.item()
+
+
+def test_tf1_elu_has_the_second_derivative_tensorflow_computed_in_its_bug_report():
+    """tensorflow/tensorflow#11091 (TF 1.2.0): y = 2 elu(-x) at x = 1 gave y' = -0.7357589 (right)
+    and y'' = 0.36787945, where the true y'' = 2 / e = 0.7357588."""
+    assert second_derivative(TF1Elu(), 2.0, -1.0)[1] == pytest.approx(0.36787945)  # d/dx of 2 elu(-x) is -f'
+    assert second_derivative(nn.ELU(), 2.0, -1.0) == pytest.approx((2 / math.e, 2 / math.e))
+    assert second_derivative(TF1Elu(), 2.0, -1.0)[0] == pytest.approx(2 / math.e)
+
+
+@pytest.mark.parametrize("scale,x", [(2.0, -1.0), (-3.0, -0.5), (0.5, -2.0), (-3.0, 0.7)])
+def test_tf1_elu_second_derivative_follows_the_old_elu_grad_grad(scale, x):
+    """TensorFlow's old gradient of EluGrad(g, y) = dx: d/dy = (dx + 2 if dx < -1 else 1) where
+    y < 0, so f'' = e^x (dx + 2 or 1) for f = scale * elu with dx = scale e^x; the true f'' is
+    dx (0 for x > 0)."""
+    dx = scale * math.exp(min(x, 0.0)) if x < 0 else scale
+    tf1 = math.exp(x) * (dx + 2 if dx < -1 else 1) if x < 0 else 0.0
+    assert second_derivative(TF1Elu(), scale, x) == pytest.approx((dx, tf1))
+    assert second_derivative(nn.ELU(), scale, x) == pytest.approx((dx, dx if x < 0 else 0.0))
+
+
+def test_tf1_elu_sends_the_penalty_the_wrong_way_into_the_layers_above():
+    """d/da of the input gradient a elu'(x): the true value is elu'(x) = 1 at x = 0.5; TensorFlow's
+    d/dg reads dx = a where it should read y, giving a + 1 = -1 for a = -2: the opposite sign."""
+    a = torch.tensor(-2.0, dtype=torch.float64, requires_grad=True)
+    answers = []
+    for activation in (TF1Elu(), nn.ELU()):
+        x = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+        (input_gradient,) = torch.autograd.grad(a * activation(x), x, create_graph=True)
+        answers.append(torch.autograd.grad(input_gradient, a)[0].item())
+    assert answers == [-1.0, 1.0]
+
+
+def test_tf1_elu_values_and_first_derivatives_are_torchs():
+    """To rounding: TensorFlow's EluGrad forms elu'(x) as y + 1, torch from x."""
+    x = torch.cat([torch.randn(1000, dtype=torch.float64) * 3, torch.zeros(1, dtype=torch.float64)]).requires_grad_()
+    weights = torch.randn_like(x)
+    results = []
+    for activation in (TF1Elu(), nn.ELU()):
+        y = activation(x)
+        results.append((y, torch.autograd.grad((weights * y).sum(), x)[0]))
+    torch.testing.assert_close(results[0], results[1], rtol=1e-12, atol=1e-15)
 
 
 def test_clipping_bounds_every_weight_and_counts_the_clipped():
@@ -271,3 +323,19 @@ def test_an_image_grid_is_torchvisions_under_a_label(tmp_path):
     assert np.array_equal(labelled[LABEL_HEIGHT:], plain)  # the samples exactly as torchvision saves them
     strip = labelled[:LABEL_HEIGHT]
     assert (strip < 128).any() and (strip == 255).mean() > 0.5  # black text on white
+
+
+@pytest.mark.slow
+def test_appendix_d_under_the_penalty_tf1_elu_diverges_where_elu_and_softplus_train(train_tiny, tmp_path):
+    """The study's toy setting (sweeps/appendix_d_toy.yaml), 150 iterations at the constant learning
+    rate 2e-3: the penalty of TensorFlow's ELU grows past 1,000 (9e5 here on 2026-12-02), the
+    correct ELU's and softplus's stay near 1, as the critic keeps its gradient norms near 1."""
+    last_penalty = {}
+    for name in ("elu_tf1", "elu", "softplus"):
+        run_dir = tmp_path / name
+        train_tiny("sweeps=appendix_d_toy", f"arch.nonlinearity={name}", "arch.width=128", "train.batch_size=256",
+                   "train.iterations=150", "train.lr_decay=constant", "train.log_every=10", "eval.every=150",
+                   "ckpt.every=150", "seed=0", run_dir=run_dir)
+        rows = [json.loads(line) for line in RunFiles(run_dir).train_stats.read_text().splitlines()]
+        last_penalty[name] = rows[-1]["penalty"]
+    assert last_penalty["elu_tf1"] > 1000 and last_penalty["elu"] < 10 and last_penalty["softplus"] < 10, last_penalty

@@ -71,7 +71,7 @@ def test_appendix_c_is_the_robustness_protocol_with_each_penalty():
 
 
 def test_appendix_d_labels_each_job_by_its_nonlinearity():
-    for name in ("elu", "softplus"):
+    for name in ("elu_tf1", "elu", "softplus"):
         cfg = compose_config(["sweeps=appendix_d_toy", f"arch.nonlinearity={name}"])
         assert (method_name(cfg), cfg.arch.name, cfg.lipschitz.name) == (f"gp_{name}", "mlp", "gp")
 

@@ -28,7 +28,8 @@ class Nonlinearity(Enum):
     leaky_relu = "leaky_relu"  # slope 0.2, as in the official DCGAN critic
     softplus = "softplus"  # softplus(2x + 2) / 2 - 1 (Table 1): a smooth ReLU shifted to pass near (-1, -1)
     tanh = "tanh"
-    elu = "elu"  # Appendix D: trains badly under the gradient penalty, where softplus (its smooth cousin) trains
+    elu = "elu"  # Appendix D's ELU, differentiated correctly (torch's nn.ELU)
+    elu_tf1 = "elu_tf1"  # the same ELU with the second derivative of the paper's TensorFlow (TF1Elu): Appendix D's failure
     gated = "gated"  # sigmoid(a) * tanh(b) over the two halves of twice as many channels (PixelCNN's gate)
 
     def __str__(self) -> str:
@@ -45,6 +46,54 @@ class Gated(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         a, b = x.chunk(2, dim=1)
         return torch.sigmoid(a) * torch.tanh(b)
+
+
+class _TF1EluGrad(torch.autograd.Function):
+    """TensorFlow's EluGrad op, `dx = g * elu'(x)` from the upstream gradient g and y = elu(x), with
+    the gradient TensorFlow 1.x registered for it (nn_grad.py's `_EluGradGrad` before the fix of
+    tensorflow/tensorflow#11091, reported on 1.2.0 in June 2017). That gradient reads dx where it
+    should read y and g, so every second derivative through an ELU is wrong:
+      d/dg: TF `ggx * (dx + 1 if dx < 0 else 1)`, true `ggx * (y + 1 if y < 0 else 1)`;
+      d/dy: TF `ggx * (dx + 2 if dx < -1 else 1)` where y < 0, true `ggx * g` (0 where y >= 0).
+    """
+
+    @staticmethod
+    def forward(ctx, g: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        dx = torch.where(y < 0, g * (y + 1), g)
+        ctx.save_for_backward(y, dx)
+        return dx
+
+    @staticmethod
+    def backward(ctx, ggx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        y, dx = ctx.saved_tensors
+        d_g = torch.where(dx < 0, ggx * (dx + 1), ggx)
+        d_y = torch.where(y < 0, torch.where(dx + 1 < 0, ggx * (dx + 2), ggx), torch.zeros_like(ggx))
+        return d_g, d_y
+
+
+class _TF1EluFunction(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        y = F.elu(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor) -> torch.Tensor:
+        (y,) = ctx.saved_tensors
+        return _TF1EluGrad.apply(g, y)
+
+
+class TF1Elu(nn.Module):
+    """ELU whose values and first derivatives are nn.ELU's, and whose second derivatives are those
+    the paper's TensorFlow computed (`_TF1EluGrad`). The gradient penalty differentiates the critic's
+    input gradient, so under it an ELU critic trains on a wrong parameter gradient: the likely cause
+    of Appendix D's "ELU could not be trained with the penalty", where softplus, whose second
+    derivative TensorFlow had right, trained. `Nonlinearity.elu` is the correct ELU beside it.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _TF1EluFunction.apply(x)
 
 
 class Scale(nn.Module):
@@ -102,6 +151,7 @@ ACTIVATIONS: dict[Nonlinearity, Callable[[], nn.Module]] = {
     Nonlinearity.softplus: ShiftedSoftplus,
     Nonlinearity.tanh: nn.Tanh,
     Nonlinearity.elu: nn.ELU,
+    Nonlinearity.elu_tf1: TF1Elu,
     Nonlinearity.gated: Gated,
 }
 
