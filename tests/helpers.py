@@ -38,6 +38,11 @@ def as_in_a_terminal() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+def ignoring_ctrl_c() -> None:
+    """`preexec_fn`: SIGINT ignored, as a shell script starts a command in the background (`&`)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def random_images(n: int, channels: int, size: int, seed: int = 0) -> torch.Tensor:
     """(n, channels, size, size) uint8 noise, the same for the same seed."""
     return torch.randint(0, 256, (n, channels, size, size), dtype=torch.uint8, generator=torch.Generator().manual_seed(seed))

@@ -24,7 +24,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from PIL import Image
 
-from helpers import ROOT, TINY, as_in_a_terminal, checkpoint_step, fill, tmpfs
+from helpers import ROOT, TINY, as_in_a_terminal, checkpoint_step, fill, ignoring_ctrl_c, tmpfs
 from wgan.config import compose_config
 from wandb_records import records as wandb_records
 from wgan.files import RunDirError, RunFiles
@@ -204,11 +204,6 @@ def test_ctrl_c_while_the_dataset_is_prepared_exits_130_without_a_traceback_or_a
     assert not files.checkpoint.exists() and not files.config.exists() and files.read_results() is None
     assert not cache.exists() or list(cache.iterdir()) == []  # the decoded images were never written
     assert [path for path in tmp_path.rglob("*") if path.name.endswith(".tmp")] == []
-
-
-def ignoring_ctrl_c() -> None:
-    """`preexec_fn`: SIGINT ignored, as a shell script starts a command in the background (`&`)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 @pytest.mark.slow

@@ -13,6 +13,7 @@ from torch import nn
 
 from wgan.config import compose_config
 from wgan.arch.init import WEIGHT_LAYERS, Init, glorot, he, initialize, tflib_std
+from wgan.arch.layers import TF1Elu
 
 SQRT3 = math.sqrt(3)
 
@@ -159,11 +160,14 @@ def test_the_elu_space_of_appendix_d_builds_elu_networks_that_do_not_start_dead(
 @pytest.mark.parametrize("option,overrides,shape", [
     ("mlp", ["arch.nonlinearity=elu"], (2,)),
     ("dcgan", ["arch.g_nonlinearity=elu", "arch.d_nonlinearity=elu"], (3, 32, 32)),
+    ("mlp", ["arch.nonlinearity=elu_tf1"], (2,)),
+    ("dcgan", ["arch.g_nonlinearity=elu_tf1", "arch.d_nonlinearity=elu_tf1"], (3, 32, 32)),
 ])
 def test_the_named_architectures_take_elu(option, overrides, shape):
+    kind = TF1Elu if overrides[0].endswith("elu_tf1") else nn.ELU
     arch = build(option, *overrides)
     for net in (arch.generator(shape), arch.critic(shape, "layer")):
-        assert sum(isinstance(layer, nn.ELU) for layer in net.modules()) >= 3  # every hidden layer's
+        assert sum(isinstance(layer, kind) for layer in net.modules()) >= 3  # every hidden layer's
 
 
 @pytest.mark.slow

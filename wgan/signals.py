@@ -83,9 +83,9 @@ def stop_signals() -> Iterator[dict[int, Any]]:
     """Note the stop signals instead of dying; yields the handlers they replaced, to hand the
     signal on to afterwards (submitit's requeues the job).
 
-    A signal the process was started ignoring stays ignored, the Unix convention Python follows
-    for Ctrl-C: a shell script's background job (`python run.py &`) ignores SIGINT, so that the
-    terminal's Ctrl-C does not reach it, before training and during it alike."""
+    A signal ignored when training starts stays ignored, the Unix convention Python follows for
+    Ctrl-C: a shell script's background job (`python run.py &`) starts with SIGINT ignored, so that
+    the terminal's Ctrl-C does not reach it, before training and during it alike."""
     received.clear()
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         yield {}

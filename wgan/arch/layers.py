@@ -50,11 +50,13 @@ class Gated(nn.Module):
 
 class _TF1EluGrad(torch.autograd.Function):
     """TensorFlow's EluGrad op, `dx = g * elu'(x)` from the upstream gradient g and y = elu(x), with
-    the gradient TensorFlow 1.x registered for it (nn_grad.py's `_EluGradGrad` before the fix of
-    tensorflow/tensorflow#11091, reported on 1.2.0 in June 2017). That gradient reads dx where it
-    should read y and g, so every second derivative through an ELU is wrong:
-      d/dg: TF `ggx * (dx + 1 if dx < 0 else 1)`, true `ggx * (y + 1 if y < 0 else 1)`;
-      d/dy: TF `ggx * (dx + 2 if dx < -1 else 1)` where y < 0, true `ggx * g` (0 where y >= 0).
+    the gradient TensorFlow registered for it in 2017 (nn_grad.py's `_EluGradGrad`). That gradient
+    reads dx where it should read y and g, so second derivatives through an ELU are wrong wherever
+    x < 0, and for x >= 0 wherever g < 0:
+      d/dg: TF `ggx * (dx + 1 if dx < 0 else 1)`, true `ggx * (y + 1 if y < 0 else 1)` (still so in
+            later 1.x versions: tensorflow/tensorflow#19333, May 2018);
+      d/dy: TF `ggx * (dx + 2 if dx < -1 else 1)` where y < 0, true `ggx * g` (0 where y >= 0)
+            (tensorflow/tensorflow#11091, reported on 1.2.0 in June 2017).
     """
 
     @staticmethod
@@ -72,6 +74,9 @@ class _TF1EluGrad(torch.autograd.Function):
 
 
 class _TF1EluFunction(torch.autograd.Function):
+    """elu(x), whose backward is the EluGrad op above. It saves its output y, as TensorFlow's Elu
+    gradient reads it: the second derivative's d/dy then reaches x through this backward again."""
+
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
         y = F.elu(x)
