@@ -74,6 +74,15 @@ def test_appendix_d_labels_each_job_by_its_nonlinearity():
     for name in ("elu_tf1", "elu", "softplus"):
         cfg = compose_config(["sweeps=appendix_d_toy", f"arch.nonlinearity={name}"])
         assert (method_name(cfg), cfg.arch.name, cfg.lipschitz.name) == (f"gp_{name}", "mlp", "gp")
+        cfg = compose_config(["sweeps=appendix_d_fmnist", f"arch.d_nonlinearity={name}"])
+        assert (method_name(cfg), cfg.arch.name, cfg.arch.g_nonlinearity.value, cfg.dataset.name) == \
+            (f"gp_{name}", "dcgan", "relu", "fashion_mnist")
+
+
+def test_appendix_d_on_images_trains_with_table_1s_recipe():
+    cfg = compose_config(["sweeps=appendix_d_fmnist"])
+    assert (cfg.lipschitz.lam, optimizer(cfg), cfg.train.n_critic, list(cfg.metrics.names)) == \
+        (10.0, ("Adam", 1e-4, [0.0, 0.9]), 5, ["classifier"])
 
 
 def test_table3_is_gan_cifar_resnets_recipe():
