@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 from torch import nn
 
-from wandb_records import read_run
+from wandb_records import finished_run
 from wgan import figure1
 from wgan.critic_diagnostics import fraction_at_bound, layer_gradient_norms
 from wgan.loss import WassersteinLoss
@@ -60,7 +60,7 @@ def test_figure1a_penalty_critics_reach_unit_gradients_and_clipping_stays_far_be
     assert Image.open(out / "figure1a.png").size == (1200, 800)
     assert json.loads((out / "figure1a.json").read_text()) == numbers
     (log,) = out.glob("wandb/offline-run-*/run-*.wandb")
-    logged = read_run(log)
+    logged = finished_run(log)
     assert logged["run"]["name"] == "figure1-surfaces" and logged["run"]["job_type"] == "figure"
     assert [row.get("figure1a/_type") for row in logged["history"]] == ["image-file"]
     assert logged["summary"]["numbers"]["gp/toy_swissroll"] == pytest.approx(numbers["gp/toy_swissroll"])
@@ -90,7 +90,7 @@ def test_figure1b_clipping_explodes_or_vanishes_across_layers_the_penalty_stays_
 def test_critic_diagnostics_reach_wandb_as_lines_per_layer_and_a_weight_histogram(train_tiny, tmp_path, offline_wandb):
     train_tiny("logger=wandb", "train.critic_diagnostics=true", "lipschitz=clip", "metrics=none")
     (log,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
-    history = read_run(log)["history"]
+    history = finished_run(log)["history"]
     keys = set().union(*history)
     assert {"eval/layer_grad_norm_01", "eval/layer_grad_norm_04"} <= keys and "eval/layer_grad_norm_05" not in keys
     histograms = [row for row in history if "critic_weights/values" in row]

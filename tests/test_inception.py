@@ -15,7 +15,7 @@ from torch_fidelity.metric_kid import kid_features_to_metric
 
 from helpers import require_fid_helper
 from wgan.config import compose_config, validate
-from wandb_records import read_run
+from wandb_records import finished_run
 from wgan import cache
 from wgan import metrics
 from wgan.metrics import EvalContext, cli, inception
@@ -203,7 +203,7 @@ def test_a_short_image_run_logs_protocol_named_scores_to_results_and_wandb(tmp_p
     assert [sorted(e) for e in logged] == [sorted(["step", "elapsed", "fid_10", "kid_10", "kid_std_10"]),
                                            sorted(["step", "elapsed", "fid_20", "kid_20", "kid_std_20"])]
     (log,) = (tmp_path / "run").glob("wandb/offline-run-*/run-*.wandb")
-    wandb = read_run(log)
+    wandb = finished_run(log)
     keys = set().union(*wandb["history"])
     assert {"eval/fid_10", "eval/kid_10", "eval/fid_20"} <= keys and not any(k.startswith("eval/is") for k in keys)
     assert wandb["summary"]["final"]["fid_20"] == pytest.approx(results["final"]["fid_20"])

@@ -13,7 +13,7 @@ from torch import nn
 
 from helpers import as_set, build, random_images, write_folder, write_lmdb
 from wgan.config import build as build_component, compose_config
-from wandb_records import read_run
+from wandb_records import finished_run
 from wgan import overfitting
 from wgan.dataset import DatasetNotFound, read_mnist_5k
 from wgan.dataset.images import subset_indices
@@ -102,7 +102,7 @@ def test_validation_losses_are_logged_every_k_iterations_to_metrics_and_wandb(tm
         for name in ("training", "validation"):
             assert line[f"critic_loss_{name}_images"] >= -line[f"wasserstein_{name}_images"]
     (log,) = tmp_path.glob("wandb/offline-run-*/run-*.wandb")
-    logged = [row for row in read_run(log)["history"] if f"validation/{KEYS[0]}" in row]
+    logged = [row for row in finished_run(log)["history"] if f"validation/{KEYS[0]}" in row]
     assert [[row[f"validation/{key}"] for key in KEYS] for row in logged] == \
         [pytest.approx([line[key] for key in KEYS]) for line in validations]
     assert all("train/critic_loss" in row for row in logged)  # beside the training loss of the same step

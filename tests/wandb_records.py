@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from helpers import wait_for
 from wgan.wandb_offline import records
 
 
@@ -23,3 +24,17 @@ def read_run(path: Path) -> dict:
         elif kind == "summary":
             summary.update({item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.summary.update})
     return {"run": run, "history": history, "summary": summary}
+
+
+def finished_run(path: Path, timeout: float = 60) -> dict:
+    """`read_run` of a run that finished in this process, once its log holds the exit record: W&B's
+    service writes the log itself and, on a busy machine, can still be writing it when
+    `run.finish()` has returned (a whole-suite run read it without its run record)."""
+    def ended() -> bool:
+        try:
+            return any(record.HasField("exit") for record in records(path))
+        except ValueError:  # not even the header yet
+            return False
+
+    wait_for(ended, f"W&B to write the end of {path}", timeout, poll=0.1)
+    return read_run(path)
