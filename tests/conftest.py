@@ -27,6 +27,14 @@ def train_tiny(tmp_path):
     return train
 
 
+@pytest.fixture
+def offline_wandb(monkeypatch, tmp_path):
+    """W&B in offline mode without credentials, as a user's machine has it before `wandb login`."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
+
+
 @pytest.fixture(autouse=True)
 def cache_home(tmp_path_factory, monkeypatch) -> Path:
     """Each test's default cache directory ($XDG_CACHE_HOME/wgan), a folder of its own: tests never

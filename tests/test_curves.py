@@ -5,8 +5,10 @@ import json
 
 import pytest
 
-from wgan.curves import PAPER_FINAL, collect, main, paper_finals, plot
+from wandb_records import finished_run
+from wgan.curves import PAPER_FINAL, YScale, collect, main, paper_finals, plot
 from wgan.files import RunFiles
+from wgan.report import main as report_main
 
 
 @pytest.fixture
@@ -71,3 +73,40 @@ def test_the_papers_final_numbers_are_drawn_for_the_runs_they_describe(tmp_path)
     by_steps, by_time = plot(series, "is_1000", False, finals).axes
     assert [list(line.get_ydata()) for line in by_steps.lines] == [[3.0], [7.86, 7.86]]
     assert by_steps.get_legend().texts[1].get_text() == "paper, Table 3: WGAN-GP ResNet 7.86 (final)"
+    by_steps, by_time = plot(series, "is_1000", False, finals, YScale.symlog).axes
+    assert by_steps.get_yscale() == by_time.get_yscale() == "symlog"
+
+
+@pytest.mark.slow
+def test_the_figures_of_a_study_are_logged_to_wandb_beside_its_runs(train_tiny, tmp_path, offline_wandb, capsys):
+    """Curves and the report each log their PNG and numbers as a W&B run of job type `figure` in the
+    runs' project and group; the study's `wandb/` folder they leave is no job of the study."""
+    study = tmp_path / "study"
+    for method in ("wgan_gp", "wgan_clip"):
+        train_tiny(f"method={method}", "logger=wandb", "logger.project=figs", "logger.tags=[tiny]", "study=toy_figs",
+                   run_dir=study / f"method={method}")
+    assert main([str(study), "--metric", "w1"]) == 0
+    printed = capsys.readouterr().out
+    (log,) = study.glob("wandb/offline-run-*/run-*.wandb")
+    curves = finished_run(log)
+    assert {k: curves["run"][k] for k in ("name", "job_type", "group", "project", "tags")} == \
+        {"name": "curves-curves_w1", "job_type": "figure", "group": "toy_figs", "project": "figs", "tags": ["tiny"]}
+    assert [row.get("curves_w1/_type") for row in curves["history"]] == ["image-file"]
+    last = {s.method: s.values[-1] for s in collect([study], "w1")}
+    assert curves["summary"]["last"] == {f"{m}: {study / f'method={m}'}": pytest.approx(v) for m, v in last.items()}
+    assert f"W&B: run {curves['run']['id']} (curves-curves_w1) in project figs, group toy_figs, offline: " \
+           f"`wandb sync {study / 'wandb'}/offline-run-*-{curves['run']['id']}` uploads it" in printed
+
+    assert report_main([str(study), "--metric", "w1", "--thresholds", "10"]) == 0
+    assert "Jobs: 2 complete," in capsys.readouterr().out  # not the figure's W&B folder
+    (report_log,) = set(study.glob("wandb/offline-run-*/run-*.wandb")) - {log}
+    report = finished_run(report_log)
+    assert (report["run"]["name"], report["run"]["job_type"], report["run"]["group"]) == ("report-w1", "figure", "toy_figs")
+    assert [row.get("success/_type") for row in report["history"]] == ["image-file"]
+    better = "wgan_gp" if last["wgan_gp"] < last["wgan_clip"] else "wgan_clip"  # W1: lower is better
+    sign = report["summary"]["sign_test"]
+    assert (sign[f"{'a' if sign['a'] == better else 'b'}_better"], sign["ties"], sign["p_value"]) == (1, 0, 1.0)
+    assert report["summary"]["successes"] == {"wgan_clip": {"10.0": 1}, "wgan_gp": {"10.0": 1}}  # as report.csv
+
+    assert main([str(study), "--metric", "w1", "--no-log"]) == 0
+    assert len(list(study.glob("wandb/offline-run-*"))) == 2

@@ -20,13 +20,6 @@ from wgan.loss import WassersteinLoss
 TINY = ["threads=1", "arch.width=32", "train.batch_size=64", "train.iterations=20", "eval.every=20", "ckpt.every=20"]
 
 
-@pytest.fixture
-def offline_wandb(monkeypatch, tmp_path):
-    monkeypatch.setenv("WANDB_MODE", "offline")
-    monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    monkeypatch.setenv("NETRC", str(tmp_path / "no-netrc"))
-
-
 def test_layer_gradient_norms_follow_the_chain_rule_from_the_output_layer():
     critic = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1), nn.Flatten(0))
     real, fake = torch.randn(8, 2), torch.randn(8, 2)

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from wgan.logger import FIGURE_JOB_TYPE
 from wgan.report import (
     build_report,
     default_metric,
@@ -223,6 +224,9 @@ def test_wandb_adapter_gives_the_same_tables(study_dir):
                             summary=WandbSummary({k: v for k, v in record.items() if k != "traceback"}))
             for name, record in all_records()]
     runs.append(SimpleNamespace(name="gan-9", state="running", summary=WandbSummary({"_step": 3})))
+    # A figure drawn from the study, logged to its group (wgan.logger.log_figure_run), is no job.
+    runs.append(SimpleNamespace(name="report-is_50k", state="finished", job_type=FIGURE_JOB_TYPE,
+                                summary=WandbSummary({"metric": "is_50k"})))
     from_wandb = build_report(records_from_wandb(runs))
     from_files = build_report(records_from_dir(study_dir))
     for table in ("metric", "thresholds", "pair", "paired", "pair_counts", "successes", "scored", "missing"):

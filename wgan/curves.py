@@ -12,8 +12,11 @@ wasserstein, generator_loss, penalty, grad_norm_mean, ...), each line with `step
 training seconds (evaluations and checkpoints left out), which is the time axis. The method is the
 run's as its config names it (`wgan.config.method_name`: wgan_gp, wgan_clip, gan, or a
 `method_label`); several runs of one method share its colour and its one legend entry. `--negate`
-plots minus the metric (Figure 5a's negative critic loss). Writes `curves_<metric>.png` into the
-one directory given, or `--out`, atomically; prints where, and each run's last value.
+plots minus the metric (Figure 5a's negative critic loss); `--yscale symlog` keeps runs readable beside
+one that diverged by orders of magnitude. Writes `curves_<metric>.png` into the
+one directory given, or `--out`, atomically; prints where, and each run's last value. The figure is
+logged to W&B beside the runs (a run of job type `figure` in their project and group, with the
+last values as its summary) unless the runs ran with `logger=none` or `--no-log` is given.
 
 The paper's published values are overlaid where the paper gives any for the runs plotted. Its
 Figures 3 and 5a are plots without published numbers, so no curve is overlaid; what it publishes
@@ -27,6 +30,7 @@ import json
 import math
 import sys
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
@@ -34,7 +38,9 @@ from omegaconf import OmegaConf
 
 from wgan.config import method_name
 from wgan.files import DiskFull, RunFiles, atomic_write
+from wgan.logger import NullLogger, log_figure_run, runs_logger
 from wgan.report import find_job_dirs, is_job_dir
+from wgan.schema import ConfigError
 
 
 class CurvesError(Exception):
@@ -155,7 +161,20 @@ def time_axis(series: list[Series]) -> tuple[float, str]:
     return (3600.0, "hours") if longest > 2 * 3600 else (60.0, "minutes") if longest > 120 else (1.0, "seconds")
 
 
-def plot(series: list[Series], metric: str, negate: bool, finals: dict[str, PaperFinal]) -> Any:
+class YScale(Enum):
+    """The value axis: `symlog` (linear near zero, logarithmic beyond) keeps the other runs readable
+    beside one whose values ran off by orders of magnitude, of either sign."""
+
+    linear = "linear"
+    log = "log"
+    symlog = "symlog"
+
+    def __str__(self) -> str:  # as argparse shows the choices
+        return self.value
+
+
+def plot(series: list[Series], metric: str, negate: bool, finals: dict[str, PaperFinal],
+         yscale: YScale = YScale.linear) -> Any:
     """The two-panel figure: against generator iterations (left) and training time (right)."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # Agg without pyplot's global backend
     from matplotlib.figure import Figure
@@ -177,7 +196,7 @@ def plot(series: list[Series], metric: str, negate: bool, finals: dict[str, Pape
         for axes in (by_steps, by_time):
             axes.axhline(paper.value, color=colours[method], linestyle="--", linewidth=1,
                          label=paper.label if axes is by_steps else None)
-    by_steps.set(xlabel="generator iterations", ylabel=label)
+    by_steps.set(xlabel="generator iterations", ylabel=label, yscale=yscale.value)  # shared by both panels
     by_time.set(xlabel=f"training time ({unit})")
     for axes in (by_steps, by_time):
         axes.grid(alpha=0.3)
@@ -199,6 +218,10 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--negate", action="store_true", help="plot minus the metric (Figure 5a: -critic_loss)")
     parser.add_argument("--out", type=Path, help="the PNG to write (default: curves_<metric>.png in the one "
                                                  "directory given; required with several)")
+    parser.add_argument("--yscale", type=YScale, choices=list(YScale), default=YScale.linear,
+                        help="the value axis (default: linear; symlog where a diverged run dwarfs the others)")
+    parser.add_argument("--no-log", action="store_true", help="do not log the figure to W&B (by default it is "
+                        "logged beside the runs, with their logger: see wgan.logger.runs_logger)")
     return parser.parse_args(argv)
 
 
@@ -209,8 +232,9 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise CurvesError("several directories: say where the figure goes with --out PATH.png")
         out = args.out or args.dirs[0] / f"curves_{args.metric}.png"
         series = collect(args.dirs, args.metric, args.negate)
-        figure = plot(series, args.metric, args.negate, paper_finals(series, args.metric))
-    except CurvesError as error:
+        logger, group = (NullLogger(), "") if args.no_log else runs_logger(RunFiles(series[0].run).config)
+        figure = plot(series, args.metric, args.negate, paper_finals(series, args.metric), args.yscale)
+    except (CurvesError, ConfigError) as error:
         print(f"wgan-curves: error: {error}", file=sys.stderr)
         return 2
     try:
@@ -218,9 +242,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     except DiskFull as error:
         print(f"wgan-curves: error: {error}", file=sys.stderr)
         return 1
+    last = {f"{s.method}: {s.run}": s.values[-1] for s in series}
     for s in series:
         print(f"{s.method}: {s.run}: {len(s.steps)} points, last {s.values[-1]:.4g} at iteration {s.steps[-1]}")
     print(f"wrote {out}")
+    print(log_figure_run(logger, out_dir=out.parent, name=f"curves-{out.stem}", group=group, figure=out,
+                         config={"metric": args.metric, "negate": args.negate, "yscale": args.yscale.value,
+                                "runs": [str(s.run) for s in series]},
+                         summary={"last": last}))
     return 0
 
 

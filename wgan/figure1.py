@@ -37,6 +37,7 @@ from wgan.device import resolve_device
 from wgan.figures import GRID_POINTS, critic_surface, figure
 from wgan.files import RunFiles, Status
 from wgan.lipschitz import input_gradient_norms
+from wgan.logger import log_figure_run
 from wgan.optimizer import build_critic_optimizer, build_schedule
 from wgan.sampling import read_checkpoint
 from wgan.schema import ConfigError
@@ -193,7 +194,7 @@ def weights(out: Path, overrides: Sequence[str]) -> tuple[Path, dict[str, Any]]:
         ax.hist(values.numpy(), bins=100, color="tab:blue")
         for edge in (-HISTOGRAM_BOUND, HISTOGRAM_BOUND):
             ax.axvline(edge, color="tab:red", linestyle="--", linewidth=0.8)
-        ax.set(title=f"{title}: {fraction:.1%} within 1% of ±{HISTOGRAM_BOUND:g}", xlabel="weight", ylabel="count")
+        ax.set(title=f"{title}: {fraction:.2%} within 1% of ±{HISTOGRAM_BOUND:g}", xlabel="weight", ylabel="count")
         ax.locator_params(axis="x", nbins=5)
     fig.tight_layout()
     return save(fig, out / "figure1b_weights.png"), numbers
@@ -232,11 +233,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     path.with_suffix(".json").write_text(json.dumps(numbers, indent=2) + "\n")
     print(json.dumps(numbers, indent=2))
     print(f"figure: {path}\nnumbers: {path.with_suffix('.json')}")
-    logger = build(cfg.logger)
-    logger.start(run_dir=args.out, name=f"figure1-{args.command}", group=cfg.study, job_type="figure",
-                 config={"command": args.command, "overrides": list(args.overrides)})
-    logger.log_figure(path.stem, path, {})
-    logger.finish({"numbers": numbers})
+    print(log_figure_run(build(cfg.logger), out_dir=args.out, name=f"figure1-{args.command}", group=cfg.study,
+                         figure=path, config={"command": args.command, "overrides": list(args.overrides)},
+                         summary={"numbers": numbers}))
     return numbers
 
 

@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 from urllib.parse import urlparse
 
+import yaml
 from omegaconf import MISSING, DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from wgan.figures import TEXT_SUFFIX
 from wgan.schema import ConfigError
@@ -23,6 +25,8 @@ from wgan.schema import ConfigError
 if TYPE_CHECKING:
     import torch
 
+FIGURE_JOB_TYPE = "figure"  # the W&B job type of a figure drawn from runs (wgan.report leaves such runs out)
+WANDB_DIR = "wandb"  # the folder wandb.init(dir=d) writes into: d/wandb
 HISTOGRAM_BINS = 64  # wandb's default (it takes up to 512): enough to show a pile at each end of [-c, c]
 
 
@@ -72,10 +76,16 @@ class NullLogger:
 
 def check_config(cfg: DictConfig) -> None:
     """Online W&B needs credentials: fail before training rather than prompt for a login."""
-    if cfg._target_ == WandbLoggerConfig._target_ and cfg.mode == WandbMode.online and not wandb_credentials_available():
+    if cfg._target_ == WandbLoggerConfig._target_:
+        check_credentials(WandbMode(cfg.mode), "logger.mode=online", "logger.mode=offline")
+
+
+def check_credentials(mode: WandbMode, online: str, offline: str) -> None:
+    """`online` and `offline`: the settings, as the user gives them, that chose and that would avoid online mode."""
+    if mode == WandbMode.online and not wandb_credentials_available():
         raise ConfigError(
-            "logger.mode=online but no W&B credentials were found: run `wandb login` once, "
-            "or set WANDB_API_KEY, or use logger.mode=offline and `wandb sync` later"
+            f"{online} but no W&B credentials were found: run `wandb login` once, "
+            f"or set WANDB_API_KEY, or use {offline} and `wandb sync` later"
         )
 
 
@@ -112,7 +122,7 @@ class WandbLogger(NullLogger):
         from wgan import wandb_offline
 
         self._wandb = wandb
-        logged = wandb_offline.mend(run_dir / "wandb", resume_id) if resume_id else None
+        logged = wandb_offline.mend(run_dir / WANDB_DIR, resume_id) if resume_id else None
         self.first_new_step = 0 if logged is None else logged + 1
         self.run = wandb.init(
             project=self.project,
@@ -158,6 +168,56 @@ class WandbLogger(NullLogger):
     def finish(self, summary, exit_code=0):
         self.run.summary.update(summary)
         self.run.finish(exit_code=exit_code)
+
+
+def log_figure_run(logger: NullLogger, *, out_dir: Path, name: str, group: str, figure: Path,
+                   config: dict[str, Any], summary: dict[str, Any]) -> str:
+    """A figure drawn from runs, as a W&B run of its own (job type FIGURE_JOB_TYPE) in their group,
+    its summary the figure's numbers; W&B's files go to `out_dir/wandb` (WANDB_DIR). Returns a line for the
+    user saying where it went."""
+    if not isinstance(logger, WandbLogger):
+        return "W&B: not logged (no W&B logger in the runs' config.yaml, logger=none, or --no-log)"
+    logger.start(run_dir=out_dir, name=name, group=group, job_type=FIGURE_JOB_TYPE, config=config)
+    logger.log_figure(figure.stem, figure, {})
+    logger.finish(summary)
+    where = f"W&B: run {logger.run_id} ({name}) in project {logger.project}, group {group or '(none)'}"
+    if logger.mode == WandbMode.offline.value:
+        where += f", offline: `wandb sync {out_dir / WANDB_DIR}/offline-run-*-{logger.run_id}` uploads it"
+    return where
+
+
+def figure_wandb_logger(project: str, entity: Optional[str], tags: list[str]) -> WandbLogger:
+    """W&B in this machine's mode for a figure drawn from runs: WANDB_MODE, else offline, as
+    conf/logger/wandb.yaml resolves `logger.mode` for a run; online needs credentials."""
+    mode_name = os.environ.get("WANDB_MODE", WandbMode.offline.value)
+    try:
+        mode = WandbMode(mode_name)
+    except ValueError:
+        raise ConfigError(f"WANDB_MODE={mode_name} is not one of {', '.join(m.value for m in WandbMode)}") from None
+    check_credentials(mode, "WANDB_MODE=online", "WANDB_MODE=offline")
+    return WandbLogger(project, entity, mode, tags)
+
+
+def runs_logger(config_file: Path) -> tuple[NullLogger, str]:
+    """The logger and W&B group (the study) for a figure drawn from the runs whose first
+    config.yaml is `config_file`: W&B in the runs' project, entity and tags (see
+    figure_wandb_logger for the mode), or nothing where they ran with `logger=none`. A run directory
+    may be anyone's, so its config is read as plain data: its `_target_` is compared, never
+    imported, and no interpolation is resolved; one that is missing or unreadable names no logger."""
+    try:
+        cfg = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
+        return NullLogger(), ""
+    if not isinstance(cfg, dict):
+        return NullLogger(), ""
+    settings = cfg.get("logger") if isinstance(cfg.get("logger"), dict) else {}
+    group = str(cfg.get("study") or "")
+    if settings.get("_target_") != WandbLoggerConfig._target_:
+        return NullLogger(), group
+    entity, tags = settings.get("entity"), settings.get("tags")
+    return figure_wandb_logger(str(settings.get("project") or WandbLoggerConfig.project),
+                               None if entity is None else str(entity),
+                               [str(tag) for tag in tags] if isinstance(tags, list) else []), group
 
 
 def run_name(method: str, cfg: DictConfig) -> str:

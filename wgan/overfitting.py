@@ -14,7 +14,9 @@ penalty's interpolation weights seeded too. The official gan_mnist.py scores its
 every 100 iterations ('dev disc cost', in batches, with the penalty).
 
 `python -m wgan.overfitting DIR...` draws the negative critic loss of every run below the folders,
-on training and on validation images, one panel per run, and prints how far they diverged.
+on training and on validation images, one panel per run, prints how far they diverged, and logs the
+figure to W&B beside the runs (a run of job type `figure` in their project and group, the gap at each
+validation as its summary) unless they ran with `logger=none` or `--no-log` is given.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from torch import nn
 
 from wgan.arch.base import Generator
 from wgan.dataset.kind import Dataset
+from wgan.logger import NullLogger, log_figure_run, runs_logger
 from wgan.sampling import sampling_mode
 from wgan.schema import ConfigError
 
@@ -132,7 +135,7 @@ def plot(curves: dict[str, dict[str, list[float]]], path: Path) -> Path:
             top.plot(curve["step"], curve[name], label=f"{name} images")
         top.set(title=label, ylabel="negative critic loss")
         top.legend()
-        bottom.plot(curve["step"], [t - v for t, v in zip(curve["training"], curve["validation"])], color="black")
+        bottom.plot(curve["step"], gaps(curve), color="black")
         bottom.axhline(0, color="gray", linewidth=0.5)
         bottom.set(xlabel="generator iterations", ylabel="training - validation")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -140,11 +143,17 @@ def plot(curves: dict[str, dict[str, list[float]]], path: Path) -> Path:
     return path
 
 
+def gaps(curve: dict[str, list[float]]) -> list[float]:
+    """Training minus validation negative critic loss at each validation: positive where the
+    critic rates its training images above held-out ones."""
+    return [train - valid for train, valid in zip(curve["training"], curve["validation"])]
+
+
 def divergence(curve: dict[str, list[float]]) -> str:
     """How far the two curves are apart at the first and at the last validation."""
-    gaps = [train - valid for train, valid in zip(curve["training"], curve["validation"])]
-    return (f"negative critic loss, training - validation images: {gaps[0]:+.4g} at iteration {curve['step'][0]}, "
-            f"{gaps[-1]:+.4g} at iteration {curve['step'][-1]} (training {curve['training'][0]:.4g} -> "
+    gap = gaps(curve)
+    return (f"negative critic loss, training - validation images: {gap[0]:+.4g} at iteration {curve['step'][0]}, "
+            f"{gap[-1]:+.4g} at iteration {curve['step'][-1]} (training {curve['training'][0]:.4g} -> "
             f"{curve['training'][-1]:.4g}, validation {curve['validation'][0]:.4g} -> {curve['validation'][-1]:.4g})")
 
 
@@ -154,17 +163,27 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"run below the folders, one panel per run, into {FIGURE} in the first folder (or --out)."))
     parser.add_argument("dirs", nargs="+", type=Path, help="run directories or study directories holding them")
     parser.add_argument("--out", type=Path, help=f"the PNG to write (default: <first dir>/{FIGURE})")
+    parser.add_argument("--no-log", action="store_true", help="do not log the figure to W&B (by default it is "
+                        "logged beside the runs, with their logger: see wgan.logger.runs_logger)")
     args = parser.parse_args(argv)
     files = sorted({f for d in args.dirs for f in ([d / "metrics.jsonl"] if (d / "metrics.jsonl").is_file()
                                                      else d.rglob("metrics.jsonl"))})
-    curves = dict(zip(run_labels([f.parent for f in files]), map(read_curves, files)))
-    curves = {label: curve for label, curve in curves.items() if curve["step"]}
+    runs = {label: f.parent for label, f in zip(run_labels([f.parent for f in files]), files)}
+    curves = {label: curve for label, run in runs.items() if (curve := read_curves(run / "metrics.jsonl"))["step"]}
     if not curves:
         parser.error(f"no run below {', '.join(map(str, args.dirs))} logged validation losses (eval.validation_every)")
+    try:
+        logger, group = (NullLogger(), "") if args.no_log else runs_logger(runs[next(iter(curves))] / "config.yaml")
+    except ConfigError as error:
+        parser.error(str(error))
     for label, curve in curves.items():
         finite = all(math.isfinite(v) for name in SETS for v in curve[name])
         print(f"{label}: {divergence(curve)}" + ("" if finite else " (some values are not finite)"))
-    print(f"figure: {plot(curves, args.out or args.dirs[0] / FIGURE)}")
+    path = plot(curves, args.out or args.dirs[0] / FIGURE)
+    print(f"figure: {path}")
+    print(log_figure_run(logger, out_dir=path.parent, name="overfitting", group=group, figure=path,
+                         config={"runs": {label: str(runs[label]) for label in curves}},
+                         summary={"gap": {label: dict(zip(map(str, c["step"]), gaps(c))) for label, c in curves.items()}}))
     return 0
 
 

@@ -1,5 +1,6 @@
 """`python -m wgan.report` (or `wgan-report`): the robustness table of a study (the paper's Table 2
-and Appendix B) from the `results.json` of its jobs, or from their W&B runs.
+and Appendix B) and the paired comparison of two of its methods with an exact sign test (Appendix C:
+one- vs two-sided penalty), from the `results.json` of its jobs, or from their W&B runs.
 
     python -m wgan.report multirun/robustness_toy
     python -m wgan.report multirun/robustness_paper --metric is_50k --thresholds 3,5,7
@@ -17,7 +18,9 @@ run's evaluations) is better than t: greater, or smaller
 for a metric whose lower values are better (W1, FID, KID: as the metric registry declares it); a
 diverged job fails at every threshold; crashed, unfinished, unscored and missing jobs are listed,
 never counted. Prints Markdown and writes `report.md`, `report.csv` and `success.png` into `--out`
-(default: the study dir), each atomically.
+(default: the study dir), each atomically, and logs `success.png` to W&B beside the jobs (a run of
+job type `figure` in their project and group, the counts and the sign test as its summary) unless
+they ran with `logger=none` or `--no-log` is given.
 """
 from __future__ import annotations
 
@@ -33,9 +36,12 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from wgan.files import OUTCOMES, DiskFull, Status, atomic_write, atomic_write_text, counted, read_results
+from wgan.logger import FIGURE_JOB_TYPE, WANDB_DIR, NullLogger, figure_wandb_logger, log_figure_run, runs_logger
 from wgan.metrics import Better, direction
+from wgan.schema import ConfigError
 
 RESULTS = "results.json"
+SUCCESS_FIGURE = "success.png"
 IS_THRESHOLDS = [1.0 + 0.5 * i for i in range(17)]
 HQ_THRESHOLDS = [round(0.1 * i, 1) for i in range(1, 10)]
 # Appendix B of the paper (200 ImageNet 32x32 architectures, GAN vs WGAN-GP): min IS -> the four columns.
@@ -144,7 +150,8 @@ def is_job_dir(path: Path) -> bool:
 
 
 def find_job_dirs(study_dir: Path) -> list[Path]:
-    """Job directories at any depth; a job's own subfolders (.hydra, wandb, samples) are not searched.
+    """Job directories at any depth; a job's own subfolders (.hydra, wandb, samples) are not searched,
+    nor any `wandb` folder (where a figure drawn from the study logs: its run's files/config.yaml is no job).
     Each folder is visited once however many paths lead to it, so a symlink loop ends and no job is
     counted twice; links are followed after every real path, so a job is named by its real path
     where it has one. A folder that cannot be read is named on stderr."""
@@ -160,7 +167,7 @@ def find_job_dirs(study_dir: Path) -> list[Path]:
                 found.append(path)
                 continue
             for child in path.iterdir():
-                if child.is_dir() and not child.name.startswith("."):
+                if child.is_dir() and not child.name.startswith(".") and child.name != WANDB_DIR:
                     (linked if child.is_symlink() else pending).append(child)
         except OSError as error:
             print(f"wgan-report: warning: skipped {path}: {error.strerror or error}", file=sys.stderr)
@@ -185,9 +192,12 @@ def plain(value: Any) -> Any:
 
 
 def records_from_wandb(runs: Iterable[Any], scores: Scores = Scores.final) -> list[Job]:
-    """Jobs from W&B runs (`.summary`, `.name`, `.state`): the summary holds the keys of results.json."""
+    """Jobs from W&B runs (`.summary`, `.name`, `.state`): the summary holds the keys of results.json.
+    The group's figures (`.job_type` FIGURE_JOB_TYPE: curves, reports drawn from its runs) are no jobs."""
     jobs = []
     for run in runs:
+        if getattr(run, "job_type", None) == FIGURE_JOB_TYPE:
+            continue
         job = job_from_results(run.name, plain(run.summary), scores)
         jobs.append(Job(f"{run.name} (W&B state: {run.state})", "unfinished") if job.status == "unfinished" else job)
     return jobs
@@ -412,7 +422,7 @@ def write_outputs(report: Report, markdown: str, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "report.md", markdown + "\n")
     atomic_write_text(out / "report.csv", csv_text(report))
-    plot_success(report, out / "success.png")
+    plot_success(report, out / SUCCESS_FIGURE)
 
 
 def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
@@ -428,7 +438,33 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="where report.md, report.csv, success.png go (default: study dir)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of --group from W&B instead")
     parser.add_argument("--group", help="the W&B group (the study name)")
+    parser.add_argument("--no-log", action="store_true", help="do not log success.png to W&B (by default it is "
+                        "logged beside the jobs, with their logger: see wgan.logger.runs_logger)")
     return parser.parse_args(argv)
+
+
+def report_logger(args: argparse.Namespace, jobs: list[Job]) -> tuple[NullLogger, str]:
+    """The logger and W&B group of the report's figure: the W&B project the jobs were read from, or
+    the first job directory's logger; none with --no-log."""
+    if args.no_log:
+        return NullLogger(), ""
+    if args.wandb:
+        entity, _, project = args.wandb.rpartition("/")
+        return figure_wandb_logger(project, entity or None, []), args.group
+    configs = (args.study_dir / job.where / "config.yaml" for job in jobs)
+    first = next((config for config in configs if config.is_file()), None)
+    return runs_logger(first) if first else (NullLogger(), "")
+
+
+def summary(report: Report) -> dict[str, Any]:
+    """The report's counts for W&B: successes per method and threshold, and the paired sign test."""
+    counts = {"metric": report.metric, "scored": report.scored,
+              "successes": {m: {fmt(t): n for t, n in by_threshold.items()} for m, by_threshold in report.successes.items()}}
+    if report.sign:
+        sign = report.sign
+        counts["sign_test"] = {"a": report.pair[0], "b": report.pair[1], "a_better": sign.a_better,
+                               "b_better": sign.b_better, "ties": sign.ties, "p_value": sign.p_value}
+    return counts
 
 
 def split(text: Optional[str]) -> Optional[list[str]]:
@@ -452,7 +488,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         except ValueError:
             raise ReportError(f"--thresholds must be comma-separated numbers, not {args.thresholds!r}") from None
         report = build_report(jobs, args.metric, thresholds, split(args.methods), study, args.scores)
-    except ReportError as error:
+        logger, group = report_logger(args, jobs)
+    except (ReportError, ConfigError) as error:
         print(f"wgan-report: error: {error}", file=sys.stderr)
         return 2
     markdown = to_markdown(report)
@@ -462,6 +499,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except DiskFull as error:  # each file is the old or the new one, whole
         print(f"wgan-report: error: {error}", file=sys.stderr)
         return 1
+    logged = log_figure_run(logger, out_dir=out, name=f"report-{report.metric}", group=group, figure=out / SUCCESS_FIGURE,
+                            config={"argv": sys.argv[1:] if argv is None else list(argv)}, summary=summary(report))
+    print(logged, file=sys.stderr)  # stdout is the Markdown alone
     return 0
 
 
