@@ -157,6 +157,14 @@ def test_the_elu_space_of_appendix_d_builds_elu_networks_that_do_not_start_dead(
     assert dead_networks("official", shape, range(8), *elu) == []
 
 
+@pytest.mark.parametrize("shape", [(3, 32, 32), (2,)], ids=["32x32", "toy"])
+def test_the_random_space_takes_tf1s_elu_for_the_critic(shape):
+    arch = instantiate(compose_config(["arch=random", "arch.seed=3", "arch.d.nonlinearity=[elu_tf1]"]).arch)
+    assert arch.choices["d_nonlinearity"] == "elu_tf1"
+    assert any(isinstance(layer, TF1Elu) for layer in arch.critic(shape, "layer").modules())
+    assert not any(isinstance(layer, TF1Elu) for layer in arch.generator(shape).modules())
+
+
 @pytest.mark.parametrize("option,overrides,shape", [
     ("mlp", ["arch.nonlinearity=elu"], (2,)),
     ("dcgan", ["arch.g_nonlinearity=elu", "arch.d_nonlinearity=elu"], (3, 32, 32)),

@@ -70,6 +70,19 @@ def test_appendix_c_is_the_robustness_protocol_with_each_penalty():
         assert (cfg.lipschitz.lam, optimizer(cfg), cfg.train.n_critic) == (10.0, ("Adam", 1e-4, [0.0, 0.9]), 5)
 
 
+def test_appendix_c_in_miniature_is_the_toy_robustness_protocol_with_each_penalty():
+    toy = compose_config(["sweeps=robustness_toy", "method=wgan_gp"])
+    two, one = (compose_config(["sweeps=appendix_c_toy", "method=wgan_gp", f"lipschitz={name}"])
+                for name in ("gp", "gp_onesided"))
+    assert (method_name(two), two.lipschitz.one_sided, method_name(one), one.lipschitz.one_sided) == \
+        ("wgan_gp", False, "wgan_gp_onesided", True)
+    for cfg in (two, one):
+        assert cfg.study == "appendix_c_toy"
+        for key in ("arch", "dataset", "train", "eval", "optimizer"):
+            assert cfg[key] == toy[key], key
+        assert cfg.lipschitz.lam == toy.lipschitz.lam
+
+
 def test_appendix_d_labels_each_job_by_its_nonlinearity():
     for name in ("elu_tf1", "elu", "softplus"):
         cfg = compose_config(["sweeps=appendix_d_toy", f"arch.nonlinearity={name}"])

@@ -70,6 +70,8 @@ def test_jobs_expand_as_hydras_basic_sweeper_launches_them(overrides):
     ("robustness_fmnist", 20, {"method": {"dcgan", "wgan_gp"}, "arch.seed": {str(s) for s in range(10)}}),
     ("appendix_c", 348, {"method": {"wgan_gp"}, "lipschitz": {"gp", "gp_onesided"},
                          "arch.seed": {str(s) for s in range(174)}}),
+    ("appendix_c_toy", 20, {"method": {"wgan_gp"}, "lipschitz": {"gp", "gp_onesided"},
+                            "arch.seed": {str(s) for s in range(10)}}),
     ("appendix_d_toy", 18, {"arch.nonlinearity": {"elu_tf1", "elu", "softplus"}, "seed": {str(s) for s in range(6)}}),
     ("appendix_d_fmnist", 6, {"arch.d_nonlinearity": {"elu_tf1", "elu", "softplus"}, "seed": {"0", "1"}}),
 ])
