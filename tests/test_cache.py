@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from helpers import ROOT, fill, idx_bytes, random_images, require_fid_helper, tmpfs, write_png
+from helpers import ROOT, fill, idx_bytes, random_images, require_fid_helper, tmpfs, wait_for, write_png
 from wgan.config import build_dataset, compose_config
 from wgan import cache
 from wgan.dataset.images import Split
@@ -222,3 +224,86 @@ def test_the_default_cache_directory_follows_xdg_and_ignores_a_relative_one(monk
         monkeypatch.setenv("XDG_CACHE_HOME", ignored)
         assert cache.directory(None) == Path.home() / ".cache" / "wgan"
     assert cache.directory("~/elsewhere") == Path.home() / "elsewhere"
+
+
+# A process computing one cache entry: it notes each start and end of the computation in `events`,
+# and its computation lasts until the test creates `go`; it logs to <name>.log.
+SLOW_ENTRY = """
+import logging, os, sys, time, torch
+from pathlib import Path
+from wgan import cache
+from wgan.signals import Stopped, stop_signals
+folder, name = Path(sys.argv[1]), sys.argv[2]
+logging.basicConfig(filename=folder / f"{name}.log", level=logging.INFO, format="%(message)s", force=True)
+def compute():
+    with (folder / "events").open("a") as f: f.write(f"start {name}\\n")
+    while not (folder / "go").exists():
+        time.sleep(0.05)
+    with (folder / "events").open("a") as f: f.write(f"end {name}\\n")
+    return {"value": torch.arange(3.0) * 7}
+with stop_signals():
+    try:
+        print(cache.cached(folder / "cache", "slow", {"k": 1}, "sources", compute)["value"].tolist(), flush=True)
+    except Stopped as stopped:
+        sys.exit(f"stopped: {stopped}")
+"""
+
+
+def slow_entry(tmp_path: Path, name: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SLOW_ENTRY, str(tmp_path), name], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def events(tmp_path: Path) -> list[str]:
+    path = tmp_path / "events"
+    return path.read_text().splitlines() if path.exists() else []
+
+
+def wait_until_waiting(tmp_path: Path, name: str) -> None:
+    log = tmp_path / f"{name}.log"
+    wait_for(lambda: log.exists() and "waiting for another process computing slow-" in log.read_text(),
+             f"{name} to wait for the entry", 120, 0.05)
+
+
+@pytest.mark.slow
+def test_jobs_starting_together_compute_a_cache_entry_once_and_a_killed_one_blocks_nobody(tmp_path):
+    first = slow_entry(tmp_path, "first")
+    wait_for(lambda: events(tmp_path) == ["start first"], "the first process to start computing", 120, 0.05)
+    second = slow_entry(tmp_path, "second")
+    wait_until_waiting(tmp_path, "second")
+    (tmp_path / "go").touch()
+    outputs = [process.communicate(timeout=120) for process in (first, second)]
+    assert [process.returncode for process in (first, second)] == [0, 0], outputs
+    assert [out for out, _ in outputs] == ["[0.0, 7.0, 14.0]\n"] * 2
+    assert events(tmp_path) == ["start first", "end first"]  # the second read what the first saved
+
+    # A holder killed mid-computation: its lock goes with it, and the waiting process computes.
+    for path in (tmp_path / "events", tmp_path / "go", *(tmp_path / "cache").glob("slow-*.pt")):
+        path.unlink()
+    third = slow_entry(tmp_path, "third")
+    wait_for(lambda: events(tmp_path) == ["start third"], "the third process to start computing", 120, 0.05)
+    fourth = slow_entry(tmp_path, "fourth")
+    wait_until_waiting(tmp_path, "fourth")
+    third.kill()
+    third.wait()
+    wait_for(lambda: events(tmp_path) == ["start third", "start fourth"], "the fourth to compute", 60, 0.05)
+    (tmp_path / "go").touch()
+    out, err = fourth.communicate(timeout=60)
+    assert fourth.returncode == 0 and out == "[0.0, 7.0, 14.0]\n", err
+    assert events(tmp_path) == ["start third", "start fourth", "end fourth"]
+
+
+@pytest.mark.slow
+def test_a_stop_signal_ends_the_wait_for_another_processs_cache_entry_within_seconds(tmp_path):
+    holder = slow_entry(tmp_path, "holder")
+    wait_for(lambda: events(tmp_path) == ["start holder"], "the holder to start computing", 120, 0.05)
+    waiting = slow_entry(tmp_path, "waiting")
+    wait_until_waiting(tmp_path, "waiting")
+    sent = time.monotonic()
+    waiting.send_signal(signal.SIGTERM)
+    _, err = waiting.communicate(timeout=30)
+    assert time.monotonic() - sent < 5  # a stop point every LOCK_POLL_SECONDS
+    assert waiting.returncode == 1 and "stopped: SIGTERM during waiting for another process computing slow-" in err
+    holder.kill()
+    holder.wait()
+    assert events(tmp_path) == ["start holder"]
