@@ -259,18 +259,20 @@ def events(tmp_path: Path) -> list[str]:
     return path.read_text().splitlines() if path.exists() else []
 
 
-def wait_until_waiting(tmp_path: Path, name: str) -> None:
-    log = tmp_path / f"{name}.log"
+def holder_and_waiter(tmp_path: Path, holder: str, waiter: str) -> tuple[subprocess.Popen, subprocess.Popen]:
+    """`holder` computing the entry (until `go`), and `waiter` waiting for it."""
+    computing = slow_entry(tmp_path, holder)
+    wait_for(lambda: events(tmp_path)[-1:] == [f"start {holder}"], f"{holder} to start computing", 120, 0.05)
+    waiting = slow_entry(tmp_path, waiter)
+    log = tmp_path / f"{waiter}.log"
     wait_for(lambda: log.exists() and "waiting for another process computing slow-" in log.read_text(),
-             f"{name} to wait for the entry", 120, 0.05)
+             f"{waiter} to wait for the entry", 120, 0.05)
+    return computing, waiting
 
 
 @pytest.mark.slow
 def test_jobs_starting_together_compute_a_cache_entry_once_and_a_killed_one_blocks_nobody(tmp_path):
-    first = slow_entry(tmp_path, "first")
-    wait_for(lambda: events(tmp_path) == ["start first"], "the first process to start computing", 120, 0.05)
-    second = slow_entry(tmp_path, "second")
-    wait_until_waiting(tmp_path, "second")
+    first, second = holder_and_waiter(tmp_path, "first", "second")
     (tmp_path / "go").touch()
     outputs = [process.communicate(timeout=120) for process in (first, second)]
     assert [process.returncode for process in (first, second)] == [0, 0], outputs
@@ -280,10 +282,7 @@ def test_jobs_starting_together_compute_a_cache_entry_once_and_a_killed_one_bloc
     # A holder killed mid-computation: its lock goes with it, and the waiting process computes.
     for path in (tmp_path / "events", tmp_path / "go", *(tmp_path / "cache").glob("slow-*.pt")):
         path.unlink()
-    third = slow_entry(tmp_path, "third")
-    wait_for(lambda: events(tmp_path) == ["start third"], "the third process to start computing", 120, 0.05)
-    fourth = slow_entry(tmp_path, "fourth")
-    wait_until_waiting(tmp_path, "fourth")
+    third, fourth = holder_and_waiter(tmp_path, "third", "fourth")
     third.kill()
     third.wait()
     wait_for(lambda: events(tmp_path) == ["start third", "start fourth"], "the fourth to compute", 60, 0.05)
@@ -295,10 +294,7 @@ def test_jobs_starting_together_compute_a_cache_entry_once_and_a_killed_one_bloc
 
 @pytest.mark.slow
 def test_a_stop_signal_ends_the_wait_for_another_processs_cache_entry_within_seconds(tmp_path):
-    holder = slow_entry(tmp_path, "holder")
-    wait_for(lambda: events(tmp_path) == ["start holder"], "the holder to start computing", 120, 0.05)
-    waiting = slow_entry(tmp_path, "waiting")
-    wait_until_waiting(tmp_path, "waiting")
+    holder, waiting = holder_and_waiter(tmp_path, "holder", "waiting")
     sent = time.monotonic()
     waiting.send_signal(signal.SIGTERM)
     _, err = waiting.communicate(timeout=30)
