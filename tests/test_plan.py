@@ -76,6 +76,19 @@ def test_a_plan_measures_each_job_and_leaves_out_what_the_study_has_done(tmp_pat
     cores = plan.launcher_parallelism({"n_jobs": -1})  # robustness_toy's joblib launcher: one job per core
     assert table.rstrip().endswith(f"wall time with {cores} job{'s' if cores > 1 else ''} at a time")
 
+    assert plan.main([*STUDY, f"hydra.sweep.dir={sweep}", "--list"]) == 0  # measuring nothing
+    assert [line.split() for line in capsys.readouterr().out.splitlines()] == [
+        f"study robustness_toy in {sweep}: 2 jobs, 1 finished, 1 started, 0 not started".split(),
+        [job_dir_name(jobs[0]), "finished"], [job_dir_name(jobs[1]), *"10 of 20 iterations".split()]]
+
+
+def test_a_listing_reads_a_studys_progress_without_its_data_or_weights(tmp_path, capsys):
+    """Appendix C on ImageNet 32x32 and Inception weights, neither of which this machine has."""
+    assert plan.main(["sweeps=appendix_c", "arch.count=2", f"hydra.sweep.dir={tmp_path}", "--list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert (listed["study"], len(listed["jobs"])) == ("appendix_c", 4)
+    assert {(job["reached"], job["iterations"], job["finished"]) for job in listed["jobs"]} == {(0, 100_000, False)}
+
 
 def test_a_study_with_a_bad_setting_fails_naming_the_key(capsys, caplog):
     assert plan.main(["sweeps=robustness_toy", "train.batch_size=0", "logger=none"]) == 2

@@ -16,6 +16,9 @@ what its checkpoint leaves. The wall time is the study's jobs dealt in order to 
 workers (the launcher's n_jobs or array parallelism by default), each to the first free one, as
 Hydra's joblib launcher and a SLURM array run them. Nothing is written: a temporary directory
 holds the measuring runs.
+
+`--list` measures nothing: it lists the jobs and how far each has come (finished, the iteration of
+its checkpoint, not started), so a study's progress can be read without its data, weights or device.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
@@ -168,17 +171,44 @@ def reached(cfg: DictConfig, job_dir: Path) -> Optional[int]:
     return state["step"] if state else 0
 
 
+def job_progress(study: DictConfig, jobs: list[list[str]]) -> Iterator[tuple[str, DictConfig, Optional[int]]]:
+    """Each job's directory name, config (composed, not validated: validating checks for the
+    metrics' weights) and the iteration it goes on from (None: finished)."""
+    sweep_dir = Path(study.hydra.sweep.dir)
+    for job in jobs:
+        cfg = compose_config(job)
+        name = job_dir_name(job)
+        yield name, cfg, reached(cfg, sweep_dir / name)
+
+
+def listing(overrides: Sequence[str]) -> dict[str, Any]:
+    """The study's jobs and how far each has come, measuring nothing: no data, weights or device needed."""
+    study, jobs = study_jobs(overrides)
+    rows = [{"job": name, "iterations": cfg.train.iterations, "reached": cfg.train.iterations if step is None else step,
+             "finished": step is None} for name, cfg, step in job_progress(study, jobs)]
+    return {"study": study.study, "study_dir": str(study.hydra.sweep.dir), "jobs": rows}
+
+
+def print_listing(result: dict[str, Any]) -> None:
+    jobs = result["jobs"]
+    finished = sum(job["finished"] for job in jobs)
+    started = sum(not job["finished"] and job["reached"] > 0 for job in jobs)
+    print(f"study {result['study']} in {result['study_dir']}: {counted(len(jobs), 'job')}, {finished} finished, "
+          f"{started} started, {len(jobs) - finished - started} not started")
+    width = max([len(job["job"]) for job in jobs] + [3])
+    for job in jobs:
+        state = "finished" if job["finished"] else f"{job['reached']} of {job['iterations']} iterations"
+        print(f"  {job['job']:<{width}}  {state}")
+
+
 def plan(overrides: Sequence[str], iterations: int, parallel: Optional[int]) -> dict[str, Any]:
     study, jobs = study_jobs(overrides)
     workers = parallel or launcher_parallelism(study.hydra.launcher)
     threads = study.threads or cpu_share(study.hydra.launcher)
     sweep_dir = Path(study.hydra.sweep.dir)
     costs = []
-    for number, job in enumerate(jobs, 1):
-        cfg = compose_config(job)
+    for number, (name, cfg, step) in enumerate(job_progress(study, jobs), 1):
         validate(cfg)
-        name = job_dir_name(job)
-        step = reached(cfg, sweep_dir / name)
         if step is None:  # finished: nothing to measure
             cost = JobCost(name, 0, 0, 0.0, 0.0, 0.0, 0.0)
         else:
@@ -228,6 +258,8 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--iterations", type=int, default=3, help="timed iterations per job (default 3)")
     parser.add_argument("--parallel", type=int, help="jobs at a time (default: the launcher's)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--list", action="store_true", help="only list the jobs and how far each has come "
+                                                             "(measures nothing: no data or weights needed)")
     args = parser.parse_args(argv)
     if args.iterations < 1 or (args.parallel is not None and args.parallel < 1):
         parser.error("--iterations and --parallel must be at least 1")
@@ -239,14 +271,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     args = parse_args(argv)
     os.environ.setdefault("WANDB_SILENT", "true")  # the measuring W&B runs: not one banner per job
     try:
-        result = plan(args.overrides, args.iterations, args.parallel)
+        result = listing(args.overrides) if args.list else plan(args.overrides, args.iterations, args.parallel)
     except (ConfigError, RunDirError) as error:  # RunDirError: a job's checkpoints cannot be read
         log.error("%s", error)
         return 2
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print_plan(result)
+        (print_listing if args.list else print_plan)(result)
     return 0
 
 
