@@ -278,6 +278,7 @@ def test_jobs_starting_together_compute_a_cache_entry_once_and_a_killed_one_bloc
     assert [process.returncode for process in (first, second)] == [0, 0], outputs
     assert [out for out, _ in outputs] == ["[0.0, 7.0, 14.0]\n"] * 2
     assert events(tmp_path) == ["start first", "end first"]  # the second read what the first saved
+    assert [path.suffix for path in (tmp_path / "cache").iterdir()] == [".pt"]  # the entry alone: no lock left
 
     # A holder killed mid-computation: its lock goes with it, and the waiting process computes.
     for path in (tmp_path / "events", tmp_path / "go", *(tmp_path / "cache").glob("slow-*.pt")):
@@ -290,6 +291,7 @@ def test_jobs_starting_together_compute_a_cache_entry_once_and_a_killed_one_bloc
     out, err = fourth.communicate(timeout=60)
     assert fourth.returncode == 0 and out == "[0.0, 7.0, 14.0]\n", err
     assert events(tmp_path) == ["start third", "start fourth", "end fourth"]
+    assert not list((tmp_path / "cache").glob("*.lock"))  # the killed holder's too, once the fourth held it
 
 
 @pytest.mark.slow

@@ -87,19 +87,19 @@ def test_the_figures_of_a_study_are_logged_to_wandb_beside_its_runs(train_tiny, 
                    run_dir=study / f"method={method}")
     assert main([str(study), "--metric", "w1"]) == 0
     printed = capsys.readouterr().out
-    (log,) = study.glob("wandb/offline-run-*/run-*.wandb")
+    (log,) = study.glob("figures_wandb/wandb/offline-run-*/run-*.wandb")
     curves = finished_run(log)
     assert {k: curves["run"][k] for k in ("name", "job_type", "group", "project", "tags")} == \
-        {"name": "curves-curves_w1", "job_type": "figure", "group": "toy_figs", "project": "figs", "tags": ["tiny"]}
+        {"name": "curves_w1", "job_type": "figure", "group": "toy_figs", "project": "figs", "tags": ["tiny"]}
     assert [row.get("curves_w1/_type") for row in curves["history"]] == ["image-file"]
     last = {s.method: s.values[-1] for s in collect([study], "w1")}
     assert curves["summary"]["last"] == {f"{m}: {study / f'method={m}'}": pytest.approx(v) for m, v in last.items()}
-    assert f"W&B: run {curves['run']['id']} (curves-curves_w1) in project figs, group toy_figs, offline: " \
-           f"`wandb sync {study / 'wandb'}/offline-run-*-{curves['run']['id']}` uploads it" in printed
+    assert f"W&B: run {curves['run']['id']} (curves_w1) in project figs, group toy_figs, offline: " \
+           f"`wandb sync {study / 'figures_wandb' / 'wandb'}/offline-run-*-{curves['run']['id']}` uploads it" in printed
 
     assert report_main([str(study), "--metric", "w1", "--thresholds", "10"]) == 0
     assert "Jobs: 2 complete," in capsys.readouterr().out  # not the figure's W&B folder
-    (report_log,) = set(study.glob("wandb/offline-run-*/run-*.wandb")) - {log}
+    (report_log,) = set(study.glob("figures_wandb/wandb/offline-run-*/run-*.wandb")) - {log}
     report = finished_run(report_log)
     assert (report["run"]["name"], report["run"]["job_type"], report["run"]["group"]) == ("report-w1", "figure", "toy_figs")
     assert [row.get("success/_type") for row in report["history"]] == ["image-file"]
@@ -109,4 +109,4 @@ def test_the_figures_of_a_study_are_logged_to_wandb_beside_its_runs(train_tiny, 
     assert report["summary"]["successes"] == {"wgan_clip": {"10.0": 1}, "wgan_gp": {"10.0": 1}}  # as report.csv
 
     assert main([str(study), "--metric", "w1", "--no-log"]) == 0
-    assert len(list(study.glob("wandb/offline-run-*"))) == 2
+    assert len(list(study.glob("figures_wandb/wandb/offline-run-*"))) == 2

@@ -52,7 +52,7 @@ def test_figure1a_penalty_critics_reach_unit_gradients_and_clipping_stays_far_be
             assert numbers[f"clip/{dataset}"][f"grad_norm_{where}"] < 1e-3
     assert Image.open(out / "figure1a.png").size == (1200, 800)
     assert json.loads((out / "figure1a.json").read_text()) == numbers
-    (log,) = out.glob("wandb/offline-run-*/run-*.wandb")
+    (log,) = out.glob("figures_wandb/wandb/offline-run-*/run-*.wandb")
     logged = finished_run(log)
     assert logged["run"]["name"] == "figure1-surfaces" and logged["run"]["job_type"] == "figure"
     assert [row.get("figure1a/_type") for row in logged["history"]] == ["image-file"]

@@ -216,7 +216,7 @@ def test_a_critic_trained_on_4_images_rates_them_above_held_out_ones_and_the_fig
     printed = capsys.readouterr().out
     assert f"wgan_gp: negative critic loss, training - validation images: {penalty[0]:+.4g} at iteration 20, " \
            f"{penalty[-1]:+.4g} at iteration 60" in printed
-    (log,) = study.glob("wandb/offline-run-*/run-*.wandb")
+    (log,) = study.glob("figures_wandb/wandb/offline-run-*/run-*.wandb")
     figure = finished_run(log)
     assert (figure["run"]["name"], figure["run"]["job_type"], figure["run"]["group"]) == \
         ("overfitting", "figure", "figure5b_small")

@@ -79,7 +79,7 @@ def test_a_plan_measures_each_job_and_leaves_out_what_the_study_has_done(tmp_pat
     assert plan.main([*STUDY, f"hydra.sweep.dir={sweep}", "--list"]) == 0  # measuring nothing
     assert [line.split() for line in capsys.readouterr().out.splitlines()] == [
         f"study robustness_toy in {sweep}: 2 jobs, 1 finished, 1 started, 0 not started".split(),
-        [job_dir_name(jobs[0]), "finished"], [job_dir_name(jobs[1]), *"10 of 20 iterations".split()]]
+        [job_dir_name(jobs[0]), "finished", "(complete)"], [job_dir_name(jobs[1]), *"10 of 20 iterations".split()]]
 
 
 def test_a_listing_reads_a_studys_progress_without_its_data_or_weights(tmp_path, capsys):
@@ -95,7 +95,7 @@ def test_a_study_with_a_bad_setting_fails_naming_the_key(capsys, caplog):
     assert "train.batch_size" in caplog.text
 
 
-def test_a_job_whose_checkpoints_cannot_be_read_stops_the_plan_naming_them(tmp_path, caplog):
+def test_a_job_whose_checkpoints_cannot_be_read_stops_the_plan_naming_them(tmp_path, caplog, capsys):
     sweep = tmp_path / "study"
     jobs = plan.study_jobs([*STUDY, f"hydra.sweep.dir={sweep}"])[1]
     damaged = RunFiles(sweep / job_dir_name(jobs[0]))
@@ -103,3 +103,13 @@ def test_a_job_whose_checkpoints_cannot_be_read_stops_the_plan_naming_them(tmp_p
     damaged.checkpoint.write_bytes(b"PK\x03\x04 cut short")
     assert plan.main([*STUDY, f"hydra.sweep.dir={sweep}", "--iterations", "1"]) == 2
     assert f"no readable checkpoint: {damaged.checkpoint}" in caplog.text
+    assert plan.main([*STUDY, f"hydra.sweep.dir={sweep}", "--list"]) == 0  # the listing names it and goes on
+    listed = capsys.readouterr().out
+    assert "2 jobs, 0 finished, 1 started, 1 not started" in listed and f"no readable checkpoint: {damaged.checkpoint}" in listed
+
+
+def test_a_job_is_finished_as_training_decides_it(tmp_path):
+    cfg = compose_config([*STUDY])  # train.iterations=20
+    for status, step, left in (("diverged", 5, None), ("complete", 20, None), ("complete", 10, 0), ("crashed", 5, 0)):
+        (tmp_path / "results.json").write_text(json.dumps({"status": status, "step": step}))
+        assert plan.reached(cfg, tmp_path) == left, status  # a complete run asked for more is extended

@@ -18,7 +18,7 @@ from omegaconf.errors import ValidationError
 
 from wgan import wandb_offline
 from wgan.files import RunFiles
-from wgan.logger import NullLogger, WandbLogger, WandbMode, log_figure_run, runs_logger
+from wgan.logger import NullLogger, WandbLogger, WandbMode, log_figure_run, runs_figure_destination
 from wgan.schema import ConfigError
 from wgan.train import Trainer, run
 
@@ -178,44 +178,47 @@ def test_each_drawn_architecture_gets_its_own_run_name():
     assert run_name("gan", compose_config(["dataset=cifar10", "arch=dcgan", "seed=2"])) == "gan-dcgan-cifar10-s2"
 
 
-def write_config(path: Path, logger: str, study: str = "figs") -> Path:
-    path.write_text(f"study: {study}\nlogger:\n{logger}")
-    return path
+def run_dir_with(folder: Path, logger: str, study: str = "figs") -> Path:
+    """A run directory whose config.yaml names `logger` (YAML lines under `logger:`)."""
+    folder.mkdir()
+    (folder / "config.yaml").write_text(f"study: {study}\nlogger:\n{logger}")
+    return folder
 
 
 def test_a_figure_drawn_from_runs_logs_with_their_project_entity_and_tags_in_this_machines_mode(tmp_path, offline_wandb):
-    config = write_config(tmp_path / "config.yaml", "  _target_: wgan.logger.WandbLogger\n  project: gp-study\n"
-                                                   "  entity: lab\n  mode: online\n  tags: [cifar, 2026]\n")
-    logger, group = runs_logger(config)
-    assert isinstance(logger, WandbLogger) and group == "figs"
+    run = run_dir_with(tmp_path / "run", "  _target_: wgan.logger.WandbLogger\n  project: gp-study\n"
+                                         "  entity: lab\n  mode: online\n  tags: [cifar, 2026]\n")
+    to = runs_figure_destination([tmp_path / "no-config", run])  # the first run with a config
+    assert isinstance(to.logger, WandbLogger) and to.group == "figs"
     # The runs' mode was this machine's then (conf/logger/wandb.yaml); the figure's is this machine's now.
-    assert (logger.project, logger.entity, logger.tags, logger.mode) == ("gp-study", "lab", ["cifar", "2026"], "offline")
+    assert (to.logger.project, to.logger.entity, to.logger.tags, to.logger.mode) == ("gp-study", "lab", ["cifar", "2026"], "offline")
 
 
 def test_a_figure_logs_nothing_for_runs_without_wandb_and_never_imports_a_run_directorys_target(tmp_path, offline_wandb):
-    assert isinstance(runs_logger(write_config(tmp_path / "a.yaml", "  _target_: wgan.logger.NullLogger\n"))[0], NullLogger)
-    hostile = write_config(tmp_path / "b.yaml", "  _target_: os.system\n  project: ${oc.env:HOME}\n")
-    assert type(runs_logger(hostile)[0]) is NullLogger
-    interpolated = write_config(tmp_path / "c.yaml", "  _target_: wgan.logger.WandbLogger\n  project: ${oc.env:HOME}\n")
-    assert runs_logger(interpolated)[0].project == "${oc.env:HOME}"  # read as text, never resolved
-    (tmp_path / "d.yaml").write_text("logger: [unclosed\n")
-    for missing_or_damaged in (tmp_path / "nowhere.yaml", tmp_path / "d.yaml"):
-        logger, group = runs_logger(missing_or_damaged)
-        assert type(logger) is NullLogger and group == ""
-    assert log_figure_run(NullLogger(), out_dir=tmp_path, name="x", group="", figure=tmp_path / "x.png", config={},
-                          summary={}) == "W&B: not logged (no W&B logger in the runs' config.yaml, logger=none, or --no-log)"
-    assert not (tmp_path / "wandb").exists()
+    none = run_dir_with(tmp_path / "none", "  _target_: wgan.logger.NullLogger\n")
+    assert runs_figure_destination([none]).not_logged == "the runs ran with logger=none"
+    hostile = run_dir_with(tmp_path / "hostile", "  _target_: wgan_payload_never_imported.run\n  project: p\n")
+    assert type(runs_figure_destination([hostile]).logger) is NullLogger
+    assert "wgan_payload_never_imported" not in sys.modules
+    interpolated = run_dir_with(tmp_path / "interpolated", "  _target_: wgan.logger.WandbLogger\n  project: ${oc.env:HOME}\n")
+    assert runs_figure_destination([interpolated]).logger.project == "${oc.env:HOME}"  # read as text, never resolved
+    damaged = run_dir_with(tmp_path / "damaged", "  [unclosed\n")
+    assert runs_figure_destination([damaged, tmp_path / "nowhere"]).not_logged == "no readable config.yaml in the runs"
+    assert runs_figure_destination([interpolated], no_log=True).not_logged == "--no-log"
+    assert log_figure_run(runs_figure_destination([none]), out_dir=tmp_path, name="x", figure=tmp_path / "x.png",
+                          config={}, summary={}) == "W&B: not logged (the runs ran with logger=none)"
+    assert not list(tmp_path.rglob("wandb"))
 
 
 @pytest.mark.parametrize("mode, message", [
     ("online", "WANDB_MODE=online but no W&B credentials were found: run `wandb login` once, or set WANDB_API_KEY, "
                "or use WANDB_MODE=offline and `wandb sync` later"),
     ("sometimes", "WANDB_MODE=sometimes is not one of offline, online, disabled"),
+    ("disabled", "WANDB_MODE=disabled"),
 ])
-def test_a_figure_in_a_mode_that_cannot_work_is_refused_naming_wandb_mode(tmp_path, offline_wandb, monkeypatch,
-                                                                         mode, message):
+def test_a_figure_in_a_mode_that_cannot_work_is_drawn_and_says_why_it_was_not_logged(tmp_path, offline_wandb,
+                                                                                   monkeypatch, mode, message):
     monkeypatch.setenv("WANDB_MODE", mode)
-    config = write_config(tmp_path / "config.yaml", "  _target_: wgan.logger.WandbLogger\n  project: p\n")
-    with pytest.raises(ConfigError) as refused:
-        runs_logger(config)
-    assert str(refused.value) == message
+    run = run_dir_with(tmp_path / "run", "  _target_: wgan.logger.WandbLogger\n  project: p\n")
+    to = runs_figure_destination([run])
+    assert type(to.logger) is NullLogger and to.not_logged == message

@@ -15,32 +15,34 @@ Files are written atomically (a temporary name renamed into place), so the jobs 
 share one cache directory. An entry is computed by one process at a time (`computing_alone`): the
 jobs of a study that start together wait for the first to save it and read it, rather than each
 computing it (200 jobs of a SLURM array each computing the same 50,000 images' Inception
-statistics). The lock is the OS's (filelock's flock on `<entry>.lock` beside it, removed after), released
-when its holder dies, so a killed job never blocks the others; a directory that cannot hold one
-computes without it, as before: two jobs computing the same entry both write the same numbers.
+statistics). The lock is an flock on `<entry>.lock` beside it (removed after), which the kernel
+releases when its holder dies however it dies, so a killed job never blocks the others; a
+directory that cannot hold one computes without it: two jobs computing the same entry then both
+write the same numbers.
 """
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
 import os
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, TypeVar
 
 import torch
-from filelock import FileLock, Timeout
 
-from wgan.files import atomic_save, first_sentence
+from wgan.files import atomic_save, first_sentence, try_flock
 from wgan.signals import stop_point
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-LOCK_POLL_SECONDS = 1.0  # how often a process waiting for another's entry checks for a stop signal
+LOCK_POLL_SECONDS = 0.5  # how often a process waiting for another's entry tries the lock and checks for a stop
 
 # How often each kind of entry (the `name` of `cached`) was computed rather than read in this
 # process: what tests (and curious users) check to see that the cache is hit.
@@ -125,34 +127,55 @@ def cached(directory: Optional[Path], name: str, key: dict[str, Any], sources: s
 
 @contextlib.contextmanager
 def computing_alone(path: Path) -> Iterator[None]:
-    """Hold the entry's lock while it is read or computed; a stop signal ends the wait (a stop point
-    every second). Without a lock where the directory cannot hold one (read-only, not a folder)."""
-    lock = FileLock(f"{path}.lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        log.info("waiting for another process computing %s (it holds %s)", path.name, lock.lock_file)
-        while not acquired(lock, timeout=LOCK_POLL_SECONDS):
-            stop_point(f"waiting for another process computing {path.name}")
-    except OSError:
-        yield
-        return
+    """Hold the entry's lock (`<entry>.lock`) while it is read or computed."""
+    lock = Path(f"{path}.lock")
+    fd = locked(lock)
     try:
         yield
     finally:
-        lock.release()
-        # Leave the directory as it was. A process that opened this file before it went locks a
-        # file of its own: two processes may then compute one entry together, as without a lock.
-        with contextlib.suppress(OSError):
-            os.unlink(lock.lock_file)
+        if fd is not None:
+            # Removed while still held: a process that opened it meanwhile finds, once it holds it,
+            # that it is no longer the file at that name, and locks the one there (`locked`).
+            with contextlib.suppress(OSError):
+                os.unlink(lock)
+            os.close(fd)  # releases the flock
 
 
-def acquired(lock: FileLock, timeout: float) -> bool:
+def locked(lock: Path) -> Optional[int]:
+    """A descriptor holding an flock on `lock`, once no other process holds it: the wait logs what
+    it waits for and passes a stop point every LOCK_POLL_SECONDS. None where the directory cannot
+    hold a lock (read-only, below a file, a filesystem without flock): the entry is computed
+    without one."""
+    waiting = False
+    while True:
+        try:
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError:
+            return None
+        try:
+            held = try_flock(fd, fcntl.LOCK_EX)
+        except OSError:  # ENOLCK, EOPNOTSUPP: no flock on this filesystem
+            os.close(fd)
+            return None
+        if held and is_at(fd, lock):
+            return fd
+        os.close(fd)
+        if not held:
+            if not waiting:
+                log.info("waiting for another process computing %s (it holds %s)", lock.stem, lock)
+                waiting = True
+            stop_point(f"waiting for another process computing {lock.stem}")
+            time.sleep(LOCK_POLL_SECONDS)
+
+
+def is_at(fd: int, path: Path) -> bool:
+    """Whether the open file `fd` is still the file at `path` (not removed or replaced)."""
     try:
-        lock.acquire(timeout=timeout)
-        return True
-    except Timeout:
+        there, mine = os.stat(path), os.fstat(fd)
+    except FileNotFoundError:
         return False
+    return (there.st_dev, there.st_ino) == (mine.st_dev, mine.st_ino)
 
 
 def read_or_compute(path: Path, name: str, key: dict[str, Any], sources: str, compute: Callable[[], T]) -> T:

@@ -38,9 +38,8 @@ from omegaconf import OmegaConf
 
 from wgan.config import method_name
 from wgan.files import DiskFull, RunFiles, atomic_write
-from wgan.logger import NullLogger, log_figure_run, runs_logger
+from wgan.logger import add_no_log_argument, log_figure_run, runs_figure_destination
 from wgan.report import find_job_dirs, is_job_dir
-from wgan.schema import ConfigError
 
 
 class CurvesError(Exception):
@@ -220,8 +219,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                                                  "directory given; required with several)")
     parser.add_argument("--yscale", type=YScale, choices=list(YScale), default=YScale.linear,
                         help="the value axis (default: linear; symlog where a diverged run dwarfs the others)")
-    parser.add_argument("--no-log", action="store_true", help="do not log the figure to W&B (by default it is "
-                        "logged beside the runs, with their logger: see wgan.logger.runs_logger)")
+    add_no_log_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -232,9 +230,8 @@ def main(argv: Optional[list[str]] = None) -> int:
             raise CurvesError("several directories: say where the figure goes with --out PATH.png")
         out = args.out or args.dirs[0] / f"curves_{args.metric}.png"
         series = collect(args.dirs, args.metric, args.negate)
-        logger, group = (NullLogger(), "") if args.no_log else runs_logger(RunFiles(series[0].run).config)
         figure = plot(series, args.metric, args.negate, paper_finals(series, args.metric), args.yscale)
-    except (CurvesError, ConfigError) as error:
+    except CurvesError as error:
         print(f"wgan-curves: error: {error}", file=sys.stderr)
         return 2
     try:
@@ -246,7 +243,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     for s in series:
         print(f"{s.method}: {s.run}: {len(s.steps)} points, last {s.values[-1]:.4g} at iteration {s.steps[-1]}")
     print(f"wrote {out}")
-    print(log_figure_run(logger, out_dir=out.parent, name=f"curves-{out.stem}", group=group, figure=out,
+    print(log_figure_run(runs_figure_destination([s.run for s in series], args.no_log), out_dir=out.parent,
+                         name=out.stem, figure=out,
                          config={"metric": args.metric, "negate": args.negate, "yscale": args.yscale.value,
                                 "runs": [str(s.run) for s in series]},
                          summary={"last": last}))

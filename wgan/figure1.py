@@ -37,7 +37,7 @@ from wgan.device import resolve_device
 from wgan.figures import GRID_POINTS, critic_surface, figure
 from wgan.files import RunFiles, Status
 from wgan.lipschitz import input_gradient_norms
-from wgan.logger import log_figure_run
+from wgan.logger import FigureDestination, log_figure_run
 from wgan.optimizer import build_critic_optimizer, build_schedule
 from wgan.sampling import read_checkpoint
 from wgan.schema import ConfigError
@@ -233,9 +233,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     path.with_suffix(".json").write_text(json.dumps(numbers, indent=2) + "\n")
     print(json.dumps(numbers, indent=2))
     print(f"figure: {path}\nnumbers: {path.with_suffix('.json')}")
-    print(log_figure_run(build(cfg.logger), out_dir=args.out, name=f"figure1-{args.command}", group=cfg.study,
-                         figure=path, config={"command": args.command, "overrides": list(args.overrides)},
-                         summary={"numbers": numbers}))
+    print(log_figure_run(FigureDestination(build(cfg.logger), cfg.study), out_dir=args.out,
+                         name=f"figure1-{args.command}", figure=path,
+                         config={"command": args.command, "overrides": list(args.overrides)}, summary={"numbers": numbers}))
     return numbers
 
 

@@ -46,6 +46,14 @@ FINISHED = (Status.complete, Status.diverged)  # results: such a run is never tr
 OUTCOMES = (*FINISHED, Status.crashed)  # how a job ended, as a study's report counts it
 
 
+def is_finished(results: Optional[Results], iterations: int) -> bool:
+    """Whether a run whose results.json holds `results` has nothing left to train for `iterations`:
+    it diverged, or it completed at least that many (a complete run asked for more is extended)."""
+    if results is None or results["status"] not in FINISHED:
+        return False
+    return results["status"] != Status.complete or results["step"] >= iterations
+
+
 class Results(TypedDict, total=False):
     """results.json, the one record of a run that studies, the report, W&B's summary and the user
     read (README: "What `python run.py` does" lists the keys; tests/test_readme.py checks it)."""

@@ -7,12 +7,13 @@ online mode without credentials fails before training with instructions instead 
 """
 from __future__ import annotations
 
+import argparse
 import netrc
 import os
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, Sequence
 from urllib.parse import urlparse
 
 import yaml
@@ -20,6 +21,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from wgan.figures import TEXT_SUFFIX
+from wgan.files import first_sentence
 from wgan.schema import ConfigError
 
 if TYPE_CHECKING:
@@ -27,6 +29,7 @@ if TYPE_CHECKING:
 
 FIGURE_JOB_TYPE = "figure"  # the W&B job type of a figure drawn from runs (wgan.report leaves such runs out)
 WANDB_DIR = "wandb"  # the folder wandb.init(dir=d) writes into: d/wandb
+FIGURE_WANDB_DIR = "figures_wandb"  # beside a figure, the d of its W&B run: apart from any run's own wandb/
 HISTOGRAM_BINS = 64  # wandb's default (it takes up to 512): enough to show a pile at each end of [-c, c]
 
 
@@ -170,54 +173,86 @@ class WandbLogger(NullLogger):
         self.run.finish(exit_code=exit_code)
 
 
-def log_figure_run(logger: NullLogger, *, out_dir: Path, name: str, group: str, figure: Path,
+@dataclass
+class FigureDestination:
+    """Where a figure drawn from runs is logged: a W&B logger and group, or why nowhere."""
+
+    logger: NullLogger
+    group: str = ""
+    not_logged: str = "logger=none"  # why, where `logger` logs nothing
+
+
+def log_figure_run(to: FigureDestination, *, out_dir: Path, name: str, figure: Path,
                    config: dict[str, Any], summary: dict[str, Any]) -> str:
     """A figure drawn from runs, as a W&B run of its own (job type FIGURE_JOB_TYPE) in their group,
-    its summary the figure's numbers; W&B's files go to `out_dir/wandb` (WANDB_DIR). Returns a line for the
-    user saying where it went."""
-    if not isinstance(logger, WandbLogger):
-        return "W&B: not logged (no W&B logger in the runs' config.yaml, logger=none, or --no-log)"
-    logger.start(run_dir=out_dir, name=name, group=group, job_type=FIGURE_JOB_TYPE, config=config)
-    logger.log_figure(figure.stem, figure, {})
-    logger.finish(summary)
-    where = f"W&B: run {logger.run_id} ({name}) in project {logger.project}, group {group or '(none)'}"
-    if logger.mode == WandbMode.offline.value:
-        where += f", offline: `wandb sync {out_dir / WANDB_DIR}/offline-run-*-{logger.run_id}` uploads it"
+    its summary the figure's numbers, W&B's files in `out_dir/FIGURE_WANDB_DIR` (never among a run's
+    own). Returns a line for the user saying where it went. The figure is already written: a W&B
+    that fails (a network error online) costs the line, not the command."""
+    if not isinstance(to.logger, WandbLogger):
+        return f"W&B: not logged ({to.not_logged})"
+    try:
+        to.logger.start(run_dir=out_dir / FIGURE_WANDB_DIR, name=name, group=to.group, job_type=FIGURE_JOB_TYPE,
+                        config=config)
+        to.logger.log_figure(figure.stem, figure, {})
+        to.logger.finish(summary)
+    except Exception as error:  # wandb raises many kinds (CommError, UsageError, OSError, ...)
+        return f"W&B: not logged ({type(error).__name__}: {first_sentence(error)})"
+    where = f"W&B: run {to.logger.run_id} ({name}) in project {to.logger.project}, group {to.group or '(none)'}"
+    if to.logger.mode == WandbMode.offline.value:
+        where += f", offline: `wandb sync {out_dir / FIGURE_WANDB_DIR / WANDB_DIR}/offline-run-*-{to.logger.run_id}` uploads it"
     return where
 
 
-def figure_wandb_logger(project: str, entity: Optional[str], tags: list[str]) -> WandbLogger:
+def figure_wandb(project: str, entity: Optional[str], tags: list[str], group: str) -> FigureDestination:
     """W&B in this machine's mode for a figure drawn from runs: WANDB_MODE, else offline, as
-    conf/logger/wandb.yaml resolves `logger.mode` for a run; online needs credentials."""
+    conf/logger/wandb.yaml resolves `logger.mode` for a run. A mode that cannot work (unknown,
+    online without credentials, disabled) logs nothing, saying why: the figure is drawn anyway."""
     mode_name = os.environ.get("WANDB_MODE", WandbMode.offline.value)
     try:
         mode = WandbMode(mode_name)
     except ValueError:
-        raise ConfigError(f"WANDB_MODE={mode_name} is not one of {', '.join(m.value for m in WandbMode)}") from None
-    check_credentials(mode, "WANDB_MODE=online", "WANDB_MODE=offline")
-    return WandbLogger(project, entity, mode, tags)
-
-
-def runs_logger(config_file: Path) -> tuple[NullLogger, str]:
-    """The logger and W&B group (the study) for a figure drawn from the runs whose first
-    config.yaml is `config_file`: W&B in the runs' project, entity and tags (see
-    figure_wandb_logger for the mode), or nothing where they ran with `logger=none`. A run directory
-    may be anyone's, so its config is read as plain data: its `_target_` is compared, never
-    imported, and no interpolation is resolved; one that is missing or unreadable names no logger."""
+        return FigureDestination(NullLogger(), group, f"WANDB_MODE={mode_name} is not one of "
+                                                      f"{', '.join(m.value for m in WandbMode)}")
     try:
-        cfg = OmegaConf.to_container(OmegaConf.load(config_file), resolve=False)
-    except (OSError, yaml.YAMLError, OmegaConfBaseException):
-        return NullLogger(), ""
-    if not isinstance(cfg, dict):
-        return NullLogger(), ""
+        check_credentials(mode, "WANDB_MODE=online", "WANDB_MODE=offline")
+    except ConfigError as error:
+        return FigureDestination(NullLogger(), group, str(error))
+    if mode == WandbMode.disabled:
+        return FigureDestination(NullLogger(), group, "WANDB_MODE=disabled")
+    return FigureDestination(WandbLogger(project, entity, mode, tags), group)
+
+
+def runs_figure_destination(run_dirs: Sequence[Path], no_log: bool = False) -> FigureDestination:
+    """Where a figure drawn from `run_dirs` is logged: W&B in the project, entity, tags and group
+    (the study) of the first run with a readable config.yaml (see figure_wandb for the mode), or
+    nowhere where it ran with `logger=none` or `no_log` (--no-log) is given. A run directory may be
+    anyone's, so its config is read as plain data: its `_target_` is compared, never imported, and
+    no interpolation is resolved."""
+    if no_log:
+        return FigureDestination(NullLogger(), not_logged="--no-log")
+    cfg = next((config for run_dir in run_dirs if isinstance(config := plain_config(run_dir / "config.yaml"), dict)), None)
+    if cfg is None:
+        return FigureDestination(NullLogger(), not_logged="no readable config.yaml in the runs")
     settings = cfg.get("logger") if isinstance(cfg.get("logger"), dict) else {}
     group = str(cfg.get("study") or "")
     if settings.get("_target_") != WandbLoggerConfig._target_:
-        return NullLogger(), group
+        return FigureDestination(NullLogger(), group, "the runs ran with logger=none")
     entity, tags = settings.get("entity"), settings.get("tags")
-    return figure_wandb_logger(str(settings.get("project") or WandbLoggerConfig.project),
-                               None if entity is None else str(entity),
-                               [str(tag) for tag in tags] if isinstance(tags, list) else []), group
+    return figure_wandb(str(settings.get("project") or WandbLoggerConfig.project), None if entity is None else str(entity),
+                        [str(tag) for tag in tags] if isinstance(tags, list) else [], group)
+
+
+def plain_config(path: Path) -> Any:
+    """A config.yaml as plain data, interpolations unresolved; None where missing or unreadable."""
+    try:
+        return OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    except (OSError, yaml.YAMLError, OmegaConfBaseException):
+        return None
+
+
+def add_no_log_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--no-log", action="store_true", help="do not log the figure to W&B (by default it is "
+                        "logged beside the runs, with their logger: wgan.logger.runs_figure_destination)")
 
 
 def run_name(method: str, cfg: DictConfig) -> str:

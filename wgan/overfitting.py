@@ -32,7 +32,7 @@ from torch import nn
 
 from wgan.arch.base import Generator
 from wgan.dataset.kind import Dataset
-from wgan.logger import NullLogger, log_figure_run, runs_logger
+from wgan.logger import add_no_log_argument, log_figure_run, runs_figure_destination
 from wgan.sampling import sampling_mode
 from wgan.schema import ConfigError
 
@@ -163,8 +163,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"run below the folders, one panel per run, into {FIGURE} in the first folder (or --out)."))
     parser.add_argument("dirs", nargs="+", type=Path, help="run directories or study directories holding them")
     parser.add_argument("--out", type=Path, help=f"the PNG to write (default: <first dir>/{FIGURE})")
-    parser.add_argument("--no-log", action="store_true", help="do not log the figure to W&B (by default it is "
-                        "logged beside the runs, with their logger: see wgan.logger.runs_logger)")
+    add_no_log_argument(parser)
     args = parser.parse_args(argv)
     files = sorted({f for d in args.dirs for f in ([d / "metrics.jsonl"] if (d / "metrics.jsonl").is_file()
                                                      else d.rglob("metrics.jsonl"))})
@@ -172,16 +171,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     curves = {label: curve for label, run in runs.items() if (curve := read_curves(run / "metrics.jsonl"))["step"]}
     if not curves:
         parser.error(f"no run below {', '.join(map(str, args.dirs))} logged validation losses (eval.validation_every)")
-    try:
-        logger, group = (NullLogger(), "") if args.no_log else runs_logger(runs[next(iter(curves))] / "config.yaml")
-    except ConfigError as error:
-        parser.error(str(error))
     for label, curve in curves.items():
         finite = all(math.isfinite(v) for name in SETS for v in curve[name])
         print(f"{label}: {divergence(curve)}" + ("" if finite else " (some values are not finite)"))
     path = plot(curves, args.out or args.dirs[0] / FIGURE)
     print(f"figure: {path}")
-    print(log_figure_run(logger, out_dir=path.parent, name="overfitting", group=group, figure=path,
+    print(log_figure_run(runs_figure_destination([runs[label] for label in curves], args.no_log), out_dir=path.parent,
+                         name=path.stem, figure=path,
                          config={"runs": {label: str(runs[label]) for label in curves}},
                          summary={"gap": {label: dict(zip(map(str, c["step"]), gaps(c))) for label, c in curves.items()}}))
     return 0

@@ -32,14 +32,14 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import torch
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import DictConfig
 
 from wgan.config import compose_config, validate
-from wgan.files import FINISHED, RunDirError, RunFiles, counted
+from wgan.files import RunDirError, RunFiles, Status, counted, is_finished
 from wgan.schema import ConfigError
 from wgan.study import cpu_share, expand_jobs, job_dir_name, joblib_workers
 
@@ -162,43 +162,52 @@ def measure(cfg: DictConfig, name: str, iterations: int, threads: Optional[int])
 
 def reached(cfg: DictConfig, job_dir: Path) -> Optional[int]:
     """The iteration a job of the study directory goes on from (0 if it has not started), or None
-    if it has finished. A checkpoint that cannot be read is a RunDirError, as for the run itself."""
+    if it has finished, as training decides it (wgan.files.is_finished). A checkpoint that cannot
+    be read is a RunDirError, as for the run itself."""
     files = RunFiles(job_dir)
-    results = files.read_results()
-    if results is not None and results["status"] in FINISHED and results.get("step", 0) >= cfg.train.iterations:
+    if is_finished(files.read_results(), cfg.train.iterations):
         return None
     state = files.load_checkpoint()
     return state["step"] if state else 0
 
 
-def job_progress(study: DictConfig, jobs: list[list[str]]) -> Iterator[tuple[str, DictConfig, Optional[int]]]:
-    """Each job's directory name, config (composed, not validated: validating checks for the
-    metrics' weights) and the iteration it goes on from (None: finished)."""
-    sweep_dir = Path(study.hydra.sweep.dir)
-    for job in jobs:
-        cfg = compose_config(job)
-        name = job_dir_name(job)
-        yield name, cfg, reached(cfg, sweep_dir / name)
-
-
 def listing(overrides: Sequence[str]) -> dict[str, Any]:
-    """The study's jobs and how far each has come, measuring nothing: no data, weights or device needed."""
+    """The study's jobs and how far each has come, measuring nothing: no data, weights or device
+    needed (the configs are composed, not validated: validating looks for the metrics' weights)."""
     study, jobs = study_jobs(overrides)
-    rows = [{"job": name, "iterations": cfg.train.iterations, "reached": cfg.train.iterations if step is None else step,
-             "finished": step is None} for name, cfg, step in job_progress(study, jobs)]
-    return {"study": study.study, "study_dir": str(study.hydra.sweep.dir), "jobs": rows}
+    sweep_dir = Path(study.hydra.sweep.dir)
+    rows = []
+    for job in jobs:
+        cfg, name = compose_config(job), job_dir_name(job)
+        results = RunFiles(sweep_dir / name).read_results()
+        row = {"job": name, "iterations": cfg.train.iterations, "status": results["status"] if results else None}
+        try:
+            step = reached(cfg, sweep_dir / name)
+            row.update(finished=step is None, reached=cfg.train.iterations if step is None else step)
+        except RunDirError as error:  # its run will stop too: said here, for this job alone
+            row.update(finished=False, reached=None, error=str(error))
+        rows.append(row)
+    return {"study": study.study, "study_dir": str(sweep_dir), "jobs": rows}
+
+
+def job_state(job: dict[str, Any]) -> str:
+    if job["finished"]:
+        return f"finished ({job['status']})"
+    if job["reached"] is None:
+        return job["error"]
+    crashed = " (crashed: runs again)" if job["status"] == Status.crashed else ""
+    return f"{job['reached']} of {job['iterations']} iterations{crashed}"
 
 
 def print_listing(result: dict[str, Any]) -> None:
     jobs = result["jobs"]
     finished = sum(job["finished"] for job in jobs)
-    started = sum(not job["finished"] and job["reached"] > 0 for job in jobs)
+    started = sum(not job["finished"] and job["reached"] != 0 for job in jobs)
     print(f"study {result['study']} in {result['study_dir']}: {counted(len(jobs), 'job')}, {finished} finished, "
           f"{started} started, {len(jobs) - finished - started} not started")
-    width = max([len(job["job"]) for job in jobs] + [3])
+    width = max(len(job["job"]) for job in jobs)
     for job in jobs:
-        state = "finished" if job["finished"] else f"{job['reached']} of {job['iterations']} iterations"
-        print(f"  {job['job']:<{width}}  {state}")
+        print(f"  {job['job']:<{width}}  {job_state(job)}")
 
 
 def plan(overrides: Sequence[str], iterations: int, parallel: Optional[int]) -> dict[str, Any]:
@@ -207,8 +216,11 @@ def plan(overrides: Sequence[str], iterations: int, parallel: Optional[int]) -> 
     threads = study.threads or cpu_share(study.hydra.launcher)
     sweep_dir = Path(study.hydra.sweep.dir)
     costs = []
-    for number, (name, cfg, step) in enumerate(job_progress(study, jobs), 1):
+    for number, job in enumerate(jobs, 1):
+        cfg = compose_config(job)
         validate(cfg)
+        name = job_dir_name(job)
+        step = reached(cfg, sweep_dir / name)
         if step is None:  # finished: nothing to measure
             cost = JobCost(name, 0, 0, 0.0, 0.0, 0.0, 0.0)
         else:

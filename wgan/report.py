@@ -36,9 +36,9 @@ from pathlib import Path
 from typing import Any, Iterable, Optional
 
 from wgan.files import OUTCOMES, DiskFull, Status, atomic_write, atomic_write_text, counted, read_results
-from wgan.logger import FIGURE_JOB_TYPE, WANDB_DIR, NullLogger, figure_wandb_logger, log_figure_run, runs_logger
+from wgan.logger import (FIGURE_JOB_TYPE, WANDB_DIR, FigureDestination, add_no_log_argument, figure_wandb,
+                         log_figure_run, runs_figure_destination)
 from wgan.metrics import Better, direction
-from wgan.schema import ConfigError
 
 RESULTS = "results.json"
 SUCCESS_FIGURE = "success.png"
@@ -438,22 +438,17 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="where report.md, report.csv, success.png go (default: study dir)")
     parser.add_argument("--wandb", metavar="ENTITY/PROJECT", help="read the runs of --group from W&B instead")
     parser.add_argument("--group", help="the W&B group (the study name)")
-    parser.add_argument("--no-log", action="store_true", help="do not log success.png to W&B (by default it is "
-                        "logged beside the jobs, with their logger: see wgan.logger.runs_logger)")
+    add_no_log_argument(parser)
     return parser.parse_args(argv)
 
 
-def report_logger(args: argparse.Namespace, jobs: list[Job]) -> tuple[NullLogger, str]:
-    """The logger and W&B group of the report's figure: the W&B project the jobs were read from, or
-    the first job directory's logger; none with --no-log."""
-    if args.no_log:
-        return NullLogger(), ""
-    if args.wandb:
+def figure_destination(args: argparse.Namespace, jobs: list[Job]) -> FigureDestination:
+    """Where success.png is logged: the W&B project and group the jobs were read from, or the job
+    directories' logger (wgan.logger.runs_figure_destination)."""
+    if args.wandb and not args.no_log:
         entity, _, project = args.wandb.rpartition("/")
-        return figure_wandb_logger(project, entity or None, []), args.group
-    configs = (args.study_dir / job.where / "config.yaml" for job in jobs)
-    first = next((config for config in configs if config.is_file()), None)
-    return runs_logger(first) if first else (NullLogger(), "")
+        return figure_wandb(project, entity or None, [], args.group)
+    return runs_figure_destination([args.study_dir / job.where for job in jobs] if args.study_dir else [], args.no_log)
 
 
 def summary(report: Report) -> dict[str, Any]:
@@ -488,8 +483,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         except ValueError:
             raise ReportError(f"--thresholds must be comma-separated numbers, not {args.thresholds!r}") from None
         report = build_report(jobs, args.metric, thresholds, split(args.methods), study, args.scores)
-        logger, group = report_logger(args, jobs)
-    except (ReportError, ConfigError) as error:
+    except ReportError as error:
         print(f"wgan-report: error: {error}", file=sys.stderr)
         return 2
     markdown = to_markdown(report)
@@ -499,8 +493,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except DiskFull as error:  # each file is the old or the new one, whole
         print(f"wgan-report: error: {error}", file=sys.stderr)
         return 1
-    logged = log_figure_run(logger, out_dir=out, name=f"report-{report.metric}", group=group, figure=out / SUCCESS_FIGURE,
-                            config={"argv": sys.argv[1:] if argv is None else list(argv)}, summary=summary(report))
+    logged = log_figure_run(figure_destination(args, jobs), out_dir=out, name=f"report-{report.metric}",
+                            figure=out / SUCCESS_FIGURE, config={"argv": sys.argv[1:] if argv is None else list(argv)},
+                            summary=summary(report))
     print(logged, file=sys.stderr)  # stdout is the Markdown alone
     return 0
 

@@ -23,7 +23,7 @@ from wgan import checkpoints, signals, update
 from wgan.components import build_components
 from wgan.config import build, validate
 from wgan.evaluation import Evaluation
-from wgan.files import FINISHED, DiskFull, Results, RunFiles, Status, as_disk_full
+from wgan.files import DiskFull, Results, RunFiles, Status, as_disk_full, is_finished
 from wgan.identity import refuse_other_config
 from wgan.logger import NullLogger, run_info
 from wgan.metrics import unavailable
@@ -205,10 +205,10 @@ def run(cfg: DictConfig, run_dir: Path, resume_with: str | None = None) -> Resul
 def run_held(cfg: DictConfig, files: RunFiles, resume_with: str) -> Results:
     refuse_other_config(files, cfg)
     previous = files.read_results()
-    if previous is not None and previous["status"] in FINISHED:
-        if previous["status"] != Status.complete or previous["step"] >= cfg.train.iterations:
-            log.info("%s already holds a finished run (%s); not training again", files.dir, previous["status"])
-            return previous
+    if is_finished(previous, cfg.train.iterations):
+        log.info("%s already holds a finished run (%s); not training again", files.dir, previous["status"])
+        return previous
+    if previous is not None and previous["status"] == Status.complete:
         log.info("%s holds a run complete at iteration %d: extending it to train.iterations=%d",
                  files.dir, previous["step"], cfg.train.iterations)
     files.move_aside_results_folder()
